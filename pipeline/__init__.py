@@ -1,0 +1,21 @@
+"""newsreader: a daily Hacker News + Lobsters digest judged by an LLM CodeAgent.
+
+Modules, in the order data flows through them:
+
+    sources  -> fetch the front pages, keep raw snapshots
+    parse    -> deterministic parsers: HTML -> Story records
+    sandbox  -> a per-site SQLite DB (from schema.sql) and the agent's `sql` tool
+    rules    -> the built-in deterministic `rules` model
+    agent    -> one CodeAgent per site, in parallel; the collector
+    sync     -> validate each sandbox and merge it atomically into history
+    store    -> the history database (data/news.db)
+    serve    -> Datasette over the history
+"""
+
+import os
+
+# litellm fetches its model cost map from the internet at import time unless told
+# not to; newsreader must work offline, so default to the bundled copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__version__ = "0.1.0"

@@ -1,0 +1,92 @@
+"""The `newsreader` command line: a thin click layer over the pipeline modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__, store
+
+db_option = click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False),
+    envvar="NEWSREADER_DB",
+    default=str(store.DEFAULT_DB),
+    show_default=True,
+    help="History database (env: NEWSREADER_DB).",
+)
+
+
+def open_history(db: str):
+    try:
+        return store.open_db(db)
+    except store.StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="newsreader")
+def cli():
+    """Daily Hacker News + Lobsters digest, judged by an LLM CodeAgent.
+
+    Typical day: `newsreader refresh`, then `newsreader serve` and open the digest.
+    """
+
+
+@cli.command()
+@db_option
+def init(db):
+    """Create the history database (idempotent) and print where it is."""
+    database = open_history(db)
+    tags = database["tags"].count
+    click.echo(f"{db}: schema version {store.schema_version()}, {tags} tags")
+
+
+@cli.command()
+@db_option
+@click.option("--limit", default=10, show_default=True, help="How many recent runs to show.")
+def runs(db, limit):
+    """Show recent refresh runs, newest first."""
+    database = open_history(db)
+    rows = list(
+        database.query(
+            """
+            SELECT id, started_at, status, model, executor, stories, rejected,
+                   input_tokens, output_tokens, round(duration_s, 1) AS seconds, error
+            FROM runs ORDER BY id DESC LIMIT ?
+            """,
+            [limit],
+        )
+    )
+    if not rows:
+        click.echo("no runs yet: run `newsreader refresh`")
+        return
+    click.echo(format_table(rows))
+
+
+def format_table(rows: list[dict]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers="keys", tablefmt="simple", missingval="")
+
+
+@cli.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+def serve(db, host, port):
+    """Browse the history in Datasette (read-only for visitors)."""
+    open_history(db)  # create / migrate first, so Datasette sees the current schema
+    name = os.path.splitext(os.path.basename(db))[0]
+    click.echo(f"Serving {db} at http://{host}:{port}/{name}", err=True)
+    args = [sys.executable, "-m", "datasette", "serve", db, "--metadata", str(store.ROOT / "metadata.yml"),
+            "--host", host, "--port", str(port), "--setting", "sql_time_limit_ms", "3000"]
+    sys.stdout.flush()
+    os.execv(sys.executable, args)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,128 @@
+"""The history database: open or create it from schema.sql, migrate it, keep it in WAL.
+
+Every table and constraint comes from ``schema.sql`` at the repository root; this
+module only applies that file. The schema version lives in that file too (a
+``-- schema_version: N`` line) and is stored in ``PRAGMA user_version``, so an
+older database is migrated forward when it is opened instead of breaking.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "schema.sql"
+DEFAULT_DB = Path("data") / "news.db"
+
+# Changes that re-applying schema.sql cannot express (it only adds missing
+# tables, indexes, triggers and seed rows): statements keyed by the version
+# they bring a database up to, e.g. {2: ["ALTER TABLE runs ADD COLUMN x TEXT"]}.
+MIGRATIONS: dict[int, list[str]] = {}
+
+FTS_COLUMNS = ["title", "summary"]
+
+
+class StoreError(Exception):
+    """A history database that cannot be opened or used; the message says why."""
+
+
+def schema_sql() -> str:
+    return SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+def schema_version(sql: str | None = None) -> int:
+    match = re.search(r"^-- schema_version: (\d+)", sql or schema_sql(), re.MULTILINE)
+    if not match:
+        raise StoreError(f"{SCHEMA_PATH} has no '-- schema_version: N' line")
+    return int(match.group(1))
+
+
+def statements(sql: str) -> list[str]:
+    """Split a SQL script into complete statements (trigger bodies stay whole).
+
+    ``executescript`` would do this too, but it commits first, and migrations
+    must run inside one transaction.
+    """
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    leftover = [ln for ln in buf.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+    if leftover:
+        raise ValueError(f"incomplete SQL statement at the end: {leftover[0][:80]!r}")
+    return out
+
+
+def db_path(explicit: str | os.PathLike | None = None) -> Path:
+    """--db, else $NEWSREADER_DB, else data/news.db."""
+    return Path(explicit or os.environ.get("NEWSREADER_DB") or DEFAULT_DB)
+
+
+def connect(path: str | os.PathLike, *, timeout: float = 30.0) -> sqlite3.Connection:
+    """A connection with the settings every writer uses: autocommit, FKs on, WAL."""
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    if str(path) != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def apply_schema(conn: sqlite3.Connection) -> None:
+    """Create everything schema.sql declares, inside the caller's transaction."""
+    for stmt in statements(schema_sql()):
+        conn.execute(stmt)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to the schema version; return the version it had.
+
+    One IMMEDIATE transaction, so two processes opening a new database at once
+    cannot both create it, and a crash leaves the old version intact.
+    """
+    target = schema_version()
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current == target:
+        return current
+    if current > target:
+        raise StoreError(
+            f"database schema version {current} is newer than this newsreader ({target}); upgrade newsreader"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current < target:
+            apply_schema(conn)
+            for version in range(current + 1, target + 1):
+                for stmt in MIGRATIONS.get(version, []):
+                    conn.execute(stmt)
+            db = sqlite_utils.Database(conn)
+            if not db["stories"].detect_fts():
+                db["stories"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
+            conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return current
+
+
+def open_db(path: str | os.PathLike | None = None) -> sqlite_utils.Database:
+    """Open (creating and migrating as needed) the history database."""
+    path = db_path(path)
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = connect(path)
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open history database {path}: {exc}") from exc
+    return sqlite_utils.Database(conn)

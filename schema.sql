@@ -1,0 +1,253 @@
+-- newsreader schema: the single source of truth for every table and constraint.
+--
+-- The same file creates the history database (data/news.db), every per-site
+-- sandbox database the judge agent writes into, and the test databases.
+-- Code reads this file; it never restates these rules.
+--
+-- The rules live here so that SQLite itself rejects malformed rows: whatever
+-- wrote the INSERT (an LLM's generated code, a tampered sandbox, a bug in the
+-- host) gets the same verdict. Statements are idempotent (IF NOT EXISTS /
+-- INSERT OR IGNORE) so applying the file to an existing database is safe.
+--
+-- Text columns share one shape of check: no C0 control characters or DEL
+-- (GLOB class char(1)-char(31), char(127)), no NUL byte (checked on the
+-- BLOB cast, since SQLite string functions stop at NUL), no surrounding
+-- spaces, and a length cap.
+
+-- schema_version: 1  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
+
+CREATE TABLE IF NOT EXISTS sources (
+    slug TEXT PRIMARY KEY CHECK (slug IN ('hn', 'lobsters')),
+    name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
+    base_url TEXT NOT NULL CHECK (base_url GLOB 'https://[^/]*')
+) STRICT;
+
+INSERT OR IGNORE INTO sources (slug, name, base_url) VALUES
+    ('hn', 'Hacker News', 'https://news.ycombinator.com'),
+    ('lobsters', 'Lobsters', 'https://lobste.rs');
+
+-- The controlled tag vocabulary. The judge may only use these slugs.
+CREATE TABLE IF NOT EXISTS tags (
+    slug TEXT PRIMARY KEY CHECK (
+        length(slug) BETWEEN 1 AND 32
+        AND slug GLOB '[a-z]*'
+        AND slug NOT GLOB '*[^a-z0-9-]*'
+    ),
+    description TEXT NOT NULL CHECK (
+        length(description) BETWEEN 1 AND 200
+        AND description = trim(description)
+        AND description NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
+    )
+) STRICT;
+
+INSERT OR IGNORE INTO tags (slug, description) VALUES
+    ('ai', 'AI, machine learning, LLMs'),
+    ('programming', 'languages in general, compilers, type systems, software craft, developer tools'),
+    ('python', 'the Python language or its ecosystem'),
+    ('rust', 'the Rust language or its ecosystem'),
+    ('go', 'the Go language or its ecosystem'),
+    ('javascript', 'JavaScript/TypeScript, front-end frameworks'),
+    ('web', 'web platform, browsers, HTTP, CSS, web apps'),
+    ('databases', 'databases, SQL, data storage and processing'),
+    ('devops', 'infrastructure, cloud, deployment, containers, CI'),
+    ('security', 'security, privacy, cryptography, vulnerabilities'),
+    ('systems', 'operating systems, kernels, networking, distributed systems, performance, low-level'),
+    ('hardware', 'chips, devices, electronics, retro hardware'),
+    ('science', 'science, math, space, medicine'),
+    ('business', 'companies, startups, funding, markets, law, policy, regulation'),
+    ('culture', 'history, society, careers, essays, everything else non-technical');
+
+-- One row per refresh. Created 'running' when the refresh starts and finished
+-- once; a process that dies leaves 'running', which the next refresh marks failed.
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL CHECK (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*'),
+    finished_at TEXT CHECK (finished_at IS NULL OR finished_at >= started_at),
+    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'ok', 'partial', 'failed')),
+    model TEXT,
+    executor TEXT,
+    steps INTEGER CHECK (steps >= 0),
+    llm_calls INTEGER CHECK (llm_calls >= 0),
+    input_tokens INTEGER CHECK (input_tokens >= 0),
+    output_tokens INTEGER CHECK (output_tokens >= 0),
+    duration_s REAL CHECK (duration_s >= 0),
+    stories INTEGER CHECK (stories >= 0),
+    rejected INTEGER NOT NULL DEFAULT 0 CHECK (rejected >= 0),
+    error TEXT,
+    CHECK ((status = 'running') = (finished_at IS NULL))
+) STRICT;
+
+-- Per site and run: how that site's agent did.
+CREATE TABLE IF NOT EXISTS run_sites (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    source TEXT NOT NULL REFERENCES sources(slug),
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    candidates INTEGER NOT NULL DEFAULT 0 CHECK (candidates >= 0),
+    judged INTEGER NOT NULL DEFAULT 0 CHECK (judged >= 0),
+    steps INTEGER CHECK (steps >= 0),
+    llm_calls INTEGER CHECK (llm_calls >= 0),
+    input_tokens INTEGER CHECK (input_tokens >= 0),
+    output_tokens INTEGER CHECK (output_tokens >= 0),
+    fetch_s REAL CHECK (fetch_s >= 0),
+    judge_s REAL CHECK (judge_s >= 0),
+    error TEXT,
+    PRIMARY KEY (run_id, source)
+) STRICT;
+
+-- One row per story ever seen, keyed by the site's own id.
+CREATE TABLE IF NOT EXISTS stories (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL REFERENCES sources(slug),
+    source_id TEXT NOT NULL CHECK (
+        length(source_id) BETWEEN 1 AND 32 AND source_id NOT GLOB '*[^A-Za-z0-9_-]*'
+    ),
+    kind TEXT NOT NULL DEFAULT 'story' CHECK (kind IN ('story', 'ask', 'show', 'job')),
+    title TEXT NOT NULL CHECK (
+        length(title) BETWEEN 1 AND 300
+        AND title = trim(title)
+        AND title NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
+        AND instr(CAST(title AS BLOB), x'00') = 0
+    ),
+    -- The linked article; NULL for self posts (Ask HN, Lobsters text posts),
+    -- whose only page is the discussion.
+    url TEXT CHECK (url IS NULL OR (
+        (url GLOB 'https://[^/]*' OR url GLOB 'http://[^/]*')
+        AND length(url) <= 2048
+        AND url NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
+        AND instr(CAST(url AS BLOB), x'00') = 0
+    )),
+    discussion_url TEXT NOT NULL CHECK (
+        (discussion_url GLOB 'https://[^/]*' OR discussion_url GLOB 'http://[^/]*')
+        AND length(discussion_url) <= 2048
+        AND discussion_url NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
+        AND instr(CAST(discussion_url AS BLOB), x'00') = 0
+    ),
+    domain TEXT CHECK (domain IS NULL OR (
+        length(domain) BETWEEN 1 AND 255
+        AND domain NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
+        AND instr(CAST(domain AS BLOB), x'00') = 0
+    )),
+    author TEXT CHECK (author IS NULL OR (
+        length(author) BETWEEN 1 AND 64
+        AND author NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
+        AND instr(CAST(author AS BLOB), x'00') = 0
+    )),
+    submitted_at TEXT CHECK (submitted_at IS NULL OR
+        submitted_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]*'),
+    -- The site's own tags (Lobsters), a JSON array of strings.
+    native_tags TEXT CHECK (native_tags IS NULL OR (json_valid(native_tags) AND json_type(native_tags) = 'array')),
+    -- The URL with scheme, "www.", fragment, tracking parameters and trailing
+    -- slash removed: the same article posted on both sites has the same key.
+    canonical_url TEXT CHECK (canonical_url IS NULL OR length(canonical_url) BETWEEN 1 AND 2048),
+    -- The latest judgment's summary, kept here for browsing and full-text search.
+    summary TEXT,
+    first_seen_run INTEGER REFERENCES runs(id),
+    UNIQUE (source, source_id)
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS stories_canonical_url ON stories(canonical_url);
+
+-- Where a story stood in each run that saw it.
+CREATE TABLE IF NOT EXISTS sightings (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    story_id INTEGER NOT NULL REFERENCES stories(id),
+    rank INTEGER NOT NULL CHECK (rank BETWEEN 1 AND 1000),
+    points INTEGER CHECK (points >= 0),      -- NULL for job posts
+    comments INTEGER CHECK (comments >= 0),  -- NULL for job posts
+    PRIMARY KEY (run_id, story_id)
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS sightings_story ON sightings(story_id);
+
+-- The judge's verdict on one story in one run. Written by the agent, in its sandbox.
+CREATE TABLE IF NOT EXISTS judgments (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    story_id INTEGER NOT NULL REFERENCES stories(id),
+    relevant INTEGER NOT NULL CHECK (relevant IN (0, 1)),
+    score INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100),
+    summary TEXT NOT NULL CHECK (
+        length(summary) BETWEEN 10 AND 400
+        AND summary = trim(summary)
+        AND summary NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
+        AND instr(CAST(summary AS BLOB), x'00') = 0
+    ),
+    reason TEXT NOT NULL CHECK (
+        length(reason) BETWEEN 1 AND 300
+        AND reason NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
+        AND instr(CAST(reason AS BLOB), x'00') = 0
+    ),
+    PRIMARY KEY (run_id, story_id)
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS judgments_story ON judgments(story_id);
+
+-- A summary must say more than the title: it may not equal the title or be
+-- part of it, ignoring case, spaces and punctuation. A CHECK cannot read
+-- another table, so triggers do it, for inserts and updates alike.
+CREATE TRIGGER IF NOT EXISTS judgments_summary_not_title_insert
+BEFORE INSERT ON judgments
+WHEN (
+    SELECT instr(
+        lower(replace(replace(replace(replace(replace(replace(replace(s.title, ' ', ''), '.', ''), ',', ''), ':', ''), '-', ''), '''', ''), '"', '')),
+        lower(replace(replace(replace(replace(replace(replace(replace(NEW.summary, ' ', ''), '.', ''), ',', ''), ':', ''), '-', ''), '''', ''), '"', ''))
+    ) > 0
+    FROM stories AS s WHERE s.id = NEW.story_id
+)
+BEGIN
+    SELECT RAISE(ABORT, 'summary repeats the title: say what the story is and why it matters');
+END;
+
+CREATE TRIGGER IF NOT EXISTS judgments_summary_not_title_update
+BEFORE UPDATE OF summary, story_id ON judgments
+WHEN (
+    SELECT instr(
+        lower(replace(replace(replace(replace(replace(replace(replace(s.title, ' ', ''), '.', ''), ',', ''), ':', ''), '-', ''), '''', ''), '"', '')),
+        lower(replace(replace(replace(replace(replace(replace(replace(NEW.summary, ' ', ''), '.', ''), ',', ''), ':', ''), '-', ''), '''', ''), '"', ''))
+    ) > 0
+    FROM stories AS s WHERE s.id = NEW.story_id
+)
+BEGIN
+    SELECT RAISE(ABORT, 'summary repeats the title: say what the story is and why it matters');
+END;
+
+-- One to three vocabulary tags per judgment.
+CREATE TABLE IF NOT EXISTS story_tags (
+    run_id INTEGER NOT NULL,
+    story_id INTEGER NOT NULL,
+    tag TEXT NOT NULL REFERENCES tags(slug),
+    PRIMARY KEY (run_id, story_id, tag),
+    FOREIGN KEY (run_id, story_id) REFERENCES judgments(run_id, story_id)
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS story_tags_tag ON story_tags(tag);
+
+CREATE TRIGGER IF NOT EXISTS story_tags_at_most_three
+BEFORE INSERT ON story_tags
+WHEN (SELECT count(*) FROM story_tags WHERE run_id = NEW.run_id AND story_id = NEW.story_id) >= 3
+BEGIN
+    SELECT RAISE(ABORT, 'a story takes at most 3 tags');
+END;
+
+-- The same article seen on both sites in one run (same canonical URL).
+CREATE TABLE IF NOT EXISTS story_links (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    story_id INTEGER NOT NULL REFERENCES stories(id),
+    linked_story_id INTEGER NOT NULL REFERENCES stories(id),
+    PRIMARY KEY (run_id, story_id, linked_story_id),
+    CHECK (story_id <> linked_story_id)
+) STRICT;
+
+-- The collector's digest of a run's relevant stories (Markdown).
+CREATE TABLE IF NOT EXISTS digests (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+    body TEXT NOT NULL CHECK (length(body) BETWEEN 1 AND 100000)
+) STRICT;
+
+-- Rows the host refused while syncing a sandbox, and why. Nothing is dropped silently.
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    source TEXT NOT NULL REFERENCES sources(slug),
+    item TEXT NOT NULL,
+    reason TEXT NOT NULL
+) STRICT;

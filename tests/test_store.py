@@ -1,0 +1,105 @@
+"""The history database: created from schema.sql, idempotent, migrated forward, searchable."""
+
+import sqlite3
+
+from click.testing import CliRunner
+
+from pipeline import store
+from pipeline.cli import cli
+
+
+def schema_dump(path):
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall(), key=str)
+    finally:
+        conn.close()
+
+
+def test_init_twice_leaves_one_schema_and_one_vocabulary(tmp_path):
+    db = tmp_path / "news.db"
+    runner = CliRunner()
+    first = runner.invoke(cli, ["init", "--db", str(db)])
+    assert first.exit_code == 0, first.output
+    before = schema_dump(db)
+    second = runner.invoke(cli, ["init", "--db", str(db)])
+    assert second.exit_code == 0, second.output
+    assert schema_dump(db) == before
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM tags").fetchone() == (15,)
+    assert conn.execute("SELECT count(*) FROM sources").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (store.schema_version(),)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_every_table_is_strict_and_comes_from_schema_sql(history):
+    declared = {stmt.split()[5] for stmt in store.statements(store.schema_sql()) if stmt.startswith("CREATE TABLE")}
+    tables = {row[0]: row[1] for row in history.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")}
+    assert declared <= set(tables)
+    for name in declared:
+        assert tables[name].rstrip().endswith("STRICT"), name
+
+
+def test_older_database_is_migrated_forward(tmp_path):
+    """A database from before versioning (user_version 0, part of the schema) is brought up to date."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE tags (slug TEXT PRIMARY KEY, description TEXT NOT NULL)")
+    conn.execute("INSERT INTO tags VALUES ('ai', 'kept as it was')")
+    conn.commit()
+    conn.close()
+
+    db = store.open_db(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.schema_version()
+    assert {"runs", "stories", "judgments", "story_tags", "sightings"} <= set(db.table_names())
+    assert db.execute("SELECT description FROM tags WHERE slug='ai'").fetchone() == ("kept as it was",)
+    assert db["tags"].count == 15
+    assert db["stories"].detect_fts() == "stories_fts"
+
+
+def test_migrations_run_in_order(tmp_path, monkeypatch):
+    """A version bump applies its statements once, inside the migration transaction."""
+    path = tmp_path / "news.db"
+    store.open_db(path).conn.close()
+    target = store.schema_version() + 1
+    monkeypatch.setattr(store, "schema_version", lambda sql=None: target)
+    monkeypatch.setitem(store.MIGRATIONS, target, ["ALTER TABLE runs ADD COLUMN note TEXT"])
+    db = store.open_db(path)
+    assert "note" in db["runs"].columns_dict
+    assert db.execute("PRAGMA user_version").fetchone()[0] == target
+    store.open_db(path)  # already current: nothing re-applied
+
+
+def test_a_newer_database_is_refused_clearly(tmp_path):
+    path = tmp_path / "news.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    result = CliRunner().invoke(cli, ["init", "--db", str(path)])
+    assert result.exit_code != 0
+    assert "newer than this newsreader" in result.output
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "news.db"
+    path.write_text("this is not sqlite" * 100)
+    result = CliRunner().invoke(cli, ["init", "--db", str(path)])
+    assert result.exit_code == 1
+    assert "cannot open history database" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_full_text_search_covers_titles_and_summaries(history):
+    run_id = history.execute("INSERT INTO runs (started_at) VALUES ('2026-11-25T08:00:00')").lastrowid
+    history["stories"].insert(
+        dict(source="hn", source_id="1", title="A new query planner", discussion_url="https://news.ycombinator.com/item?id=1",
+             summary="How SQLite picks indexes for joins", first_seen_run=run_id)
+    )
+    assert [r["source_id"] for r in history["stories"].search("planner")] == ["1"]
+    assert [r["source_id"] for r in history["stories"].search("indexes")] == ["1"]
+
+
+def test_runs_command_on_an_empty_history(tmp_path):
+    result = CliRunner().invoke(cli, ["runs", "--db", str(tmp_path / "news.db")])
+    assert result.exit_code == 0
+    assert "no runs yet" in result.output
