@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
-from . import __version__, store
+from . import __version__, parse, sources, store
 
 db_option = click.option(
     "--db",
@@ -71,6 +73,41 @@ def format_table(rows: list[dict]) -> str:
     from tabulate import tabulate
 
     return tabulate(rows, headers="keys", tablefmt="simple", missingval="")
+
+
+source_choice = click.Choice(sorted(sources.SOURCES))
+
+
+@cli.command()
+@click.option("--source", "only", type=source_choice, multiple=True, help="Only this source (repeatable).")
+@click.option(
+    "--raw-dir", type=click.Path(file_okay=False), default="data/raw", show_default=True, help="Where pages are saved."
+)
+def fetch(only, raw_dir):
+    """Fetch front pages and save them unchanged; print the saved paths."""
+    failed = False
+    for source in only or sorted(sources.SOURCES):
+        try:
+            page = sources.fetch(source, Path(raw_dir))
+        except parse.SourceError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        click.echo(str(page.path))
+    if failed:
+        sys.exit(1)
+
+
+@cli.command(name="parse")
+@click.argument("source", type=source_choice)
+@click.argument("file", type=click.File("rb"))
+def parse_command(source, file):
+    """Parse a saved front page FILE and print its stories as a JSON array."""
+    try:
+        stories = parse.parse(source, file.read())
+    except parse.SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps([story.to_dict() for story in stories], indent=2, ensure_ascii=False))
 
 
 @cli.command()
