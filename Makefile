@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+SNAPSHOT := tests/fixtures/snapshot
+
+# Live pages first; with no network, say so loudly and use the bundled real snapshot.
 run: $(STAMP)
-	$(BIN)/newsreader init
+	$(BIN)/newsreader refresh || { \
+	  echo ""; \
+	  echo "*** live refresh failed (no network?) - FALLING BACK to the bundled snapshot in $(SNAPSHOT) ***"; \
+	  echo ""; \
+	  $(BIN)/newsreader refresh --snapshot $(SNAPSHOT); }
 	$(BIN)/newsreader serve
 
 test: $(STAMP)

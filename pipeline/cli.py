@@ -112,6 +112,50 @@ def parse_command(source, file):
 
 @cli.command()
 @db_option
+@click.option("--snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Read DIR/hn.html and DIR/lobsters.html instead of fetching.")
+@click.option("--source", "only", type=source_choice, multiple=True, help="Only this source (repeatable).")
+@click.option("--model", envvar="NEWSREADER_MODEL", default="rules", show_default=True,
+              help="'rules' (offline, deterministic) or any LiteLLM model id, e.g. anthropic/claude-haiku-4-5.")
+@click.option("--api-base", envvar="NEWSREADER_API_BASE", help="API base URL for the model (e.g. a local server).")
+@click.option("--executor", type=click.Choice(["local", "docker", "e2b", "modal", "blaxel"]), default="local",
+              show_default=True, help="Where the agent's code runs.")
+@click.option("--max-steps", type=click.IntRange(1, 50), default=6, show_default=True)
+@click.option("--no-wait", is_flag=True, help="Exit at once if another refresh is running.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, quiet):
+    """Fetch, judge and store today's front pages.
+
+    Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
+    """
+    from . import refresh as refresh_module
+    from .sync import RefreshBusy
+
+    echo = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+    options = refresh_module.Options(
+        db=db, snapshot=snapshot, sources=only or tuple(sources.SOURCES), model=model,
+        model_options={"api_base": api_base} if api_base else {}, executor=executor, max_steps=max_steps,
+        wait=not no_wait, echo=echo,
+    )
+    try:
+        report = refresh_module.refresh(options)
+    except RefreshBusy as exc:
+        raise click.ClickException(f"{exc}; not waiting (--no-wait)") from exc
+    except store.StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    summary = (f"run {report.run_id}: {report.status} — {report.stories} stories, {report.judged} judged, "
+               f"{report.rejected} rejected")
+    if report.status == "failed":
+        click.echo(f"error: {summary}: {'; '.join(report.errors)}", err=True)
+        sys.exit(1)
+    if report.status == "partial":
+        click.echo(f"warning: {summary}: {'; '.join(report.errors) or 'some rows were rejected'}", err=True)
+    elif not quiet:
+        click.echo(summary, err=True)
+
+
+@cli.command()
+@db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=int)
 def serve(db, host, port):

@@ -40,6 +40,7 @@ class SourceError(Exception):
 
     def __init__(self, source: str, message: str):
         self.source = source
+        self.reason = message
         super().__init__(f"{source}: {message}")
 
 

@@ -1,0 +1,318 @@
+"""The built-in `rules` model: deterministic judgment that drives the real agent loop.
+
+`RulesModel` is a smolagents `Model`. Like an LLM it reads the task (the
+candidate table in the prompt), and answers with Python code that calls the
+`sql` tool to INSERT judgments and tags, then `final_answer`. So `rules` goes
+through exactly the same agent -> sandbox -> validation -> sync path as a real
+model, offline and without a key, and the tests exercise that path.
+
+The judgment itself (`judge`) is a small, explainable classifier:
+- title words matched on word boundaries (never substrings: "Trusted Computing"
+  is not about rust, "email" is not about ai), with multi-word phrases;
+- Lobsters' own tags, mapped onto the vocabulary (strong evidence);
+- the domain (github.com -> programming, arxiv.org -> science ...);
+- the story kind (job posts are never relevant; Show/Ask HN keep their topic).
+Tags are ranked by evidence; relevance needs technical evidence that outweighs
+business/culture evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from smolagents import ChatMessage, MessageRole, Model
+from smolagents.monitoring import TokenUsage
+
+TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security", "systems"}
+CORE = TECHNICAL - {"web"}
+NON_TECHNICAL = {"business", "culture", "science"}
+
+# Word-boundary keywords per tag. Phrases may contain spaces; "+" and "." are literal.
+KEYWORDS: dict[str, list[str]] = {
+    "ai": ["ai", "a.i.", "llm", "llms", "gpt", "gpt-4", "gpt-5", "chatgpt", "openai", "claude", "anthropic", "gemini",
+           "llama", "mistral", "deepseek", "machine learning", "deep learning", "neural", "neural network",
+           "transformer", "transformers", "embedding", "embeddings", "rag", "agent", "agents", "agentic", "copilot",
+           "inference", "diffusion", "artificial intelligence", "ml", "model weights", "fine-tuning", "prompt",
+           "vibe coding", "vibecoding", "chatbot", "genai"],
+    "python": ["python", "pypi", "pip", "django", "flask", "fastapi", "numpy", "pandas", "cpython", "pytorch",
+               "asyncio", "jupyter", "pydantic"],
+    "rust": ["rust", "rustc", "cargo", "crates.io", "tokio"],
+    "go": ["golang", "go 1.\\d+", "goroutine", "goroutines"],
+    "javascript": ["javascript", "typescript", "js", "node.js", "nodejs", "npm", "react", "vue", "svelte", "deno",
+                   "bun", "jquery", "ecmascript", "next.js", "canvas"],
+    "web": ["web", "browser", "browsers", "http", "https", "css", "html", "chrome", "firefox", "safari", "website",
+            "websites", "webassembly", "wasm", "url", "urls", "cookies", "search engine", "web app", "dns", "webflow",
+            "frontend", "rss"],
+    "databases": ["database", "databases", "sql", "sqlite", "postgres", "postgresql", "mysql", "redis", "duckdb",
+                  "clickhouse", "datasette", "orm", "query", "queries", "data warehouse", "dataframe", "key-value",
+                  "nosql", "mongodb", "index", "indexes"],
+    "devops": ["kubernetes", "k8s", "docker", "container", "containers", "ci", "ci/cd", "terraform", "aws", "cloud",
+               "deploy", "deployment", "nix", "nixos", "ansible", "serverless", "devops", "observability",
+               "logging", "logs", "monitoring", "github actions", "self-hosted", "self-hosting", "homelab"],
+    "security": ["security", "vulnerability", "vulnerabilities", "exploit", "exploits", "cve", "injection", "attack",
+                 "attacks", "malware", "ransomware", "privacy", "encryption", "cryptography", "password", "passwords",
+                 "tls", "ssl", "breach", "hacked", "backdoor", "phishing", "bypassing", "bypass", "authentication",
+                 "sandbox", "sandboxing", "zero-day", "0day", "spyware", "surveillance", "fuzzing", "acme", "certificate",
+                 "certificates", "pgp", "ssh", "cookies"],
+    "systems": ["linux", "kernel", "os", "operating system", "unix", "bsd", "freebsd", "openbsd", "networking",
+                "network", "tcp", "udp", "ethernet", "userspace", "filesystem", "file system", "distributed",
+                "performance", "latency", "memory", "scheduler", "ebpf", "io_uring", "virtualization", "virtual machine",
+                "syscall", "syscalls", "posix", "systemd", "concurrency", "multithreading", "cache", "caching",
+                "assembly", "x86", "simd", "jit", "garbage collector", "allocator", "emulator", "windows", "macos",
+                "benchmark", "benchmarks", "protocol", "ipv6", "bgp", "consensus", "raft"],
+    "hardware": ["hardware", "chip", "chips", "cpu", "cpus", "gpu", "gpus", "risc-v", "arm", "fpga", "raspberry pi",
+                 "pico", "arduino", "keyboard", "laptop", "iphone", "ipad", "soldering", "retro", "microcontroller",
+                 "pcb", "semiconductor", "nvidia", "intel", "amd", "tsmc", "circuit", "transistor", "sensor", "robot",
+                 "3d printer", "3d printing", "console", "commodore", "amiga", "z80", "6502"],
+    "programming": ["programming", "programmer", "programmers", "code", "coding", "compiler", "compilers",
+                    "language", "languages", "programming language", "type system", "types", "java", "c++", "c",
+                    "haskell", "lisp", "ocaml", "zig", "elixir", "erlang", "kotlin", "swift", "scala", "clojure",
+                    "lua", "fortran", "cobol", "api", "apis", "library", "framework", "refactoring", "debugging",
+                    "debugger", "git", "vim", "neovim", "emacs", "editor", "ide", "vs code", "vscode",
+                    "open-source", "open source", "testing", "software", "developer", "developers", "codebase",
+                    "functional programming", "parser", "algorithm", "algorithms", "data structures", "regex",
+                    "unicode", "version control", "monorepo", "sdk", "cli", "terminal", "shell", "bash",
+                    "structured logs", "interpreter", "bytecode", "webassembly", "llvm", "gcc", "repl"],
+    "science": ["science", "scientists", "physics", "math", "mathematics", "mathematician", "biology", "space",
+                "nasa", "quantum", "climate", "solar", "medical", "medicine", "health", "brain", "study",
+                "researchers", "species", "universe", "cancer", "genetics", "chemistry", "astronomy", "telescope",
+                "planet", "mars", "moon", "evolution", "vaccine", "disease", "ocean", "energy", "nuclear", "fusion",
+                "theorem", "proof", "dna", "protein", "galaxy", "fossil", "bacteria", "virus", "neuroscience"],
+    "business": ["startup", "startups", "funding", "raises", "acquires", "acquisition", "ipo", "hiring", "is hiring",
+                 "layoffs", "revenue", "market", "markets", "stock", "stocks", "ceo", "company", "companies", "lawsuit",
+                 "court", "judge", "judges", "ruling", "rules", "law", "laws", "regulation", "ftc", "eu", "antitrust",
+                 "sec", "policy", "government", "congress", "senate", "tariff", "tariffs", "billion", "million",
+                 "price", "prices", "pricing", "investors", "valuation", "bankruptcy", "profit", "sales", "economy",
+                 "inflation", "trade", "competition", "monopoly", "section 230", "medicaid", "jobs", "salary",
+                 "adoption", "customers", "subscription", "advertising", "ads", "fined", "fine", "settlement",
+                 "license", "licensing", "trademark", "patent", "copyright", "bill", "ban", "banned", "election"],
+    "culture": ["history", "historical", "essay", "life", "career", "careers", "society", "book", "books", "art",
+                "music", "film", "movie", "museum", "culture", "death", "dies", "died", "obituary", "writing",
+                "writer", "novel", "poetry", "photography", "family", "children", "kids", "school", "education",
+                "city", "cities", "travel", "food", "sport", "sports", "game", "games", "story", "memoir",
+                "philosophy", "psychology", "happiness", "burnout", "remote work", "meetings", "management",
+                "manager", "interview", "texts", "language learning", "design"],
+}
+
+# Lobsters tags -> vocabulary (evidence worth more than a title word).
+LOBSTERS_TAGS: dict[str, list[str]] = {
+    "ai": ["ai"], "vibecoding": ["ai", "programming"], "python": ["python", "programming"],
+    "rust": ["rust", "programming"], "go": ["go", "programming"], "javascript": ["javascript", "web"],
+    "web": ["web"], "browsers": ["web"], "css": ["web"], "databases": ["databases"], "devops": ["devops"],
+    "nix": ["devops"], "security": ["security"], "cryptography": ["security"], "privacy": ["security"],
+    "reversing": ["security"], "linux": ["systems"], "unix": ["systems"], "osdev": ["systems"],
+    "windows": ["systems"], "mac": ["systems"], "freebsd": ["systems"], "openbsd": ["systems"],
+    "networking": ["systems"], "distributed": ["systems"], "performance": ["systems"], "hardware": ["hardware"],
+    "assembly": ["systems", "programming"], "compilers": ["programming"], "plt": ["programming"],
+    "programming": ["programming"], "practices": ["programming"], "testing": ["programming"],
+    "debugging": ["programming"], "vcs": ["programming"], "emacs": ["programming"], "vim": ["programming"],
+    "lisp": ["programming"], "lua": ["programming"], "zig": ["programming"], "c++": ["programming"],
+    "c": ["programming"], "clojure": ["programming"], "haskell": ["programming"], "ml": ["programming"],
+    "elixir": ["programming"], "erlang": ["programming"], "java": ["programming"], "dotnet": ["programming"],
+    "swift": ["programming"], "ruby": ["programming"], "php": ["programming"], "scala": ["programming"],
+    "compsci": ["programming", "science"], "api": ["programming"], "release": ["programming"],
+    "graphics": ["programming"], "games": ["culture"], "culture": ["culture"], "historical": ["culture"],
+    "person": ["culture"], "philosophy": ["culture"], "law": ["business"], "finance": ["business"],
+    "science": ["science"], "math": ["science"], "education": ["culture"], "video": [], "pdf": [],
+    "meta": ["culture"], "ask": [], "show": [], "satire": ["culture"], "design": ["web"], "mobile": ["programming"],
+    "android": ["programming"], "ios": ["programming"], "wasm": ["web", "programming"], "formalmethods": ["programming"],
+}
+
+DOMAIN_HINTS: dict[str, list[str]] = {
+    "github.com": ["programming"], "gitlab.com": ["programming"], "codeberg.org": ["programming"],
+    "sr.ht": ["programming"], "arxiv.org": ["science"], "lwn.net": ["systems"], "kernel.org": ["systems"],
+    "python.org": ["python"], "rust-lang.org": ["rust"], "go.dev": ["go"], "developer.mozilla.org": ["web"],
+    "sqlite.org": ["databases"], "postgresql.org": ["databases"], "nature.com": ["science"],
+    "science.org": ["science"], "quantamagazine.org": ["science"], "nasa.gov": ["science"],
+    "wsj.com": ["business"], "bloomberg.com": ["business"], "reuters.com": ["business"], "ft.com": ["business"],
+    "cnbc.com": ["business"], "techcrunch.com": ["business"], "economist.com": ["business"],
+    "greenhouse.io": ["business"], "lever.co": ["business"], "workable.com": ["business"],
+    "ycombinator.com": ["business"], "newyorker.com": ["culture"], "theatlantic.com": ["culture"],
+    "hackaday.com": ["hardware"], "hackaday.io": ["hardware"], "krebsonsecurity.com": ["security"],
+    "arstechnica.com": [], "theverge.com": ["business"], "nytimes.com": ["culture"], "bbc.com": ["culture"],
+    "bbc.co.uk": ["culture"], "theguardian.com": ["culture"], "wikipedia.org": ["culture"],
+}
+
+TITLE_WEIGHT, NATIVE_WEIGHT, DOMAIN_WEIGHT = 1.0, 2.0, 0.75
+SITE_NAMES = {"hn": "Hacker News", "lobsters": "Lobsters"}
+
+
+def _pattern(words: list[str]) -> re.Pattern:
+    alternatives = sorted((re.escape(w).replace(r"\\d\+", r"\d+").replace(r"\ ", r"\s+") for w in words), key=len,
+                          reverse=True)
+    # Word boundaries that also work for words ending in symbols ("c++", "node.js").
+    return re.compile(r"(?<![\w+#.-])(?:" + "|".join(alternatives) + r")(?![\w+#-]|\.\w)", re.IGNORECASE)
+
+
+PATTERNS = {tag: _pattern(words) for tag, words in KEYWORDS.items()}
+
+
+@dataclass
+class Candidate:
+    """One row of the candidate table in the task prompt."""
+
+    id: int
+    title: str
+    domain: str | None
+    site_tags: list[str]
+    points: int | None
+    comments: int | None
+    kind: str
+
+
+@dataclass
+class Verdict:
+    relevant: int
+    score: int
+    tags: list[str]
+    summary: str
+    reason: str
+
+
+def evidence(c: Candidate, vocabulary: set[str]) -> dict[str, float]:
+    """Weighted evidence per vocabulary tag from title words, site tags and domain."""
+    found: dict[str, float] = {}
+    title = re.sub(r"^(ask|show|launch|tell) hn:\s*", "", c.title, flags=re.IGNORECASE)
+    title = re.sub(r"\((?:19|20)\d\d\)\s*$", "", title)  # "(1998)" marks an old article, not a topic
+    for tag, pattern in PATTERNS.items():
+        hits = len(pattern.findall(title))
+        if hits:
+            found[tag] = found.get(tag, 0) + TITLE_WEIGHT * min(hits, 2)
+    for site_tag in c.site_tags:
+        for tag in LOBSTERS_TAGS.get(site_tag.lower(), [site_tag.lower()] if site_tag.lower() in vocabulary else []):
+            found[tag] = found.get(tag, 0) + NATIVE_WEIGHT
+    domain = (c.domain or "").lower().split("/")[0]
+    for known, tags in DOMAIN_HINTS.items():
+        if domain == known or domain.endswith("." + known):
+            for tag in tags:
+                found[tag] = found.get(tag, 0) + DOMAIN_WEIGHT
+    # A language tag implies the broader programming tag.
+    for lang in ("python", "rust", "go", "javascript"):
+        if lang in found:
+            found["programming"] = found.get("programming", 0) + 0.5
+    if re.search(r"\b\d{4}\)\s*$", c.title) or re.search(r"\bhistory\b", c.title, re.IGNORECASE):
+        found["culture"] = found.get("culture", 0) + 0.5
+    return {tag: weight for tag, weight in found.items() if tag in vocabulary}
+
+
+def judge(c: Candidate, vocabulary: set[str], site: str) -> Verdict:
+    ev = evidence(c, vocabulary)
+    if c.kind == "job":
+        ev["business"] = ev.get("business", 0) + 3
+    ranked = sorted(ev.items(), key=lambda kv: (-kv[1], kv[0]))
+    tags = [tag for tag, weight in ranked if weight >= 0.75][:3]
+    if not tags:
+        # Lobsters is computing-focused; an HN story with no evidence is most likely general interest.
+        tags = ["programming" if site == "lobsters" and "programming" in vocabulary else
+                ("culture" if "culture" in vocabulary else sorted(vocabulary)[0])]
+    technical = sum(w for t, w in ev.items() if t in CORE) + 0.5 * ev.get("web", 0)
+    other = sum(w for t, w in ev.items() if t in NON_TECHNICAL) + ev.get("hardware", 0) * 0.5
+    if site == "lobsters":
+        technical += 0.5  # the community itself filters for computing
+    relevant = int(c.kind != "job" and technical > 0 and technical >= other)
+    engagement = min(20, ((c.points or 0) // 25) + ((c.comments or 0) // 25))
+    score = max(0, min(100, (55 if relevant else 15) + int(10 * (technical - other)) + engagement))
+    if not relevant:
+        score = min(score, 45)
+    else:
+        score = max(score, 50)
+    return Verdict(relevant, score, tags, summary_for(c, tags, relevant, site), reason_for(ev, relevant, c))
+
+
+def summary_for(c: Candidate, tags: list[str], relevant: int, site: str) -> str:
+    kinds = {"ask": "discussion thread", "show": "project showcase", "job": "job posting", "story": "article"}
+    where = f"from {c.domain}" if c.domain else f"posted on {SITE_NAMES.get(site, site)}"
+    numbers = []
+    if c.points is not None:
+        numbers.append(f"{c.points} points")
+    if c.comments is not None:
+        numbers.append(f"{c.comments} comments")
+    engagement = f" ({', '.join(numbers)})" if numbers else ""
+    verdict = "worth a look for your interests" if relevant else "outside your usual interests"
+    return f"{kinds.get(c.kind, 'article').capitalize()} {where} on {' and '.join(tags)}{engagement}; {verdict}."
+
+
+def reason_for(ev: dict[str, float], relevant: int, c: Candidate) -> str:
+    if c.kind == "job":
+        return "hiring post"
+    if not ev:
+        return "no topical evidence in title, tags or domain"
+    top = ", ".join(f"{t}={w:g}" for t, w in sorted(ev.items(), key=lambda kv: -kv[1])[:4])
+    return ("technical evidence: " if relevant else "mostly non-technical: ") + top
+
+
+# --- reading the task, writing the code ---------------------------------------------
+
+CANDIDATES_MARKER = "CANDIDATES (JSON lines: id, title, domain, site_tags, points, comments, kind):"
+
+
+def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate]]:
+    """(run_id, site, vocabulary, candidates) from the task prompt the agent receives."""
+    run_id = int(re.search(r"^run_id: (\d+)$", task, re.MULTILINE).group(1))
+    site = re.search(r"^site: (\w+)$", task, re.MULTILINE).group(1)
+    vocabulary = set(re.findall(r"^- ([a-z][a-z0-9-]*): ", task, re.MULTILINE))
+    candidates = []
+    body = task.split(CANDIDATES_MARKER, 1)[1]
+    for line in body.splitlines():
+        line = line.strip()
+        if not line.startswith("["):
+            if candidates and line:
+                break
+            continue
+        cid, title, domain, site_tags, points, comments, kind = json.loads(line)
+        candidates.append(Candidate(cid, title, domain, site_tags, points, comments, kind))
+    return run_id, site, vocabulary, candidates
+
+
+def code_for(task: str) -> str:
+    """The Python the rules model 'writes': one INSERT per judgment and tag, then final_answer."""
+    run_id, site, vocabulary, candidates = parse_task(task)
+    rows = []
+    for c in candidates:
+        v = judge(c, vocabulary, site)
+        rows.append([c.id, v.relevant, v.score, v.summary, v.reason, v.tags])
+    return (
+        f"RUN = {run_id}\n"
+        f"rows = {rows!r}\n"
+        "failed = []\n"
+        "for story_id, relevant, score, summary, reason, tags in rows:\n"
+        "    r = sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) \"\n"
+        "            \"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\", [RUN, story_id, relevant, score, summary, reason])\n"
+        "    if r.startswith('error'):\n"
+        "        failed.append((story_id, r))\n"
+        "        continue\n"
+        "    for tag in tags:\n"
+        "        t = sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING\", [RUN, story_id, tag])\n"
+        "        if t.startswith('error'):\n"
+        "            failed.append((story_id, t))\n"
+        "print(sql('SELECT count(*) AS judged FROM judgments'))\n"
+        "print('failed:', failed)\n"
+        "final_answer(f'judged {len(rows) - len(failed)} of {len(rows)} stories')\n"
+    )
+
+
+class RulesModel(Model):
+    """A smolagents Model that answers every step with deterministic code (no network, no key)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(model_id="rules", **kwargs)
+
+    def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
+        task = next(text_of(m) for m in messages if role_of(m) == "user" and CANDIDATES_MARKER in text_of(m))
+        code = code_for(task)
+        content = f"Thought: judging every candidate with the deterministic rules.\n<code>\n{code}</code>"
+        return ChatMessage(role=MessageRole.ASSISTANT, content=content, token_usage=TokenUsage(0, 0))
+
+
+def role_of(message) -> str:
+    role = message["role"] if isinstance(message, dict) else message.role
+    return getattr(role, "value", role)
+
+
+def text_of(message) -> str:
+    content = message["content"] if isinstance(message, dict) else message.content
+    if isinstance(content, list):
+        return "\n".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""

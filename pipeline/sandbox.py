@@ -1,0 +1,228 @@
+"""The judge's sandbox: a per-site SQLite database built from schema.sql, and the agent's `sql` tool.
+
+The host creates one sandbox DB per site and run, preloads it with that site's
+candidate stories (sandbox story ids 1..N, in rank order) and the tag vocabulary,
+and gives the agent exactly one way in: the `sql` tool. The tool runs one
+statement per call under a default-deny authorizer: reads anywhere in `main`,
+writes only to the judgment tables; no DDL, PRAGMA, ATTACH, transactions or
+extension loading. Constraint failures come back as text the model can act on.
+
+The host never trusts what comes back: `validate` re-checks integrity, foreign
+keys and the exact schema before the sync reads a single row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smolagents import Tool
+
+from . import store
+from .parse import Story
+
+JUDGMENT_TABLES = ("judgments", "story_tags")
+
+
+class SqlTool(Tool):
+    """One SQL statement against the sandbox DB; errors are returned, not raised.
+
+    Self-contained on purpose: remote executors send this class's source into
+    their kernel, so every import and constant lives inside it, and `__init__`
+    arguments have defaults (inside a remote sandbox the DB is `sandbox.db` in the
+    kernel's working directory).
+    """
+
+    name = "sql"
+    description = (
+        "Run ONE SQLite statement against the sandbox database and return the result as text. "
+        "Use ? placeholders with `params` for values (safer than quoting). "
+        "SELECT returns rows (first 50); INSERT/UPDATE/DELETE return the number of rows changed. "
+        "You may write only to the tables judgments and story_tags. "
+        "A rejected statement returns a line starting with 'error:' and SQLite's reason; fix the row and retry."
+    )
+    inputs = {
+        "statement": {"type": "string", "description": "exactly one SQL statement"},
+        "params": {
+            "type": "array",
+            "description": "values for the ? placeholders, in order",
+            "nullable": True,
+        },
+    }
+    output_type = "string"
+
+    def __init__(self, db_path: str = "sandbox.db"):
+        super().__init__()
+        self.db_path = db_path
+
+    def forward(self, statement: str, params: list | None = None) -> str:
+        import sqlite3
+
+        writable = {"judgments", "story_tags"}
+        functions = {
+            "abs", "avg", "coalesce", "count", "group_concat", "ifnull", "iif", "instr", "json", "json_array",
+            "json_each", "json_extract", "json_group_array", "json_object", "length", "like", "glob", "lower",
+            "ltrim", "max", "min", "nullif", "printf", "format", "replace", "round", "rtrim", "substr",
+            "substring", "sum", "total", "trim", "typeof", "upper", "char", "unicode", "quote", "random",
+            "row_number", "rank", "dense_rank", "cast", "raise",
+        }
+
+        def authorizer(action, arg1, arg2, db_name, trigger):
+            if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE):
+                return sqlite3.SQLITE_OK
+            if action == sqlite3.SQLITE_READ:
+                return sqlite3.SQLITE_OK if db_name in ("main", None) else sqlite3.SQLITE_DENY
+            if action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
+                return sqlite3.SQLITE_OK if db_name == "main" and arg1 in writable else sqlite3.SQLITE_DENY
+            if action == sqlite3.SQLITE_FUNCTION:
+                return sqlite3.SQLITE_OK if (arg2 or "").lower() in functions else sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_DENY
+
+        if not isinstance(statement, str) or not statement.strip():
+            return "error: give one SQL statement as a string"
+        if params is not None and not isinstance(params, (list, tuple)):
+            return "error: params must be a list of values"
+        conn = None
+        try:
+            conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=10)
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.set_authorizer(authorizer)
+            budget = [0]
+
+            def progress():
+                budget[0] += 1
+                return 1 if budget[0] > 2000 else 0  # ~20M VM steps: no endless queries
+
+            conn.set_progress_handler(progress, 10000)
+            cursor = conn.execute(statement, list(params or []))
+            if cursor.description is None:
+                return f"ok: {cursor.rowcount} row(s) changed"
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchmany(51)
+            lines = [" | ".join(names)] + [" | ".join(str(v) for v in row) for row in rows[:50]]
+            if len(rows) > 50:
+                lines.append("... (more rows; add LIMIT/WHERE)")
+            text = "\n".join(lines)
+            return text if len(text) <= 8000 else text[:8000] + "\n... (truncated)"
+        except sqlite3.Error as exc:
+            return f"error: {exc}"
+        except (ValueError, TypeError, OverflowError, UnicodeError) as exc:
+            return f"error: {exc}"
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+@dataclass
+class Sandbox:
+    """A site's sandbox DB on the host, and which candidate each sandbox story id is."""
+
+    path: Path
+    source: str
+    run_id: int
+    candidates: dict[int, Story] = field(default_factory=dict)  # sandbox story id -> story
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) refused at preload
+
+
+def create(path: Path, source: str, run_id: int, started_at: str, stories: list[Story]) -> Sandbox:
+    """A fresh sandbox from schema.sql, preloaded with the run and the site's candidates.
+
+    A candidate the schema refuses (a hostile page can carry a `javascript:` link
+    or a 10 KB title) is left out and reported in `rejected`, never silently.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in (path, path.with_name(path.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    box = Sandbox(path=path, source=source, run_id=run_id)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN")
+        store.apply_schema(conn)
+        conn.execute("INSERT INTO runs (id, started_at) VALUES (?, ?)", [run_id, started_at])
+        next_id = 1
+        for story in stories:
+            try:
+                conn.execute("SAVEPOINT candidate")
+                insert_story(conn, next_id, story, run_id)
+                conn.execute(
+                    "INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (?, ?, ?, ?, ?)",
+                    [run_id, next_id, story.rank, story.points, story.comments],
+                )
+                conn.execute("RELEASE candidate")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK TO candidate")
+                conn.execute("RELEASE candidate")
+                box.rejected.append((f"story {story.source_id}", f"candidate refused: {exc}"))
+                continue
+            box.candidates[next_id] = story
+            next_id += 1
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return box
+
+
+def insert_story(conn: sqlite3.Connection, story_id: int | None, story: Story, run_id: int) -> int:
+    """Insert a parsed story row (the same columns in a sandbox and in history)."""
+    cursor = conn.execute(
+        """
+        INSERT INTO stories (id, source, source_id, kind, title, url, discussion_url, domain, author,
+                             submitted_at, native_tags, canonical_url, first_seen_run)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            story_id, story.source, story.source_id, story.kind, story.title, story.url, story.discussion_url,
+            story.domain, story.author, story.submitted_at, story_native_tags(story), canonical_url(story.url), run_id,
+        ],
+    )
+    return cursor.lastrowid
+
+
+def story_native_tags(story: Story) -> str | None:
+    return json.dumps(story.tags) if story.tags else None
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The key under which the same article on two sites matches.
+
+    Lower-case host without "www.", no scheme, fragment, trailing slash or
+    tracking parameters (utm_*, ref, fbclid...). Self posts have none.
+    """
+    if not url:
+        return None
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").removeprefix("www.")
+    if not host:
+        return None
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if not (k.startswith("utm_") or k in {"ref", "fbclid", "gclid", "source"})]
+    path = parts.path.rstrip("/")
+    return host + path + (f"?{urlencode(query)}" if query else "")
+
+
+def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:
+    """What is still missing for the agent to be done, as messages for the model."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        judged = {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
+        tagged = {row[0] for row in conn.execute("SELECT DISTINCT story_id FROM story_tags WHERE run_id = ?", [run_id])}
+        other_runs = conn.execute("SELECT count(*) FROM judgments WHERE run_id <> ?", [run_id]).fetchone()[0]
+    finally:
+        conn.close()
+    wanted = set(candidate_ids)
+    problems = []
+    if wanted - judged:
+        problems.append(f"stories without a judgment: {sorted(wanted - judged)}")
+    if judged - wanted:
+        problems.append(f"judgments for story ids that are not candidates: {sorted(judged - wanted)}")
+    if (judged & wanted) - tagged:
+        problems.append(f"judged stories without any tag: {sorted((judged & wanted) - tagged)}")
+    if other_runs:
+        problems.append(f"{other_runs} judgment(s) use a run_id other than {run_id}")
+    return problems
