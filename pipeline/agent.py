@@ -176,7 +176,7 @@ def judge_site(
         if run.token_usage is not None:
             result.input_tokens = run.token_usage.input_tokens
             result.output_tokens = run.token_usage.output_tokens
-        result.log = [str(s.observations or "")[:500] for s in steps]
+        result.log = [one_line(f"{s.observations or ''} {s.error or ''}", 2000) for s in steps]
         if run.state == "success":
             result.status, result.answer = "ok", str(run.output)[:500]
         else:
