@@ -57,28 +57,36 @@ class SqlTool(Tool):
         super().__init__()
         self.db_path = db_path
 
-    def forward(self, statement: str, params: list | None = None) -> str:
+    # Reads anywhere in main; writes only to the judgment tables; these functions only.
+    # (Space-separated strings: smolagents only ships string/dict class attributes to remote kernels.)
+    writable = "judgments story_tags"
+    functions = (
+        "abs avg coalesce count group_concat ifnull iif instr json json_array json_each json_extract "
+        "json_group_array json_object length like glob lower ltrim max min nullif printf format replace round "
+        "rtrim substr substring sum total trim typeof upper char unicode quote random row_number rank dense_rank"
+    )
+
+    def authorize(self, action, arg1, arg2, db_name, trigger):
+        """Default-deny sqlite3 authorizer: anything not allowed here is refused."""
         import sqlite3
 
-        writable = {"judgments", "story_tags"}
-        functions = {
-            "abs", "avg", "coalesce", "count", "group_concat", "ifnull", "iif", "instr", "json", "json_array",
-            "json_each", "json_extract", "json_group_array", "json_object", "length", "like", "glob", "lower",
-            "ltrim", "max", "min", "nullif", "printf", "format", "replace", "round", "rtrim", "substr",
-            "substring", "sum", "total", "trim", "typeof", "upper", "char", "unicode", "quote", "random",
-            "row_number", "rank", "dense_rank", "cast", "raise",
-        }
+        if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE):
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ:
+            return sqlite3.SQLITE_OK if db_name in ("main", None) else sqlite3.SQLITE_DENY
+        if action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
+            return sqlite3.SQLITE_OK if db_name == "main" and arg1 in self.writable.split() else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_OK if str(arg2).lower() in self.functions.split() else sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_DENY
 
-        def authorizer(action, arg1, arg2, db_name, trigger):
-            if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE):
-                return sqlite3.SQLITE_OK
-            if action == sqlite3.SQLITE_READ:
-                return sqlite3.SQLITE_OK if db_name in ("main", None) else sqlite3.SQLITE_DENY
-            if action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
-                return sqlite3.SQLITE_OK if db_name == "main" and arg1 in writable else sqlite3.SQLITE_DENY
-            if action == sqlite3.SQLITE_FUNCTION:
-                return sqlite3.SQLITE_OK if (arg2 or "").lower() in functions else sqlite3.SQLITE_DENY
-            return sqlite3.SQLITE_DENY
+    def progress(self):
+        """Called every 10k VM steps: abort a statement after ~20M (no endless recursive queries)."""
+        self.budget = self.budget - 1
+        return 1 if self.budget < 0 else 0
+
+    def forward(self, statement: str, params: list | None = None) -> str:
+        import sqlite3
 
         if not isinstance(statement, str) or not statement.strip():
             return "error: give one SQL statement as a string"
@@ -88,20 +96,15 @@ class SqlTool(Tool):
         try:
             conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=10)
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.set_authorizer(authorizer)
-            budget = [0]
-
-            def progress():
-                budget[0] += 1
-                return 1 if budget[0] > 2000 else 0  # ~20M VM steps: no endless queries
-
-            conn.set_progress_handler(progress, 10000)
+            conn.set_authorizer(self.authorize)
+            self.budget = 2000
+            conn.set_progress_handler(self.progress, 10000)
             cursor = conn.execute(statement, list(params or []))
             if cursor.description is None:
                 return f"ok: {cursor.rowcount} row(s) changed"
-            names = [d[0] for d in cursor.description]
+            names = [column[0] for column in cursor.description]
             rows = cursor.fetchmany(51)
-            lines = [" | ".join(names)] + [" | ".join(str(v) for v in row) for row in rows[:50]]
+            lines = [" | ".join(names)] + [" | ".join(map(str, row)) for row in rows[:50]]
             if len(rows) > 50:
                 lines.append("... (more rows; add LIMIT/WHERE)")
             text = "\n".join(lines)

@@ -1,0 +1,42 @@
+"""Remote executors: the sandbox DB is shipped into the kernel and read back, so sync is the same."""
+
+import sqlite3
+
+from pipeline import agent, refresh, rules
+
+from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
+from .kernel_double import SubprocessKernel
+
+
+def judgments(db):
+    conn = sqlite3.connect(db)
+    return conn.execute(
+        """
+        SELECT s.source, s.source_id, j.relevant, j.score, j.summary, j.reason,
+               (SELECT group_concat(tag) FROM (SELECT tag FROM story_tags t WHERE t.run_id = j.run_id
+                 AND t.story_id = j.story_id ORDER BY tag))
+        FROM judgments j JOIN stories s ON s.id = j.story_id ORDER BY s.source, s.source_id
+        """
+    ).fetchall()
+
+
+def test_sandbox_round_trip_through_a_remote_kernel(tmp_path):
+    box = make_box(tmp_path, "lobsters")
+    kernel = SubprocessKernel(tmp_path / "kernel")
+    result = agent.judge_site(box, ScriptedModel(rules.code_for), vocabulary=VOCABULARY, python_executor=kernel)
+    assert result.status == "ok", result.error
+    assert (tmp_path / "kernel" / agent.REMOTE_DB).is_file()  # the agent wrote into the kernel's copy
+    host = sqlite3.connect(box.path)  # ... and the host's copy holds what it wrote
+    assert host.execute("SELECT count(*) FROM judgments").fetchone() == (25,)
+
+
+def test_refresh_with_a_remote_kernel_matches_the_local_executor(tmp_path):
+    local_db, remote_db = tmp_path / "local" / "news.db", tmp_path / "remote" / "news.db"
+    assert refresh.refresh(refresh.Options(db=str(local_db), snapshot=SNAPSHOT)).status == "ok"
+    kernels = iter(range(10))
+    remote = refresh.refresh(refresh.Options(
+        db=str(remote_db), snapshot=SNAPSHOT,
+        python_executor_factory=lambda: SubprocessKernel(tmp_path / f"kernel{next(kernels)}")))
+    assert remote.status == "ok"
+    assert judgments(remote_db) == judgments(local_db)
+    assert len(judgments(local_db)) == 55
