@@ -274,3 +274,37 @@ def test_sigkill_during_sync_leaves_all_or_nothing(tmp_path):
     print(f"\nSIGKILL during sync: {trials} kills, {outcomes['none']} before commit (nothing landed), "
           f"{outcomes['all']} after commit (everything landed), 0 partial states")
     assert outcomes["none"] > 0 and outcomes["all"] > 0  # both sides of the commit were hit
+
+
+def test_cross_posted_story_is_linked_and_listed_once_in_the_digest(tmp_path):
+    """The same article on both sites (modulo www./trailing slash/utm) becomes one digest entry with both links."""
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "hn.html").write_text((SNAPSHOT / "hn.html").read_text())
+    lobsters = (SNAPSHOT / "lobsters.html").read_text().replace(
+        'href="https://dillo-browser.org/lab/web-fork/"', 'href="https://ian.sh/tsa/?utm_source=lobsters"', 1)
+    (snap / "lobsters.html").write_text(lobsters)
+    report = refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), snapshot=snap))
+    assert report.status == "ok"
+    conn = sqlite3.connect(tmp_path / "news.db")
+    pairs = conn.execute(
+        "SELECT a.source, a.source_id, b.source, b.source_id FROM story_links l "
+        "JOIN stories a ON a.id = l.story_id JOIN stories b ON b.id = l.linked_story_id ORDER BY a.source"
+    ).fetchall()
+    assert pairs == [("hn", "41392128", "lobsters", "ho7nqt"), ("lobsters", "ho7nqt", "hn", "41392128")]
+    digest = conn.execute("SELECT body FROM digests").fetchone()[0]
+    entry = [line for line in digest.splitlines() if "news.ycombinator.com/item?id=41392128" in line]
+    assert len(entry) == 1 and "https://lobste.rs/s/ho7nqt/" in entry[0]
+
+
+def test_a_model_that_never_finishes_leaves_history_without_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(agent, "make_model", lambda *a, **k: ScriptedModel("print('thinking...')"))
+    db = tmp_path / "news.db"
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, max_steps=2))
+    assert report.status == "failed"
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM stories").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM judgments").fetchone() == (0,)
+    status, error = conn.execute("SELECT status, error FROM runs").fetchone()
+    assert status == "failed" and "max_steps_error" in error
+    assert sorted(p.name for p in (tmp_path / "sandboxes").rglob("*.db")) == ["hn.db", "lobsters.db"]  # kept
