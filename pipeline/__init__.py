@@ -6,10 +6,12 @@ Modules, in the order data flows through them:
     parse    -> deterministic parsers: HTML -> Story records
     sandbox  -> a per-site SQLite DB (from schema.sql) and the agent's `sql` tool
     rules    -> the built-in deterministic `rules` model
-    agent    -> one CodeAgent per site, in parallel; the collector
+    agent    -> one CodeAgent per site, in parallel
+    collect  -> cross-posts and the digest
     sync     -> validate each sandbox and merge it atomically into history
     store    -> the history database (data/news.db)
-    serve    -> Datasette over the history
+    refresh  -> the steps above, in order, for one run
+    cli      -> the `newsreader` command (serve = Datasette over the history)
 """
 
 import os
