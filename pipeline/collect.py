@@ -98,7 +98,7 @@ def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> s
         links[story_id].append((linked_id, source, url))
     started = conn.execute("SELECT substr(started_at, 1, 10) FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     seen, groups = set(), defaultdict(list)
-    for story_id, source, title, link, discussion, summary, score, points, comments, tags in rows:
+    for story_id, source, title, link, discussion, summary, _score, points, comments, tags in rows:
         if story_id in seen:
             continue
         seen.add(story_id)

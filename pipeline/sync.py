@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import os
 import sqlite3
 import time
 from contextlib import contextmanager

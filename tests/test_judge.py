@@ -6,7 +6,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, rules, sandbox, sync
+from pipeline import agent, rules, sync
 from pipeline.cli import cli
 
 from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, StubLLM, completion, make_box

@@ -13,7 +13,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, refresh, rules, sandbox, store, sync
+from pipeline import agent, refresh, rules, store, sync
 from pipeline.cli import cli
 
 from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
