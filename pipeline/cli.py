@@ -162,7 +162,8 @@ def serve(db, host, port):
     """Browse the history in Datasette (read-only for visitors)."""
     open_history(db)  # create / migrate first, so Datasette sees the current schema
     name = os.path.splitext(os.path.basename(db))[0]
-    click.echo(f"Serving {db} at http://{host}:{port}/{name}", err=True)
+    click.echo(f"Serving {db} at http://{host}:{port}/{name} - today's digest: http://{host}:{port}/{name}/digest",
+               err=True)
     args = [sys.executable, "-m", "datasette", "serve", db, "--metadata", str(store.ROOT / "metadata.yml"),
             "--host", host, "--port", str(port), "--setting", "sql_time_limit_ms", "3000"]
     sys.stdout.flush()
