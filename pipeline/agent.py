@@ -178,14 +178,14 @@ def judge_site(
             result.output_tokens = run.token_usage.output_tokens
         result.log = [one_line(f"{s.observations or ''} {s.error or ''}", 2000) for s in steps]
         if run.state == "success":
-            result.status, result.answer = "ok", str(run.output)[:500]
+            result.status = "ok"
         else:
             last_error = next((s.error for s in reversed(steps) if s.error is not None), None)
             result.error = f"{run.state}: the agent did not finish in {max_steps} steps" + (
                 f" (last error: {one_line(str(last_error))})" if last_error else ""
             )
     except Exception as exc:  # a failed site must not stop the other one
-        result.error = one_line(f"{exc.__class__.__name__}: {exc}")
+        result.error = describe(exc)
     finally:
         if agent is not None:
             try:
@@ -194,6 +194,11 @@ def judge_site(
                 result.log.append(f"executor cleanup failed: {exc}")
         result.judge_s = time.monotonic() - started
     return result
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for run records: its class and message."""
+    return one_line(f"{exc.__class__.__name__}: {exc}")
 
 
 def one_line(text: str, limit: int = 400) -> str:

@@ -137,8 +137,9 @@ def parse_hn(html: str | bytes, base: str = HN_BASE) -> list[Story]:
         comments = None
         if subtext is not None:
             for a in subtext.find_all("a", href=re.compile(r"^item\?id=")):
-                if comment_count(a.get_text()) is not None:
-                    comments = comment_count(a.get_text())
+                count = comment_count(a.get_text())
+                if count is not None:
+                    comments = count
         submitted_at = None
         age = subtext.select_one("span.age[title]") if subtext else None
         if age is not None:

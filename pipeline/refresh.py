@@ -50,7 +50,7 @@ def refresh(options: Options) -> sync.SyncReport:
         try:
             return run(options, conn, run_id, started_at, data_dir, started)
         except BaseException as exc:
-            sync.fail_run(conn, run_id, agent.one_line(f"{exc.__class__.__name__}: {exc}"), time.monotonic() - started)
+            sync.fail_run(conn, run_id, agent.describe(exc), time.monotonic() - started)
             raise
 
 

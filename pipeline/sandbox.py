@@ -149,16 +149,10 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
         next_id = 1
         for story in stories:
             try:
-                conn.execute("SAVEPOINT candidate")
-                insert_story(conn, next_id, story, run_id)
-                conn.execute(
-                    "INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (?, ?, ?, ?, ?)",
-                    [run_id, next_id, story.rank, story.points, story.comments],
-                )
-                conn.execute("RELEASE candidate")
+                with store.savepoint(conn, "candidate"):
+                    insert_story(conn, next_id, story, run_id)
+                    insert_sighting(conn, run_id, next_id, story)
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO candidate")
-                conn.execute("RELEASE candidate")
                 box.rejected.append((f"story {story.source_id}", f"candidate refused: {exc}"))
                 continue
             box.candidates[next_id] = story
@@ -169,24 +163,31 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
     return box
 
 
+def story_columns(story: Story) -> dict:
+    """A parsed story as `stories` columns: what both a sandbox and the history store of it."""
+    return {
+        "source": story.source, "source_id": story.source_id, "kind": story.kind, "title": story.title,
+        "url": story.url, "discussion_url": story.discussion_url, "domain": story.domain, "author": story.author,
+        "submitted_at": story.submitted_at, "native_tags": json.dumps(story.tags) if story.tags else None,
+        "canonical_url": canonical_url(story.url),
+    }
+
+
 def insert_story(conn: sqlite3.Connection, story_id: int | None, story: Story, run_id: int) -> int:
     """Insert a parsed story row (the same columns in a sandbox and in history)."""
+    row = {"id": story_id, **story_columns(story), "first_seen_run": run_id}
     cursor = conn.execute(
-        """
-        INSERT INTO stories (id, source, source_id, kind, title, url, discussion_url, domain, author,
-                             submitted_at, native_tags, canonical_url, first_seen_run)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
-        [
-            story_id, story.source, story.source_id, story.kind, story.title, story.url, story.discussion_url,
-            story.domain, story.author, story.submitted_at, story_native_tags(story), canonical_url(story.url), run_id,
-        ],
+        f"INSERT INTO stories ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
     )
     return cursor.lastrowid
 
 
-def story_native_tags(story: Story) -> str | None:
-    return json.dumps(story.tags) if story.tags else None
+def insert_sighting(conn: sqlite3.Connection, run_id: int, story_id: int, story: Story) -> None:
+    """Where the story stood on the page in this run."""
+    conn.execute(
+        "INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (?, ?, ?, ?, ?)",
+        [run_id, story_id, story.rank, story.points, story.comments],
+    )
 
 
 def canonical_url(url: str | None) -> str | None:

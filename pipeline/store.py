@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -58,6 +59,22 @@ def statements(sql: str) -> list[str]:
     if leftover:
         raise ValueError(f"incomplete SQL statement at the end: {leftover[0][:80]!r}")
     return out
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str = "row"):
+    """Run a block under a SAVEPOINT: on an SQLite error only the block is undone, then the error propagates.
+
+    Lets a caller refuse one row (and record why) without losing the rest of its transaction.
+    """
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except sqlite3.Error:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
 
 
 def db_path(explicit: str | os.PathLike | None = None) -> Path:

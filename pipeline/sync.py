@@ -173,7 +173,6 @@ class SiteResult:
     judge_s: float = 0.0
     fetch_s: float = 0.0
     error: str | None = None
-    answer: str | None = None
     log: list[str] = field(default_factory=list)
 
 
@@ -263,10 +262,7 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
             history_id = upsert_story(conn, run_id, story)
             local_to_history[local_id] = history_id
             ids[(story.source, story.source_id)] = history_id
-            conn.execute(
-                "INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (?, ?, ?, ?, ?)",
-                [run_id, history_id, story.rank, story.points, story.comments],
-            )
+            sandbox.insert_sighting(conn, run_id, history_id, story)
         judged = copy_judgments(conn, run_id, outcome.source, box, local_to_history)
         report.stories += len(local_to_history)
         report.judged += judged
@@ -286,19 +282,18 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
 
 def upsert_story(conn, run_id: int, story) -> int:
     """Insert a story or refresh its facts; its id and first_seen_run never change."""
-    row = conn.execute("SELECT id FROM stories WHERE source = ? AND source_id = ?", [story.source, story.source_id]).fetchone()
+    row = conn.execute(
+        "SELECT id, submitted_at FROM stories WHERE source = ? AND source_id = ?", [story.source, story.source_id]
+    ).fetchone()
     if row is None:
         return sandbox.insert_story(conn, None, story, run_id)
+    story_id, known_submitted_at = row
+    columns = sandbox.story_columns(story)
+    columns["submitted_at"] = columns["submitted_at"] or known_submitted_at  # older pages may not say
     conn.execute(
-        """
-        UPDATE stories SET kind = ?, title = ?, url = ?, discussion_url = ?, domain = ?, author = ?,
-               submitted_at = coalesce(?, submitted_at), native_tags = ?, canonical_url = ?
-        WHERE id = ?
-        """,
-        [story.kind, story.title, story.url, story.discussion_url, story.domain, story.author, story.submitted_at,
-         sandbox.story_native_tags(story), sandbox.canonical_url(story.url), row[0]],
+        f"UPDATE stories SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?", [*columns.values(), story_id]
     )
-    return row[0]
+    return story_id
 
 
 def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to_history: dict[int, int]) -> int:
@@ -332,15 +327,12 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
 
 def insert_row(conn, run_id: int, source: str, item: str, sql: str, params: list) -> bool:
     """One INSERT under a savepoint: a refused row is recorded with SQLite's reason."""
-    conn.execute("SAVEPOINT row")
     try:
-        conn.execute(sql, params)
+        with store.savepoint(conn):
+            conn.execute(sql, params)
     except sqlite3.Error as exc:
-        conn.execute("ROLLBACK TO row")
-        conn.execute("RELEASE row")
         reject(conn, run_id, source, item, str(exc))
         return False
-    conn.execute("RELEASE row")
     return True
 
 
