@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # litellm must never try to download its cost map (there is no internet in CI).
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test install refresh serve clean
+.PHONY: run test install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ run: $(STAMP)
 	  $(BIN)/newsreader refresh --snapshot $(SNAPSHOT); }
 	$(BIN)/newsreader serve
 
-test: $(STAMP)
+# The real-browser test needs Debian's chromium; install it when missing (as root, or with sudo).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -14,7 +14,7 @@
 -- BLOB cast, since SQLite string functions stop at NUL), no surrounding
 -- spaces, and a length cap.
 
--- schema_version: 1  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
+-- schema_version: 2  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
 
 CREATE TABLE IF NOT EXISTS sources (
     slug TEXT PRIMARY KEY CHECK (slug IN ('hn', 'lobsters')),
@@ -242,6 +242,30 @@ CREATE TABLE IF NOT EXISTS digests (
     run_id INTEGER PRIMARY KEY REFERENCES runs(id),
     body TEXT NOT NULL CHECK (length(body) BETWEEN 1 AND 100000)
 ) STRICT;
+
+-- Every run's relevant stories as the digest shows them: tags in vocabulary order,
+-- the other site's discussion when cross-posted, a cross-post listed once (under
+-- its lower story id). The digest canned query, the Atom feed and the Markdown
+-- digest all read this view.
+CREATE VIEW IF NOT EXISTS digest_stories AS
+SELECT j.run_id, r.started_at, s.id AS story_id, s.source, s.source_id, s.title,
+       coalesce(s.url, s.discussion_url) AS url, j.summary,
+       (SELECT group_concat(tag, ', ') FROM (
+            SELECT st.tag FROM story_tags AS st JOIN tags AS t ON t.slug = st.tag
+            WHERE st.run_id = j.run_id AND st.story_id = j.story_id ORDER BY t.rowid)) AS tags,
+       j.score, s.discussion_url,
+       (SELECT group_concat(o.discussion_url, ' ') FROM story_links AS l JOIN stories AS o ON o.id = l.linked_story_id
+            WHERE l.run_id = j.run_id AND l.story_id = j.story_id) AS also_discussed_at,
+       g.points, g.comments
+FROM judgments AS j
+JOIN stories AS s ON s.id = j.story_id
+JOIN sightings AS g ON g.run_id = j.run_id AND g.story_id = j.story_id
+JOIN runs AS r ON r.id = j.run_id
+WHERE j.relevant = 1
+  AND NOT EXISTS (
+      SELECT 1 FROM story_links AS l
+      JOIN judgments AS o ON o.run_id = l.run_id AND o.story_id = l.linked_story_id AND o.relevant = 1
+      WHERE l.run_id = j.run_id AND l.story_id = j.story_id AND l.linked_story_id < j.story_id);
 
 -- Rows the host refused while syncing a sandbox, and why. Nothing is dropped silently.
 CREATE TABLE IF NOT EXISTS rejections (

@@ -160,15 +160,14 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, q
 @click.option("--port", default=8001, show_default=True, type=int)
 def serve(db, host, port):
     """Browse the history in Datasette (read-only for visitors)."""
-    open_history(db)  # create / migrate first, so Datasette sees the current schema
-    name = os.path.splitext(os.path.basename(db))[0]
-    click.echo(f"Serving {db} at http://{host}:{port}/{name} - today's digest: http://{host}:{port}/{name}/digest",
-               err=True)
-    args = [sys.executable, "-m", "datasette", "serve", db, "--metadata", str(store.ROOT / "metadata.yml"),
-            "--host", host, "--port", str(port), "--setting", "sql_time_limit_ms", "3000"]
-    sys.stdout.flush()
-    os.execv(sys.executable, args)
+    from . import serve as serving
 
+    open_history(db)  # create / migrate first, so Datasette sees the current schema
+    base = f"http://{host}:{port}/{serving.database_name(db)}"
+    click.echo(f"Serving {db} at {base} - today's digest: {base}/digest", err=True)
+    sys.stdout.flush()
+    args = serving.datasette_args(db, host, port)
+    os.execv(args[0], args)
 
 if __name__ == "__main__":
     cli()

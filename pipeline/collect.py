@@ -75,43 +75,31 @@ def editor_note(model: Model, boxes: list[Sandbox]) -> str | None:
 def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> str | None:
     """Markdown digest of the run's relevant stories as they landed in history (None if none did)."""
     rows = conn.execute(
-        """
-        SELECT s.id, s.source, s.title, coalesce(s.url, s.discussion_url) AS link, s.discussion_url,
-               j.summary, j.score, g.points, g.comments,
-               (SELECT group_concat(tag, ',') FROM (SELECT st.tag FROM story_tags st JOIN tags t ON t.slug = st.tag
-                 WHERE st.run_id = j.run_id AND st.story_id = j.story_id ORDER BY t.rowid)) AS tags
-        FROM judgments j JOIN stories s ON s.id = j.story_id
-        JOIN sightings g ON g.run_id = j.run_id AND g.story_id = j.story_id
-        WHERE j.run_id = ? AND j.relevant = 1
-        ORDER BY j.score DESC, g.points DESC
-        """,
+        "SELECT story_id, source, title, url, discussion_url, summary, points, comments, tags "
+        "FROM digest_stories WHERE run_id = ? ORDER BY score DESC, points DESC",
         [run_id],
     ).fetchall()
     if not rows:
         return None
     links = defaultdict(list)
-    for story_id, linked_id, source, url in conn.execute(
-        "SELECT l.story_id, l.linked_story_id, s.source, s.discussion_url FROM story_links l "
+    for story_id, source, url in conn.execute(
+        "SELECT l.story_id, s.source, s.discussion_url FROM story_links l "
         "JOIN stories s ON s.id = l.linked_story_id WHERE l.run_id = ?",
         [run_id],
     ):
-        links[story_id].append((linked_id, source, url))
+        links[story_id].append((source, url))
     started = conn.execute("SELECT substr(started_at, 1, 10) FROM runs WHERE id = ?", [run_id]).fetchone()[0]
-    seen, groups = set(), defaultdict(list)
-    for story_id, source, title, link, discussion, summary, _score, points, comments, tags in rows:
-        if story_id in seen:
-            continue
-        seen.add(story_id)
+    groups = defaultdict(list)
+    for story_id, source, title, link, discussion, summary, points, comments, tags in rows:
         discussions = [f"[{SITE_LABELS.get(source, source)}]({discussion})"]
-        for linked_id, other_source, other_url in links.get(story_id, []):
-            seen.add(linked_id)
+        for other_source, other_url in links.get(story_id, []):
             discussions.append(f"[{SITE_LABELS.get(other_source, other_source)}]({other_url})")
         numbers = " · ".join(x for x in (f"{points} points" if points is not None else "",
                                           f"{comments} comments" if comments is not None else "") if x)
         line = f"- [{escape_md(title)}]({link}) — {escape_md(summary)} ({' · '.join(discussions)}{'; ' + numbers if numbers else ''})"
-        groups[(tags or "untagged").split(",")[0]].append(line)
+        groups[(tags or "untagged").split(", ")[0]].append(line)
     counts = ", ".join(f"{tag} ({len(lines)})" for tag, lines in sorted(groups.items(), key=lambda kv: -len(kv[1])))
-    parts = [f"# newsreader digest — {started}", "", note or f"{len(seen)} relevant stories today: {counts}.", ""]
+    parts = [f"# newsreader digest — {started}", "", note or f"{len(rows)} relevant stories today: {counts}.", ""]
     for tag, lines in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         parts += [f"## {tag}", "", *lines, ""]
     return "\n".join(parts).rstrip() + "\n"

@@ -1,6 +1,10 @@
 """Datasette over a history built from the shipped snapshot with the rules model (in-process client, no port)."""
 
 import asyncio
+import html
+import sqlite3
+from urllib.parse import quote
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -63,3 +67,87 @@ def test_full_text_search_finds_a_known_story(datasette):
 
 def test_search_with_fts_syntax_characters_does_not_error(datasette):
     get_json(datasette, '/news/search.json?_shape=array&q=%22unbalanced+(quote')
+
+
+def test_atom_feed_has_one_entry_per_digest_story(datasette):
+    digest = get_json(datasette, "/news/digest.json?_shape=array")
+    response = asyncio.run(datasette.client.get("/news/digest_feed.atom"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/xml")
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    feed = ElementTree.fromstring(response.content)
+    entries = feed.findall("a:entry", ns)
+    assert [e.find("a:title", ns).text for e in entries] == [row["title"] for row in digest]
+    first = entries[0]
+    assert first.find("a:link", ns).get("href") == digest[0]["url"]
+    assert first.find("a:content", ns).get("type") == "text"
+    assert digest[0]["summary"] in first.find("a:content", ns).text
+
+
+def test_tags_over_time_chart(datasette):
+    response = asyncio.run(datasette.client.get("/-/dashboards/trends"))
+    assert response.status_code == 200
+    assert "Stories per tag per day" in response.text
+    assert "vega-lite.min.js" in response.text  # bundled with the plugin: renders offline
+    rows = get_json(datasette, "/news.json?_shape=array&sql=" + quote(
+        yaml.safe_load((store.ROOT / "metadata.yml").read_text())
+        ["plugins"]["datasette-dashboards"]["trends"]["charts"]["tags-over-time"]["query"]))
+    assert {"day", "tag", "stories"} <= set(rows[0])
+
+
+HOSTILE_TITLE = "<script>alert(1)</script> SQL injection in Postgres"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """A snapshot whose pages carry a script-tag title and a javascript: link."""
+    folder = tmp_path_factory.mktemp("hostile")
+    snap = folder / "snap"
+    snap.mkdir()
+    hn = (SNAPSHOT / "hn.html").read_text().replace(
+        "Bypassing airport security via SQL injection", html.escape(HOSTILE_TITLE), 1
+    ).replace('href="https://blog.kagi.com/dawn-new-era-search"', 'href="javascript:alert(document.cookie)"', 1)
+    (snap / "hn.html").write_text(hn)
+    (snap / "lobsters.html").write_text((SNAPSHOT / "lobsters.html").read_text())
+    db = folder / "news.db"
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=snap))
+    assert report.status == "partial"  # the javascript: story was refused and recorded
+    metadata = yaml.safe_load((store.ROOT / "metadata.yml").read_text())
+    return Datasette([str(db)], metadata=metadata), db
+
+
+def test_javascript_link_is_refused_by_the_schema_and_recorded(hostile):
+    _, db = hostile
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM stories WHERE url LIKE 'javascript:%'").fetchone() == (0,)
+    item, reason = conn.execute("SELECT item, reason FROM rejections").fetchone()
+    assert item == "story 41393475" and "CHECK constraint failed" in reason
+
+
+@pytest.mark.parametrize(
+    "path", ["/news/digest", "/news/stories", "/news/digest_stories", "/news/search?q=script", "/news/stories/1"]
+)
+def test_hostile_title_is_never_markup(hostile, path):
+    ds, _ = hostile
+    response = asyncio.run(ds.client.get(path))
+    assert response.status_code == 200
+    assert "<script>alert(1)" not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    assert "javascript:alert" not in response.text
+
+
+def test_hostile_title_is_escaped_in_feed_and_markdown_digest(hostile):
+    ds, db = hostile
+    feed = asyncio.run(ds.client.get("/news/digest_feed.atom")).text
+    assert "<script>" not in feed and "&lt;script&gt;alert(1)&lt;/script&gt;" in feed
+    body = sqlite3.connect(db).execute("SELECT body FROM digests").fetchone()[0]
+    assert "\\<script\\>alert(1)\\</script\\>" in body
+
+
+def test_titles_link_to_their_story_as_escaped_text(datasette, hostile):
+    page = asyncio.run(datasette.client.get("/news/digest")).text
+    assert '<a href="https://ian.sh/tsa" rel="nofollow noopener">Bypassing airport security via SQL injection</a>' in page
+    ds, _ = hostile
+    page = asyncio.run(ds.client.get("/news/digest")).text
+    assert ('<a href="https://ian.sh/tsa" rel="nofollow noopener">&lt;script&gt;alert(1)&lt;/script&gt; '
+            "SQL injection in Postgres</a>") in page
