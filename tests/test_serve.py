@@ -151,3 +151,9 @@ def test_titles_link_to_their_story_as_escaped_text(datasette, hostile):
     page = asyncio.run(ds.client.get("/news/digest")).text
     assert ('<a href="https://ian.sh/tsa" rel="nofollow noopener">&lt;script&gt;alert(1)&lt;/script&gt; '
             "SQL injection in Postgres</a>") in page
+
+
+def test_visitors_cannot_write(datasette):
+    response = asyncio.run(datasette.client.get("/news.json?sql=" + quote("DELETE FROM stories")))
+    assert response.status_code == 400
+    assert get_json(datasette, "/news.json?_shape=array&sql=" + quote("SELECT count(*) AS n FROM stories"))[0]["n"] == 55
