@@ -25,7 +25,7 @@ from smolagents import CodeAgent, LiteLLMModel, Model
 from smolagents.memory import ActionStep
 
 from . import sandbox, sync
-from .rules import CANDIDATES_MARKER, SITE_NAMES, RulesModel
+from .rules import CANDIDATES_MARKER, SITE_NAMES, KeywordBaselineModel, RulesModel
 
 DEFAULT_PROFILE = (
     "A software engineer following programming languages (especially Python, Rust, Go), AI/ML and LLM "
@@ -79,9 +79,11 @@ def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -
 
 
 def make_model(model_id: str | None, **options) -> Model:
-    """`rules` (the default, offline) or any LiteLLM model id; keys come from the environment."""
-    if not model_id or model_id == "rules":
+    """`rules` (the default, offline), `keyword-baseline`, or any LiteLLM model id (keys from the environment)."""
+    if not model_id or model_id == RulesModel.name:
         return RulesModel()
+    if model_id == KeywordBaselineModel.name:
+        return KeywordBaselineModel()
     options = {"timeout": 120, "max_retries": 2, **options}
     retry_wait = options.pop("retry_wait", 5.0)
     model = LiteLLMModel(model_id=model_id, **options)

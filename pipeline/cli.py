@@ -154,6 +154,35 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, q
         click.echo(summary, err=True)
 
 
+@cli.command(name="eval")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Labels CSV (source,file,rank,title,url,domain,native_tags,relevant,tags).")
+@click.option("--html-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Where the CSV's page files are [default: html/ next to the CSV].")
+@click.option("--model", envvar="NEWSREADER_MODEL", default="rules", show_default=True,
+              help="'rules', 'keyword-baseline' or any LiteLLM model id.")
+@click.option("--api-base", envvar="NEWSREADER_API_BASE", help="API base URL for the model.")
+@click.option("--executor", type=click.Choice(["local", "docker", "e2b", "modal", "blaxel"]), default="local",
+              show_default=True)
+@click.option("--max-steps", type=click.IntRange(1, 50), default=6, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def eval_command(labels, html_dir, model, api_base, executor, max_steps, as_json):
+    """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
+    from . import evaluate
+    from .sandbox import reference_vocabulary
+
+    try:
+        metrics = evaluate.evaluate(
+            labels, html_dir=html_dir, model_id=model, vocabulary=reference_vocabulary(),
+            executor=executor, max_steps=max_steps, model_options={"api_base": api_base} if api_base else {},
+        )
+    except evaluate.EvalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(metrics, indent=2) if as_json else evaluate.format_report(metrics))
+    if metrics["errors"]:
+        sys.exit(1)
+
+
 @cli.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)

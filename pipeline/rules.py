@@ -265,12 +265,13 @@ def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate]]:
     return run_id, site, vocabulary, candidates
 
 
-def code_for(task: str) -> str:
+def code_for(task: str, judge_fn=None) -> str:
     """The Python the rules model 'writes': one INSERT per judgment and tag, then final_answer."""
+    judge_fn = judge_fn or judge
     run_id, site, vocabulary, candidates = parse_task(task)
     rows = []
     for c in candidates:
-        v = judge(c, vocabulary, site)
+        v = judge_fn(c, vocabulary, site)
         rows.append([c.id, v.relevant, v.score, v.summary, v.reason, v.tags])
     return (
         f"RUN = {run_id}\n"
@@ -295,12 +296,17 @@ def code_for(task: str) -> str:
 class RulesModel(Model):
     """A smolagents Model that answers every step with deterministic code (no network, no key)."""
 
+    name = "rules"
+
     def __init__(self, **kwargs):
-        super().__init__(model_id="rules", **kwargs)
+        super().__init__(model_id=self.name, **kwargs)
+
+    def judge(self, c: Candidate, vocabulary: set[str], site: str) -> Verdict:
+        return judge(c, vocabulary, site)
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
         task = next(text_of(m) for m in messages if role_of(m) == "user" and CANDIDATES_MARKER in text_of(m))
-        code = code_for(task)
+        code = code_for(task, self.judge)
         content = f"Thought: judging every candidate with the deterministic rules.\n<code>\n{code}</code>"
         return ChatMessage(role=MessageRole.ASSISTANT, content=content, token_usage=TokenUsage(0, 0))
 
@@ -315,3 +321,35 @@ def text_of(message) -> str:
     if isinstance(content, list):
         return "\n".join(part.get("text", "") for part in content if isinstance(part, dict))
     return content or ""
+
+
+# --- the floor: a naive keyword filter ---------------------------------------------------
+
+BASELINE_RELEVANT = ["python", "rust", "golang", " go ", "ai", "llm", "gpt", "database", "sql", "linux", "kernel",
+                     "security", "programming", "code", "compiler", "software", "developer", "open source", "api"]
+BASELINE_SKIP = ["funding", "raises", "hiring", "crypto", "bitcoin", "election", "lawsuit", "court", "stock"]
+BASELINE_TAGS = {
+    "ai": ["ai", "ml", "gpt", "llm", "neural"], "python": ["python"], "rust": ["rust"], "go": ["go"],
+    "javascript": ["js", "javascript", "react"], "web": ["web", "browser", "http"], "databases": ["sql", "database"],
+    "devops": ["docker", "kubernetes", "cloud"], "security": ["security", "hack", "vulnerab"],
+    "systems": ["linux", "kernel", "os"], "hardware": ["chip", "cpu", "hardware"], "science": ["science", "space"],
+    "business": ["startup", "funding", "hiring", "company"], "programming": ["code", "programming", "compiler"],
+}
+
+
+def keyword_baseline(c: Candidate, vocabulary: set[str], site: str) -> Verdict:
+    """Substring matching on the lower-cased title, as a naive filter would do it (so "Trusted" is rust)."""
+    title = f" {c.title.lower()} "
+    relevant = int(any(k in title for k in BASELINE_RELEVANT) and not any(k in title for k in BASELINE_SKIP))
+    tags = [tag for tag, words in BASELINE_TAGS.items() if tag in vocabulary and any(w in title for w in words)][:3]
+    tags = tags or (["culture"] if "culture" in vocabulary else [sorted(vocabulary)[0]])
+    return Verdict(relevant, 70 if relevant else 20, tags, summary_for(c, tags, relevant, site), "keyword match")
+
+
+class KeywordBaselineModel(RulesModel):
+    """The keyword filter driven through the same agent path, so every eval shows the floor."""
+
+    name = "keyword-baseline"
+
+    def judge(self, c: Candidate, vocabulary: set[str], site: str) -> Verdict:
+        return keyword_baseline(c, vocabulary, site)

@@ -118,6 +118,16 @@ class SqlTool(Tool):
                 conn.close()
 
 
+def reference_vocabulary() -> dict[str, str]:
+    """The default tag vocabulary (slug -> meaning), as schema.sql seeds it."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        store.apply_schema(conn)
+        return dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
+    finally:
+        conn.close()
+
+
 @dataclass
 class Sandbox:
     """A site's sandbox DB on the host, and which candidate each sandbox story id is."""

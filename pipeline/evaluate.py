@@ -1,0 +1,226 @@
+"""`newsreader eval`: score a model's judgments against hand-labelled real stories.
+
+Every page listed in the labels CSV is parsed and judged through the same path as a
+refresh (sandbox DB -> CodeAgent -> host validation), in a scratch folder: the
+history database is never touched. Predictions are matched to labels by
+(file, rank), falling back to (file, title).
+
+Labels CSV columns (see shared/fixtures/LABELS.md):
+``source,file,rank,title,url,domain,native_tags,relevant,tags`` with ``;``-separated tags.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sqlite3
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import agent, parse, sandbox, sync
+
+REQUIRED_COLUMNS = {"source", "file", "rank", "title", "relevant", "tags"}
+
+
+class EvalError(Exception):
+    """Bad labels or pages; the message says which and why."""
+
+
+@dataclass
+class Label:
+    source: str
+    file: str
+    rank: int
+    title: str
+    relevant: int
+    tags: list[str]
+
+
+@dataclass
+class Prediction:
+    relevant: int
+    tags: list[str]
+    summary: str
+    title: str
+
+
+def load_labels(path: Path) -> list[Label]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = REQUIRED_COLUMNS - set(reader.fieldnames or [])
+            if missing:
+                raise EvalError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            labels = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    labels.append(Label(row["source"], row["file"], int(row["rank"]), row["title"],
+                                        int(row["relevant"]), [t for t in row["tags"].split(";") if t]))
+                except (TypeError, ValueError):
+                    raise EvalError(f"{path}:{line}: rank and relevant must be integers") from None
+    except OSError as exc:
+        raise EvalError(f"cannot read labels {path}: {exc.strerror}") from None
+    if not labels:
+        raise EvalError(f"{path}: no labelled rows")
+    return labels
+
+
+def norm(text: str) -> str:
+    """Case, spaces and punctuation removed: the same normalisation as the schema's title trigger."""
+    return re.sub(r"[\s.,:'\"-]", "", text.lower())
+
+
+def predict_page(source: str, html: str, model_id: str, vocabulary: dict[str, str], workdir: Path,
+                 **judge_options) -> tuple[dict[int, Prediction], sync.SiteResult]:
+    """Judge one page through sandbox -> agent -> validation; predictions keyed by rank."""
+    stories = parse.parse(source, html)
+    box = sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories)
+    result = agent.judge_site(box, agent.make_model(model_id, **judge_options.pop("model_options", {})),
+                              vocabulary=vocabulary, **judge_options)
+    if result.status != "ok":
+        return {}, result
+    problems = sync.validate(box.path)
+    if problems:
+        result.status, result.error = "failed", "sandbox rejected: " + "; ".join(problems)
+        return {}, result
+    conn = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True)
+    try:
+        tags = defaultdict(list)
+        for story_id, tag in conn.execute(
+            "SELECT st.story_id, st.tag FROM story_tags st JOIN tags t ON t.slug = st.tag ORDER BY t.rowid"
+        ):
+            tags[story_id].append(tag)
+        predictions = {}
+        for story_id, relevant, summary in conn.execute("SELECT story_id, relevant, summary FROM judgments"):
+            story = box.candidates.get(story_id)
+            if story is not None:
+                predictions[story.rank] = Prediction(relevant, tags[story_id], summary, story.title)
+    finally:
+        conn.close()
+    return predictions, result
+
+
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def score(pairs: list[tuple[Label, Prediction | None]], vocabulary: set[str]) -> dict:
+    """Relevance and tag metrics over (label, prediction) pairs; a missing prediction counts as wrong."""
+    tp = fp = fn = tn = 0
+    per_tag = defaultdict(lambda: [0, 0, 0])  # tp, fp, fn
+    summary_is_title = 0
+    for label, pred in pairs:
+        predicted = pred.relevant if pred else 1 - label.relevant
+        tp += predicted and label.relevant
+        fp += predicted and not label.relevant
+        fn += (not predicted) and label.relevant
+        tn += (not predicted) and not label.relevant
+        gold, guessed = set(label.tags), set(pred.tags if pred else [])
+        for tag in gold | guessed:
+            per_tag[tag][0] += tag in gold and tag in guessed
+            per_tag[tag][1] += tag in guessed and tag not in gold
+            per_tag[tag][2] += tag in gold and tag not in guessed
+        if pred and norm(pred.summary) in norm(pred.title):
+            summary_is_title += 1
+    n = len(pairs)
+    precision, recall, f1 = prf(tp, fp, fn)
+    tags = {tag: dict(zip(("precision", "recall", "f1"), prf(*counts)), support=counts[0] + counts[2])
+            for tag, counts in sorted(per_tag.items()) if tag in vocabulary}
+    micro = prf(*(sum(c[i] for t, c in per_tag.items() if t in vocabulary) for i in range(3)))
+    return {
+        "stories": n,
+        "relevance_accuracy": (tp + tn) / n if n else 0.0,
+        "relevance_precision": precision,
+        "relevance_recall": recall,
+        "relevance_f1": f1,
+        "tag_micro_precision": micro[0],
+        "tag_micro_recall": micro[1],
+        "tag_micro_f1": micro[2],
+        "tag_macro_precision": mean(t["precision"] for t in tags.values()),
+        "tag_macro_recall": mean(t["recall"] for t in tags.values()),
+        "tag_macro_f1": mean(t["f1"] for t in tags.values()),
+        "summary_is_title_rate": summary_is_title / n if n else 0.0,
+        "unjudged": sum(1 for _, pred in pairs if pred is None),
+        "tags": tags,
+    }
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def evaluate(labels_path: Path, *, html_dir: Path | None = None, model_id: str = "rules",
+             vocabulary: dict[str, str], **judge_options) -> dict:
+    """Judge every labelled page with `model_id` and score it against the labels."""
+    labels = load_labels(labels_path)
+    html_dir = Path(html_dir) if html_dir else Path(labels_path).parent / "html"
+    by_file: dict[str, list[Label]] = defaultdict(list)
+    for label in labels:
+        by_file[label.file].append(label)
+    pairs, results, errors = [], [], []
+    with tempfile.TemporaryDirectory(prefix="newsreader-eval-") as scratch:
+        for i, (name, file_labels) in enumerate(sorted(by_file.items())):
+            sources = {label.source for label in file_labels}
+            if len(sources) != 1 or not sources <= set(parse.PARSERS):
+                raise EvalError(f"{name}: labels must name one known source, got {sorted(sources)}")
+            path = html_dir / name
+            if not path.is_file():
+                raise EvalError(f"page {path} listed in {labels_path} does not exist (see --html-dir)")
+            try:
+                predictions, result = predict_page(sources.pop(), path.read_text(encoding="utf-8", errors="replace"),
+                                                   model_id, vocabulary, Path(scratch) / str(i), **judge_options)
+            except parse.SourceError as exc:
+                raise EvalError(f"{path}: {exc}") from None
+            results.append(result)
+            if result.error:
+                errors.append(f"{name}: {result.error}")
+            by_title = {norm(p.title): p for p in predictions.values()}
+            for label in file_labels:
+                pred = predictions.get(label.rank)
+                if pred is None or norm(pred.title) != norm(label.title):
+                    pred = by_title.get(norm(label.title))
+                pairs.append((label, pred))
+    metrics = score(pairs, set(vocabulary))
+    n = metrics["stories"] or 1
+    metrics.update(
+        model=model_id,
+        pages=len(by_file),
+        llm_calls_per_story=sum(r.llm_calls for r in results) / n,
+        steps_per_story=sum(r.steps for r in results) / n,
+        input_tokens_per_story=sum(r.input_tokens for r in results) / n,
+        output_tokens_per_story=sum(r.output_tokens for r in results) / n,
+        errors=errors,
+    )
+    return metrics
+
+
+def format_report(metrics: dict) -> str:
+    """A readable table of the headline figures and per-tag F1."""
+    rows = [
+        ("model", metrics["model"]), ("pages / stories", f"{metrics['pages']} / {metrics['stories']}"),
+        ("relevance accuracy", f"{metrics['relevance_accuracy']:.3f}"),
+        ("relevance precision / recall / F1", "{:.3f} / {:.3f} / {:.3f}".format(
+            metrics["relevance_precision"], metrics["relevance_recall"], metrics["relevance_f1"])),
+        ("tag micro P / R / F1", "{:.3f} / {:.3f} / {:.3f}".format(
+            metrics["tag_micro_precision"], metrics["tag_micro_recall"], metrics["tag_micro_f1"])),
+        ("tag macro P / R / F1", "{:.3f} / {:.3f} / {:.3f}".format(
+            metrics["tag_macro_precision"], metrics["tag_macro_recall"], metrics["tag_macro_f1"])),
+        ("summary is/in title", f"{metrics['summary_is_title_rate']:.3f}"),
+        ("LLM calls / steps per story", f"{metrics['llm_calls_per_story']:.3f} / {metrics['steps_per_story']:.3f}"),
+        ("tokens per story (in / out)",
+         f"{metrics['input_tokens_per_story']:.0f} / {metrics['output_tokens_per_story']:.0f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    lines += ["", f"{'tag'.ljust(12)} {'P':>6} {'R':>6} {'F1':>6} {'support':>8}"]
+    for tag, t in metrics["tags"].items():
+        lines.append(f"{tag.ljust(12)} {t['precision']:6.3f} {t['recall']:6.3f} {t['f1']:6.3f} {t['support']:8d}")
+    for error in metrics["errors"]:
+        lines.append(f"error: {error}")
+    return "\n".join(lines)

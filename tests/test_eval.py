@@ -1,0 +1,84 @@
+"""`newsreader eval`: metrics computed through the real judge path, checked on a tiny labels file by hand."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline import agent, evaluate
+from pipeline.cli import cli
+from pipeline.sandbox import reference_vocabulary
+
+from .conftest import FIXTURES, ScriptedModel
+
+LABELS = """source,file,rank,title,url,domain,native_tags,relevant,tags
+hn,hn_fben3-2024-08.html,1,Bypassing airport security via SQL injection,https://ian.sh/tsa,ian.sh,,1,security;web
+hn,hn_fben3-2024-08.html,2,"Dawn of a new era in Search: Balancing innovation, competition, and public good",,kagi.com,,0,business;web
+hn,hn_fben3-2024-08.html,3,OpenAI is good at unminifying code,,glama.ai,,1,ai;javascript
+"""
+
+# The scripted judge: story 1 right (relevant, security), story 2 wrongly relevant (business),
+# story 3 wrongly irrelevant (ai); every other story on the page gets a filler judgment.
+SCRIPT = """
+special = {1: (1, 'security'), 2: (1, 'business'), 3: (0, 'ai')}
+for story_id in range(1, 31):
+    relevant, tag = special.get(story_id, (0, 'culture'))
+    sql("INSERT INTO judgments VALUES (1, ?, ?, 50, 'A scripted judgment with enough words.', 'test')",
+        [story_id, relevant])
+    sql("INSERT INTO story_tags VALUES (1, ?, ?)", [story_id, tag])
+final_answer('done')
+"""
+
+
+@pytest.fixture
+def labels(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(LABELS)
+    return path
+
+
+def test_metrics_on_a_hand_made_labels_file(labels, monkeypatch):
+    monkeypatch.setattr(agent, "make_model", lambda *a, **k: ScriptedModel(SCRIPT))
+    m = evaluate.evaluate(labels, html_dir=FIXTURES / "html", model_id="scripted", vocabulary=reference_vocabulary())
+    assert m["stories"] == 3 and m["pages"] == 1 and m["errors"] == []
+    # relevance: TP=1 (story 1), FP=1 (story 2), FN=1 (story 3), TN=0
+    assert m["relevance_accuracy"] == pytest.approx(1 / 3)
+    assert (m["relevance_precision"], m["relevance_recall"], m["relevance_f1"]) == (0.5, 0.5, 0.5)
+    # tags: predicted security/business/ai all right, gold web, web, javascript missed -> micro P 1, R 1/2
+    assert m["tag_micro_precision"] == 1.0 and m["tag_micro_recall"] == 0.5
+    assert m["tag_micro_f1"] == pytest.approx(2 / 3)
+    # macro over {ai, business, javascript, security, web}: F1 1, 1, 0, 1, 0
+    assert m["tag_macro_f1"] == pytest.approx(3 / 5)
+    assert m["tags"]["web"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
+    assert m["summary_is_title_rate"] == 0.0
+    assert m["llm_calls_per_story"] == pytest.approx(1 / 3) and m["input_tokens_per_story"] == pytest.approx(100 / 3)
+
+
+def test_eval_json_on_the_dev_set_beats_the_keyword_baseline():
+    labels = FIXTURES / "labels.csv"  # the dev set, copied from shared/fixtures; pages in html/ beside it
+    runner = CliRunner()
+    results = {}
+    for model in ("rules", "keyword-baseline"):
+        out = runner.invoke(cli, ["eval", "--labels", str(labels), "--model", model, "--json"])
+        assert out.exit_code == 0, out.output
+        results[model] = json.loads(out.output)
+        assert {"relevance_accuracy", "relevance_f1", "tag_macro_f1", "tag_micro_f1", "summary_is_title_rate",
+                "stories", "tags"} <= set(results[model])
+        assert results[model]["stories"] == 110
+    rules, baseline = results["rules"], results["keyword-baseline"]
+    print(f"\nrules: acc {rules['relevance_accuracy']:.3f} tag macro-F1 {rules['tag_macro_f1']:.3f}; "
+          f"baseline: acc {baseline['relevance_accuracy']:.3f} tag macro-F1 {baseline['tag_macro_f1']:.3f}")
+    assert rules["relevance_accuracy"] > baseline["relevance_accuracy"]
+    assert rules["tag_macro_f1"] > baseline["tag_macro_f1"]
+    assert rules["summary_is_title_rate"] == 0.0
+
+
+def test_bad_labels_are_a_clear_error(tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("title,relevant\nx,1\n")
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(bad)])
+    assert out.exit_code == 1 and "missing column(s) file, rank, source, tags" in out.output
+    missing_page = tmp_path / "l2.csv"
+    missing_page.write_text(LABELS)
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(missing_page), "--html-dir", str(tmp_path)])
+    assert out.exit_code == 1 and "hn_fben3-2024-08.html listed in" in out.output and "Traceback" not in out.output
