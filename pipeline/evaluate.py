@@ -129,7 +129,7 @@ def score(pairs: list[tuple[Label, Prediction | None]], vocabulary: set[str]) ->
             summary_is_title += 1
     n = len(pairs)
     precision, recall, f1 = prf(tp, fp, fn)
-    tags = {tag: dict(zip(("precision", "recall", "f1"), prf(*counts)), support=counts[0] + counts[2])
+    tags = {tag: dict(zip(("precision", "recall", "f1"), prf(*counts), strict=True), support=counts[0] + counts[2])
             for tag, counts in sorted(per_tag.items()) if tag in vocabulary}
     micro = prf(*(sum(c[i] for t, c in per_tag.items() if t in vocabulary) for i in range(3)))
     return {
