@@ -48,7 +48,7 @@ def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -
     lines = [
         f"You are judging today's {site} front page for one reader.",
         "",
-        f"READER'S INTERESTS: {profile}",
+        f"READER'S INTERESTS: {' '.join(profile.split())}",
         "",
         "TAG VOCABULARY (use only these slugs):",
         *(f"- {slug}: {meaning}" for slug, meaning in vocabulary.items()),
@@ -134,7 +134,7 @@ def judge_site(
     executor_kwargs: dict | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
     python_executor=None,
-    step_callback: Callable | None = None,
+    step_reporter: Callable[[str, int, str], None] | None = None,
 ) -> sync.SiteResult:
     """Run one site's CodeAgent to completion; never raises, the result says what happened."""
     result = sync.SiteResult(source=box.source, box=box)
@@ -145,6 +145,10 @@ def judge_site(
     try:
         if not box.candidates:
             raise RuntimeError("no candidates to judge")
+
+        def report_step(step, agent=None):
+            """Each agent step, for --verbose and the structured log."""
+            step_reporter(box.source, step.step_number, one_line(f"{step.observations or ''} {step.error or ''}", 2000))
 
         def every_candidate_judged(answer, memory, agent=None):
             """Host-side final-answer check: done means every candidate judged, tagged, sandbox sound."""
@@ -165,7 +169,7 @@ def judge_site(
             final_answer_checks=[every_candidate_judged],
             return_full_result=True,
             verbosity_level=0,
-            step_callbacks=[step_callback] if step_callback else None,
+            step_callbacks=[report_step] if step_reporter else None,
         )
         if remote:
             ship_in(agent.python_executor, box)

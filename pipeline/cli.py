@@ -1,4 +1,8 @@
-"""The `newsreader` command line: a thin click layer over the pipeline modules."""
+"""The `newsreader` command line: a thin click layer over the pipeline modules.
+
+Every command reads the same configuration (see `pipeline/config.py`); flags
+override it for one invocation.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,25 @@ import click
 
 from . import __version__, parse, sources, store
 
-db_option = click.option(
-    "--db",
-    "db",
-    type=click.Path(dir_okay=False),
-    envvar="NEWSREADER_DB",
-    default=str(store.DEFAULT_DB),
-    show_default=True,
-    help="History database (env: NEWSREADER_DB).",
-)
+SOURCE_CHOICE = click.Choice(sorted(sources.SOURCES))
+EXECUTOR_CHOICE = click.Choice(["local", "docker", "e2b", "modal", "blaxel"])
+
+db_option = click.option("--db", type=click.Path(dir_okay=False),
+                         help="History database [default: <data_dir>/news.db; env: NEWSREADER_DB].")
 
 
-def open_history(db: str):
+def settings(**overrides):
+    """The effective configuration: defaults < file < environment < these flags."""
+    from . import config
+
+    path = click.get_current_context().find_root().params.get("config_path")
+    try:
+        return config.load(path, overrides)
+    except config.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def open_history(db: Path):
     try:
         return store.open_db(db)
     except store.StoreError as exc:
@@ -31,112 +42,64 @@ def open_history(db: str):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="newsreader")
-def cli():
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="NEWSREADER_CONFIG",
+              help="Config file [default: ./newsreader.toml if present; env: NEWSREADER_CONFIG].")
+def cli(config_path):
     """Daily Hacker News + Lobsters digest, judged by an LLM CodeAgent.
 
     Typical day: `newsreader refresh`, then `newsreader serve` and open the digest.
     """
 
 
+@cli.command(name="config")
+def config_command():
+    """Print the effective configuration and where each value came from."""
+    for line in settings().lines():
+        click.echo(line)
+
+
 @cli.command()
 @db_option
 def init(db):
-    """Create the history database (idempotent) and print where it is."""
-    database = open_history(db)
-    tags = database["tags"].count
-    click.echo(f"{db}: schema version {store.schema_version()}, {tags} tags")
-
-
-@cli.command()
-@db_option
-@click.option("--limit", default=10, show_default=True, help="How many recent runs to show.")
-def runs(db, limit):
-    """Show recent refresh runs, newest first."""
-    database = open_history(db)
-    rows = list(
-        database.query(
-            """
-            SELECT id, started_at, status, model, executor, stories, rejected,
-                   input_tokens, output_tokens, round(duration_s, 1) AS seconds, error
-            FROM runs ORDER BY id DESC LIMIT ?
-            """,
-            [limit],
-        )
-    )
-    if not rows:
-        click.echo("no runs yet: run `newsreader refresh`")
-        return
-    click.echo(format_table(rows))
-
-
-def format_table(rows: list[dict]) -> str:
-    from tabulate import tabulate
-
-    return tabulate(rows, headers="keys", tablefmt="simple", missingval="")
-
-
-source_choice = click.Choice(sorted(sources.SOURCES))
-
-
-@cli.command()
-@click.option("--source", "only", type=source_choice, multiple=True, help="Only this source (repeatable).")
-@click.option(
-    "--raw-dir", type=click.Path(file_okay=False), default="data/raw", show_default=True, help="Where pages are saved."
-)
-def fetch(only, raw_dir):
-    """Fetch front pages and save them unchanged; print the saved paths."""
-    failed = False
-    for source in only or sorted(sources.SOURCES):
-        try:
-            page = sources.fetch(source, Path(raw_dir))
-        except parse.SourceError as exc:
-            click.echo(f"error: {exc}", err=True)
-            failed = True
-            continue
-        click.echo(str(page.path))
-    if failed:
-        sys.exit(1)
-
-
-@cli.command(name="parse")
-@click.argument("source", type=source_choice)
-@click.argument("file", type=click.File("rb"))
-def parse_command(source, file):
-    """Parse a saved front page FILE and print its stories as a JSON array."""
+    """Create the history database (idempotent) and sync the configured tags into it."""
+    cfg = settings(db=db)
+    database = open_history(cfg.db)
     try:
-        stories = parse.parse(source, file.read())
-    except parse.SourceError as exc:
+        store.sync_tags(database.conn, cfg.vocabulary)
+    except store.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps([story.to_dict() for story in stories], indent=2, ensure_ascii=False))
+    click.echo(f"{cfg.db}: schema version {store.schema_version()}, {database['tags'].count} tags")
 
 
 @cli.command()
 @db_option
 @click.option("--snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Read DIR/hn.html and DIR/lobsters.html instead of fetching.")
-@click.option("--source", "only", type=source_choice, multiple=True, help="Only this source (repeatable).")
-@click.option("--model", envvar="NEWSREADER_MODEL", default="rules", show_default=True,
-              help="'rules' (offline, deterministic) or any LiteLLM model id, e.g. anthropic/claude-haiku-4-5.")
-@click.option("--api-base", envvar="NEWSREADER_API_BASE", help="API base URL for the model (e.g. a local server).")
-@click.option("--executor", type=click.Choice(["local", "docker", "e2b", "modal", "blaxel"]), default="local",
-              show_default=True, help="Where the agent's code runs.")
-@click.option("--max-steps", type=click.IntRange(1, 50), default=6, show_default=True)
+@click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
+@click.option("--model", help="'rules' (offline), 'keyword-baseline' or a LiteLLM model id [env: NEWSREADER_MODEL].")
+@click.option("--api-base", help="API base URL for the model, e.g. a local server [env: NEWSREADER_API_BASE].")
+@click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: local].")
+@click.option("--max-steps", type=click.IntRange(1, 50), help="Agent steps per site [default: 6].")
 @click.option("--no-wait", is_flag=True, help="Exit at once if another refresh is running.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
-def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, quiet):
+@click.option("-q", "--quiet", is_flag=True, help="Only errors (for cron).")
+@click.option("-v", "--verbose", is_flag=True, help="Also show each agent step.")
+def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, quiet, verbose):
     """Fetch, judge and store today's front pages.
 
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
     """
     from . import refresh as refresh_module
+    from .progress import Reporter
     from .sync import RefreshBusy
 
-    echo = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
-    options = refresh_module.Options(
-        db=db, snapshot=snapshot, sources=only or tuple(sources.SOURCES), model=model,
-        model_options={"api_base": api_base} if api_base else {}, executor=executor, max_steps=max_steps,
-        wait=not no_wait, echo=echo,
-    )
+    cfg = settings(db=db, **{"model.id": model, "executor.name": executor, "max_steps": max_steps,
+                             "model.options": {"api_base": api_base} if api_base else None})
+    enabled = tuple(s for s in cfg.sources if not only or s in only)
+    if not enabled:
+        raise click.ClickException(f"--source {' '.join(only)} is disabled in the configuration")
+    reporter = Reporter(Path(cfg["data_dir"]) / "logs", quiet=quiet, verbose=verbose)
+    options = refresh_module.Options.from_config(cfg, snapshot=snapshot, wait=not no_wait, reporter=reporter)
+    options.sources = enabled
     try:
         report = refresh_module.refresh(options)
     except RefreshBusy as exc:
@@ -154,27 +117,131 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, q
         click.echo(summary, err=True)
 
 
+RUNS_SQL = """
+    SELECT id, started_at, status, model, executor, stories, rejected, llm_calls,
+           input_tokens, output_tokens, round(duration_s, 1) AS seconds, error
+    FROM runs ORDER BY id DESC LIMIT ?
+"""
+
+
+@cli.command()
+@db_option
+@click.option("--limit", default=10, show_default=True, help="How many recent runs to show.")
+def runs(db, limit):
+    """Show recent refresh runs, newest first."""
+    rows = list(open_history(settings(db=db).db).query(RUNS_SQL, [limit]))
+    if not rows:
+        click.echo("no runs yet: run `newsreader refresh`")
+        return
+    click.echo(format_table(rows))
+
+
+@cli.command()
+@db_option
+def status(db):
+    """The last run in one line; exits 1 if it failed (or none ran), for monitoring."""
+    rows = list(open_history(settings(db=db).db).query(RUNS_SQL, [1]))
+    if not rows:
+        click.echo("no runs yet: run `newsreader refresh`", err=True)
+        sys.exit(1)
+    run = rows[0]
+    line = (f"run {run['id']} {run['status']} at {run['started_at']}: {run['stories'] or 0} stories, "
+            f"{run['rejected']} rejected, {run['input_tokens'] or 0}+{run['output_tokens'] or 0} tokens, "
+            f"{run['seconds'] or 0} s, model {run['model']}")
+    if run["error"]:
+        line += f" — {run['error']}"
+    click.echo(line)
+    if run["status"] == "failed":
+        sys.exit(1)
+
+
+def format_table(rows: list[dict]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers="keys", tablefmt="simple", missingval="")
+
+
+@cli.command()
+@db_option
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Another day (YYYY-MM-DD) [default: latest].")
+def digest(db, day):
+    """Print a day's Markdown digest (the latest run of that day)."""
+    cfg = settings(db=db)
+    row = open_history(cfg.db).execute(
+        "SELECT d.body FROM digests d JOIN runs r ON r.id = d.run_id "
+        "WHERE (? IS NULL OR substr(r.started_at, 1, 10) = ?) ORDER BY r.id DESC LIMIT 1",
+        [day and f"{day:%Y-%m-%d}"] * 2,
+    ).fetchone()
+    if row is None:
+        raise click.ClickException(f"no digest for {day:%Y-%m-%d}" if day else "no digest yet: run `newsreader refresh`")
+    click.echo(row[0], nl=False)
+
+
+@cli.command()
+@click.option("--print", "kind", type=click.Choice(["cron", "systemd", "github-actions"]), required=True,
+              help="Which recipe to print.")
+@click.option("--hour", type=click.IntRange(0, 23), default=6, show_default=True, help="Hour of the daily run.")
+def schedule(kind, hour):
+    """Print a ready recipe for a daily refresh (cron, systemd timer, GitHub Actions)."""
+    from .schedule import recipe
+
+    click.echo(recipe(kind, Path.cwd(), hour=hour), nl=False)
+
+
+@cli.command()
+@click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
+@click.option("--raw-dir", type=click.Path(file_okay=False), help="Where pages are saved [default: <data_dir>/raw].")
+def fetch(only, raw_dir):
+    """Fetch front pages and save them unchanged; print the saved paths."""
+    cfg = settings()
+    failed = False
+    for source, url in cfg.sources.items():
+        if only and source not in only:
+            continue
+        try:
+            page = sources.fetch(source, Path(raw_dir or Path(cfg["data_dir"]) / "raw"), url=url)
+        except parse.SourceError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        click.echo(str(page.path))
+    if failed:
+        sys.exit(1)
+
+
+@cli.command(name="parse")
+@click.argument("source", type=SOURCE_CHOICE)
+@click.argument("file", type=click.File("rb"))
+def parse_command(source, file):
+    """Parse a saved front page FILE and print its stories as a JSON array."""
+    try:
+        stories = parse.parse(source, file.read())
+    except parse.SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps([story.to_dict() for story in stories], indent=2, ensure_ascii=False))
+
+
 @cli.command(name="eval")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Labels CSV (source,file,rank,title,url,domain,native_tags,relevant,tags).")
 @click.option("--html-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Where the CSV's page files are [default: html/ next to the CSV].")
-@click.option("--model", envvar="NEWSREADER_MODEL", default="rules", show_default=True,
-              help="'rules', 'keyword-baseline' or any LiteLLM model id.")
-@click.option("--api-base", envvar="NEWSREADER_API_BASE", help="API base URL for the model.")
-@click.option("--executor", type=click.Choice(["local", "docker", "e2b", "modal", "blaxel"]), default="local",
-              show_default=True)
-@click.option("--max-steps", type=click.IntRange(1, 50), default=6, show_default=True)
+@click.option("--model", help="'rules', 'keyword-baseline' or any LiteLLM model id [default: from config].")
+@click.option("--api-base", help="API base URL for the model.")
+@click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: from config].")
+@click.option("--max-steps", type=click.IntRange(1, 50))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def eval_command(labels, html_dir, model, api_base, executor, max_steps, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
     from . import evaluate
-    from .sandbox import reference_vocabulary
 
+    cfg = settings(**{"model.id": model, "executor.name": executor, "max_steps": max_steps,
+                      "model.options": {"api_base": api_base} if api_base else None})
     try:
         metrics = evaluate.evaluate(
-            labels, html_dir=html_dir, model_id=model, vocabulary=reference_vocabulary(),
-            executor=executor, max_steps=max_steps, model_options={"api_base": api_base} if api_base else {},
+            labels, html_dir=html_dir, model_id=cfg["model.id"], vocabulary=cfg.vocabulary,
+            profile=cfg["profile.interests"], executor=cfg["executor.name"], max_steps=cfg["max_steps"],
+            executor_kwargs=cfg["executor.options"], model_options=cfg["model.options"],
         )
     except evaluate.EvalError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -188,15 +255,18 @@ def eval_command(labels, html_dir, model, api_base, executor, max_steps, as_json
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=int)
 def serve(db, host, port):
-    """Browse the history in Datasette (read-only for visitors)."""
+    """Browse the history in Datasette (read-only for visitors); prints the digest URL."""
     from . import serve as serving
 
+    cfg = settings(db=db)
+    db = str(cfg.db)
     open_history(db)  # create / migrate first, so Datasette sees the current schema
     base = f"http://{host}:{port}/{serving.database_name(db)}"
     click.echo(f"Serving {db} at {base} - today's digest: {base}/digest", err=True)
     sys.stdout.flush()
     args = serving.datasette_args(db, host, port)
     os.execv(args[0], args)
+
 
 if __name__ == "__main__":
     cli()

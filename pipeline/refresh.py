@@ -1,10 +1,11 @@
 """One refresh, end to end: fetch/snapshot -> parse -> sandbox per site -> agents in parallel
--> collector -> validated atomic sync -> run record.
+-> collector -> validated atomic sync -> run record -> digest file.
 
 A site that fails at any stage (unreachable, changed layout, agent gave up,
 tampered sandbox) is recorded and the other site still lands: the run is
 `partial`. Sandboxes of landed sites are removed; the others are kept under
-``<data>/sandboxes/<run_id>/`` for inspection and pruned after a retention period.
+``<data>/sandboxes/<run_id>/`` for inspection. Raw pages and kept sandboxes are
+pruned after the retention period; the history DB never is.
 """
 
 from __future__ import annotations
@@ -16,99 +17,149 @@ from pathlib import Path
 from typing import Callable
 
 from . import agent, collect, parse, sandbox, sources, store, sync
-
-SANDBOX_RETENTION_DAYS = 14
+from .progress import Reporter
 
 
 @dataclass
 class Options:
     db: str | None = None
+    data_dir: Path | None = None  # raw/, sandboxes/, digests/, logs/; default: the DB's folder
     snapshot: Path | None = None
     sources: tuple[str, ...] = tuple(sources.SOURCES)
+    source_urls: dict[str, str] = field(default_factory=dict)
     model: str = "rules"
     model_options: dict = field(default_factory=dict)
     executor: str = "local"
     executor_kwargs: dict = field(default_factory=dict)
     max_steps: int = agent.DEFAULT_MAX_STEPS
     profile: str = agent.DEFAULT_PROFILE
+    vocabulary: dict[str, str] | None = None  # synced into the tags table; None keeps the history's
+    retention_days: int = 14
     wait: bool = True
     python_executor_factory: Callable | None = None  # tests: a stand-in remote executor per site
-    echo: Callable[[str], None] = lambda message: None
+    reporter: Reporter = field(default_factory=lambda: Reporter(quiet=True))
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> "Options":
+        """Options from a loaded `config.Config` (command-line values are already in it)."""
+        return cls(
+            db=str(config.db), data_dir=Path(config["data_dir"]), sources=tuple(config.sources),
+            source_urls=config.sources, model=config["model.id"], model_options=dict(config["model.options"]),
+            executor=config["executor.name"], executor_kwargs=dict(config["executor.options"]),
+            max_steps=config["max_steps"], profile=config["profile.interests"], vocabulary=config.vocabulary,
+            retention_days=config["retention_days"], **overrides,
+        )
 
 
 def refresh(options: Options) -> sync.SyncReport:
     """Run one refresh under the history DB's lock; return the sync report."""
     db_path = store.db_path(options.db)
     history = store.open_db(db_path)
-    data_dir = db_path.parent
+    data_dir = Path(options.data_dir) if options.data_dir else db_path.parent
+    report = options.reporter
     with sync.refresh_lock(db_path, wait=options.wait,
-                           on_wait=lambda: options.echo("waiting for another refresh to finish...")):
-        prune(data_dir / "sandboxes", SANDBOX_RETENTION_DAYS)
+                           on_wait=lambda: report.message("waiting for another refresh to finish...")):
+        for folder in (data_dir / "sandboxes", data_dir / "raw"):
+            prune(folder, options.retention_days)
         conn = history.conn
+        if options.vocabulary is not None:
+            store.sync_tags(conn, options.vocabulary)
         started = time.monotonic()
         run_id, started_at = sync.start_run(conn, options.model, options.executor)
+        report.start(run_id, list(options.sources))
         try:
-            return run(options, conn, run_id, started_at, data_dir, started)
+            result = run(options, conn, run_id, started_at, data_dir, started)
         except BaseException as exc:
             sync.fail_run(conn, run_id, agent.describe(exc), time.monotonic() - started)
             raise
+        finally:
+            report.stop()
+    if result.digest:
+        path = write_digest(data_dir / "digests", started_at, result.digest)
+        report.message(f"digest: {path}")
+    return result
 
 
 def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, started: float) -> sync.SyncReport:
+    report = options.reporter
     box_dir = data_dir / "sandboxes" / str(run_id)
     failed: list[sync.SiteResult] = []
     boxes: list[sandbox.Sandbox] = []
     fetch_times = {}
+    vocabulary = dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
     for source in options.sources:
         t0 = time.monotonic()
         try:
             if options.snapshot is not None:
                 page = sources.read_snapshot(source, options.snapshot)
             else:
-                page = sources.fetch(source, data_dir / "raw")
+                page = sources.fetch(source, data_dir / "raw", url=options.source_urls.get(source))
+            report.stage(source, "fetch", "ok", str(page.path or page.url))
             stories = parse.parse(source, page.html)
         except parse.SourceError as exc:
-            options.echo(str(exc))
+            stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
+            report.stage(source, stage, "failed", exc.reason)
             failed.append(sync.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
             continue
         fetch_times[source] = time.monotonic() - t0
-        boxes.append(sandbox.create(box_dir / f"{source}.db", source, run_id, started_at, stories))
-        options.echo(f"{source}: {len(stories)} stories from {page.path or page.url}")
+        box = sandbox.create(box_dir / f"{source}.db", source, run_id, started_at, stories, vocabulary)
+        boxes.append(box)
+        report.stage(source, "parse", "ok", f"{len(box.candidates)} stories"
+                     + (f", {len(box.rejected)} refused by the schema" if box.rejected else ""))
 
-    vocabulary = dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
     factory = lambda: agent.make_model(options.model, **options.model_options)  # noqa: E731
     results = []
     if boxes:
         kwargs = dict(profile=options.profile, vocabulary=vocabulary, executor=options.executor,
-                      executor_kwargs=options.executor_kwargs, max_steps=options.max_steps)
+                      executor_kwargs=options.executor_kwargs, max_steps=options.max_steps,
+                      step_reporter=report.step)
         if options.python_executor_factory is not None:
             results = [agent.judge_site(box, factory(), python_executor=options.python_executor_factory(), **kwargs)
                        for box in boxes]
         else:
             results = agent.judge_sites(boxes, factory, **kwargs)
+    sound = []
     for result in results:
         result.fetch_s = fetch_times.get(result.source, 0.0)
-        options.echo(f"{result.source}: judge {result.status}" + (f" ({result.error})" if result.error else ""))
+        report.stage(result.source, "judge", result.status,
+                     result.error or f"{result.steps} step(s), {result.llm_calls} model call(s), "
+                     f"{result.input_tokens + result.output_tokens} tokens, {result.judge_s:.1f} s")
+        if result.status == "ok":
+            problems = sync.validate(result.box.path)
+            report.stage(result.source, "validate", "failed" if problems else "ok", "; ".join(problems))
+            if not problems:
+                sound.append(result.box)
 
-    sound = [r.box for r in results if r.status == "ok" and not sync.validate(r.box.path)]
     note = None
     if sound:
         try:
             note = collect.editor_note(factory(), sound)
         except Exception as exc:  # the digest falls back to the host's deterministic note
-            options.echo(f"collector: editor's note failed ({agent.one_line(str(exc))}); using the plain digest")
-    report = sync.merge(conn, run_id, failed + results, model=options.model, executor=options.executor,
+            report.message(f"collector: editor's note failed ({agent.one_line(str(exc))}); using the plain digest")
+    result = sync.merge(conn, run_id, failed + results, model=options.model, executor=options.executor,
                         note=note, links=collect.cross_posts(sound), started=started)
-    for result in results:
-        if report.sites.get(result.source) == "ok":
-            result.box.path.unlink(missing_ok=True)
+    for site in results:
+        landed = result.sites.get(site.source) == "ok"
+        if site.status == "ok":
+            report.stage(site.source, "sync", "ok" if landed else "failed",
+                         f"run {run_id}" if landed else "kept in " + str(site.box.path))
+        if landed:
+            site.box.path.unlink(missing_ok=True)
     if box_dir.is_dir() and not any(box_dir.iterdir()):
         box_dir.rmdir()
-    return report
+    return result
+
+
+def write_digest(folder: Path, started_at: str, body: str) -> Path:
+    """data/digests/YYYY-MM-DD.md: the day's digest (a later run the same day replaces it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{started_at[:10]}.md"
+    path.write_text(body, encoding="utf-8")
+    return path
 
 
 def prune(folder: Path, days: int) -> None:
-    """Remove entries older than `days` (kept sandboxes of failed runs)."""
+    """Remove entries older than `days` (raw page folders, kept sandboxes of failed runs)."""
     if not folder.is_dir():
         return
     cutoff = time.time() - days * 86400

@@ -18,6 +18,7 @@ business/culture evidence.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -148,6 +149,41 @@ def _pattern(words: list[str]) -> re.Pattern:
 PATTERNS = {tag: _pattern(words) for tag, words in KEYWORDS.items()}
 
 
+@functools.cache
+def pattern_for(tag: str) -> re.Pattern:
+    """The tag's phrase list, or for a tag the config added, its own name as a word."""
+    return PATTERNS.get(tag) or _pattern([tag, tag.replace("-", " ")])
+
+
+@dataclass(frozen=True)
+class Interests:
+    """Which tags count for relevance (core) and which against it (other)."""
+
+    core: frozenset[str] = frozenset(CORE)
+    other: frozenset[str] = frozenset(NON_TECHNICAL)
+
+
+def interests_from(profile: str | None, vocabulary: set[str]) -> Interests:
+    """Read the reader's profile the way the rules can: which vocabulary topics it names, and which it rejects.
+
+    The text before "not interested in" adds the tags it mentions (by name or by their
+    phrase lists) to the relevant topics; the text after it moves the tags it mentions
+    to the counter-evidence. Topics the profile does not mention keep their defaults.
+    """
+    if not profile:
+        return Interests()
+    positive, *rest = re.split(r"\bnot interested in\b|\bnot into\b", profile, maxsplit=1, flags=re.IGNORECASE)
+    negative = rest[0] if rest else ""
+
+    def mentioned(text: str) -> set[str]:
+        return {tag for tag in vocabulary
+                if pattern_for(tag).search(text) or re.search(rf"\b{re.escape(tag)}\b", text, re.IGNORECASE)}
+
+    wanted = mentioned(positive)
+    unwanted = mentioned(negative) - wanted
+    return Interests(core=frozenset((CORE | wanted) - unwanted), other=frozenset((NON_TECHNICAL | unwanted) - wanted))
+
+
 @dataclass
 class Candidate:
     """One row of the candidate table in the task prompt."""
@@ -175,8 +211,8 @@ def evidence(c: Candidate, vocabulary: set[str]) -> dict[str, float]:
     found: dict[str, float] = {}
     title = re.sub(r"^(ask|show|launch|tell) hn:\s*", "", c.title, flags=re.IGNORECASE)
     title = re.sub(r"\((?:19|20)\d\d\)\s*$", "", title)  # "(1998)" marks an old article, not a topic
-    for tag, pattern in PATTERNS.items():
-        hits = len(pattern.findall(title))
+    for tag in vocabulary:
+        hits = len(pattern_for(tag).findall(title))
         if hits:
             found[tag] = found.get(tag, 0) + TITLE_WEIGHT * min(hits, 2)
     for site_tag in c.site_tags:
@@ -196,7 +232,7 @@ def evidence(c: Candidate, vocabulary: set[str]) -> dict[str, float]:
     return {tag: weight for tag, weight in found.items() if tag in vocabulary}
 
 
-def judge(c: Candidate, vocabulary: set[str], site: str) -> Verdict:
+def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests()) -> Verdict:
     ev = evidence(c, vocabulary)
     if c.kind == "job":
         ev["business"] = ev.get("business", 0) + 3
@@ -206,8 +242,13 @@ def judge(c: Candidate, vocabulary: set[str], site: str) -> Verdict:
         # Lobsters is computing-focused; an HN story with no evidence is most likely general interest.
         tags = ["programming" if site == "lobsters" and "programming" in vocabulary else
                 ("culture" if "culture" in vocabulary else sorted(vocabulary)[0])]
-    technical = sum(w for t, w in ev.items() if t in CORE) + 0.5 * ev.get("web", 0)
-    other = sum(w for t, w in ev.items() if t in NON_TECHNICAL) + ev.get("hardware", 0) * 0.5
+    # Web and hardware stories are half-way: they count half unless the profile decides them.
+    technical = sum(w for t, w in ev.items() if t in interests.core)
+    other = sum(w for t, w in ev.items() if t in interests.other)
+    if "web" not in interests.core | interests.other:
+        technical += 0.5 * ev.get("web", 0)
+    if "hardware" not in interests.core | interests.other:
+        other += 0.5 * ev.get("hardware", 0)
     if site == "lobsters":
         technical += 0.5  # the community itself filters for computing
     relevant = int(c.kind != "job" and technical > 0 and technical >= other)
@@ -247,9 +288,10 @@ def reason_for(ev: dict[str, float], relevant: int, c: Candidate) -> str:
 CANDIDATES_MARKER = "CANDIDATES (JSON lines: id, title, domain, site_tags, points, comments, kind):"
 
 
-def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate]]:
-    """(run_id, site, vocabulary, candidates) from the task prompt the agent receives."""
+def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate], str]:
+    """(run_id, site, vocabulary, candidates, profile) from the task prompt the agent receives."""
     run_id = int(re.search(r"^run_id: (\d+)$", task, re.MULTILINE).group(1))
+    profile_line = re.search(r"^READER'S INTERESTS: (.*)$", task, re.MULTILINE)
     site = re.search(r"^site: (\w+)$", task, re.MULTILINE).group(1)
     vocabulary = set(re.findall(r"^- ([a-z][a-z0-9-]*): ", task, re.MULTILINE))
     candidates = []
@@ -262,16 +304,17 @@ def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate]]:
             continue
         cid, title, domain, site_tags, points, comments, kind = json.loads(line)
         candidates.append(Candidate(cid, title, domain, site_tags, points, comments, kind))
-    return run_id, site, vocabulary, candidates
+    return run_id, site, vocabulary, candidates, profile_line.group(1) if profile_line else ""
 
 
 def code_for(task: str, judge_fn=None) -> str:
     """The Python the rules model 'writes': one INSERT per judgment and tag, then final_answer."""
     judge_fn = judge_fn or judge
-    run_id, site, vocabulary, candidates = parse_task(task)
+    run_id, site, vocabulary, candidates, profile = parse_task(task)
+    interests = interests_from(profile, vocabulary)
     rows = []
     for c in candidates:
-        v = judge_fn(c, vocabulary, site)
+        v = judge_fn(c, vocabulary, site, interests)
         rows.append([c.id, v.relevant, v.score, v.summary, v.reason, v.tags])
     return (
         f"RUN = {run_id}\n"
@@ -301,8 +344,8 @@ class RulesModel(Model):
     def __init__(self, **kwargs):
         super().__init__(model_id=self.name, **kwargs)
 
-    def judge(self, c: Candidate, vocabulary: set[str], site: str) -> Verdict:
-        return judge(c, vocabulary, site)
+    def judge(self, c: Candidate, vocabulary: set[str], site: str, interests: Interests) -> Verdict:
+        return judge(c, vocabulary, site, interests)
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
         task = next(text_of(m) for m in messages if role_of(m) == "user" and CANDIDATES_MARKER in text_of(m))
@@ -351,5 +394,5 @@ class KeywordBaselineModel(RulesModel):
 
     name = "keyword-baseline"
 
-    def judge(self, c: Candidate, vocabulary: set[str], site: str) -> Verdict:
-        return keyword_baseline(c, vocabulary, site)
+    def judge(self, c: Candidate, vocabulary: set[str], site: str, interests: Interests) -> Verdict:
+        return keyword_baseline(c, vocabulary, site)  # the naive filter ignores the profile

@@ -139,8 +139,9 @@ class Sandbox:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) refused at preload
 
 
-def create(path: Path, source: str, run_id: int, started_at: str, stories: list[Story]) -> Sandbox:
-    """A fresh sandbox from schema.sql, preloaded with the run and the site's candidates.
+def create(path: Path, source: str, run_id: int, started_at: str, stories: list[Story],
+           vocabulary: dict[str, str] | None = None) -> Sandbox:
+    """A fresh sandbox from schema.sql, preloaded with the run, the vocabulary and the site's candidates.
 
     A candidate the schema refuses (a hostile page can carry a `javascript:` link
     or a 10 KB title) is left out and reported in `rejected`, never silently.
@@ -155,6 +156,8 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("BEGIN")
         store.apply_schema(conn)
+        if vocabulary is not None:
+            store.sync_tags(conn, vocabulary)
         conn.execute("INSERT INTO runs (id, started_at) VALUES (?, ?)", [run_id, started_at])
         next_id = 1
         for story in stories:

@@ -132,6 +132,40 @@ def migrate(conn: sqlite3.Connection) -> int:
     return current
 
 
+def sync_tags(conn: sqlite3.Connection, vocabulary: dict[str, str]) -> None:
+    """Make the tags table the configured vocabulary (inside the caller's transaction, or its own).
+
+    A tag that history already uses cannot be removed: its judgments would lose their
+    meaning. That is refused with a message saying how many story tags use it.
+    """
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        for slug, meaning in vocabulary.items():
+            conn.execute(
+                "INSERT INTO tags (slug, description) VALUES (?, ?) "
+                "ON CONFLICT (slug) DO UPDATE SET description = excluded.description",
+                [slug, meaning],
+            )
+        for (slug,) in conn.execute("SELECT slug FROM tags").fetchall():
+            if slug in vocabulary:
+                continue
+            used = conn.execute("SELECT count(*) FROM story_tags WHERE tag = ?", [slug]).fetchone()[0]
+            if used:
+                raise StoreError(
+                    f"tag '{slug}' is used by {used} story tag(s) in history and cannot be removed; "
+                    f"keep it in [tags] (its description may change)"
+                )
+            conn.execute("DELETE FROM tags WHERE slug = ?", [slug])
+        if own:
+            conn.execute("COMMIT")
+    except BaseException:
+        if own:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def open_db(path: str | os.PathLike | None = None) -> sqlite_utils.Database:
     """Open (creating and migrating as needed) the history database."""
     path = db_path(path)

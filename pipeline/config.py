@@ -1,0 +1,184 @@
+"""Configuration: one TOML file, with every value traceable to where it came from.
+
+Precedence, lowest first: built-in defaults < the config file (`--config`, else
+`$NEWSREADER_CONFIG`, else `newsreader.toml` in the working directory, if present)
+< environment variables (`NEWSREADER_DB`, `NEWSREADER_MODEL`, `NEWSREADER_API_BASE`)
+< command-line flags. `newsreader config` prints the result with each value's origin.
+
+A bad file is one clear error naming the key: unknown keys, wrong types and empty
+values are refused rather than ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .agent import DEFAULT_MAX_STEPS, DEFAULT_PROFILE
+from .sandbox import reference_vocabulary
+from .sources import SOURCES
+
+CONFIG_FILE = "newsreader.toml"
+SOURCE_URLS = {
+    "hn": ("https://news.ycombinator.com/", "https://news.ycombinator.com/best", "https://news.ycombinator.com/news"),
+    "lobsters": ("https://lobste.rs/", "https://lobste.rs/hottest", "https://lobste.rs/active"),
+}
+EXECUTORS = ("local", "docker", "e2b", "modal", "blaxel")
+TAG_SLUG = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+@dataclass
+class Config:
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def set(self, key: str, value: Any, origin: str) -> None:
+        self.values[key] = value
+        self.origins[key] = origin
+
+    @property
+    def db(self) -> Path:
+        return Path(self["db"]) if self["db"] else Path(self["data_dir"]) / "news.db"
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Enabled sources and their URLs."""
+        return {s: self[f"sources.{s}.url"] for s in SOURCES if self[f"sources.{s}.enabled"]}
+
+    @property
+    def vocabulary(self) -> dict[str, str]:
+        return dict(self["tags"])
+
+    def lines(self) -> list[str]:
+        """`key = value   # origin`, in a stable order, for `newsreader config`."""
+        out = []
+        for key in sorted(self.values):
+            value = self.values[key]
+            if key == "tags":
+                for slug, meaning in value.items():
+                    out.append(f"tags.{slug} = {meaning!r}  # {self.origins[key]}")
+                continue
+            out.append(f"{key} = {value!r}  # {self.origins[key]}")
+        return out
+
+
+def defaults() -> Config:
+    config = Config()
+    for key, value in {
+        "data_dir": "data",
+        "db": None,
+        "retention_days": 14,
+        "max_steps": DEFAULT_MAX_STEPS,
+        "model.id": "rules",
+        "model.options": {},
+        "executor.name": "local",
+        "executor.options": {},
+        "profile.interests": DEFAULT_PROFILE,
+        "tags": reference_vocabulary(),
+        **{f"sources.{s}.enabled": True for s in SOURCES},
+        **{f"sources.{s}.url": url for s, url in SOURCES.items()},
+    }.items():
+        config.set(key, value, "default")
+    return config
+
+
+def flatten(table: dict, prefix: str = "") -> dict[str, Any]:
+    """{"model": {"id": "x"}} -> {"model.id": "x"}; option tables and [tags] stay whole."""
+    out = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in ("model.options", "executor.options", "tags"):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check(key: str, value: Any, expected: Any) -> Any:
+    """Validate one value against the default's type and the key's own rules."""
+    where = f"config key '{key}'"
+    if key == "db":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a file path")
+        return value
+    if isinstance(expected, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+    elif isinstance(expected, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where} must be a positive whole number, not {value!r}")
+    elif isinstance(expected, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table")
+    elif isinstance(expected, str):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where} must be a non-empty string")
+        value = " ".join(value.split()) if key == "profile.interests" else value.strip()
+    if key.startswith("sources.") and key.endswith(".url"):
+        if not re.match(r"https?://[^/\s]+", value):
+            raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
+    if key == "executor.name" and value not in EXECUTORS:
+        raise ConfigError(f"{where} must be one of {', '.join(EXECUTORS)}, not {value!r}")
+    if key == "tags":
+        if not value:
+            raise ConfigError(f"{where} needs at least one tag")
+        for slug, meaning in value.items():
+            if not TAG_SLUG.fullmatch(slug):
+                raise ConfigError(f"config key 'tags.{slug}': a tag is lower-case letters, digits and '-'")
+            if not isinstance(meaning, str) or not meaning.strip():
+                raise ConfigError(f"config key 'tags.{slug}' must be a one-line description")
+        value = {slug: " ".join(meaning.split()) for slug, meaning in value.items()}
+    return value
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    if explicit:
+        return Path(explicit), "--config"
+    if os.environ.get("NEWSREADER_CONFIG"):
+        return Path(os.environ["NEWSREADER_CONFIG"]), "NEWSREADER_CONFIG"
+    if Path(CONFIG_FILE).is_file():
+        return Path(CONFIG_FILE), CONFIG_FILE
+    return None, ""
+
+
+def load(explicit: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the config file, then the environment, then `overrides` (command-line flags)."""
+    config = defaults()
+    path, how = config_path(explicit)
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path} ({how}): {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, value in flatten(table).items():
+            if key not in config.values:
+                raise ConfigError(f"unknown config key '{key}' in {path}")
+            config.set(key, check(key, value, config[key]), str(path))
+    for key, env in (("db", "NEWSREADER_DB"), ("model.id", "NEWSREADER_MODEL")):
+        if os.environ.get(env):
+            config.set(key, check(key, os.environ[env], config[key]), env)
+    if os.environ.get("NEWSREADER_API_BASE"):
+        config.set("model.options", {**config["model.options"], "api_base": os.environ["NEWSREADER_API_BASE"]},
+                   "NEWSREADER_API_BASE")
+    for key, value in (overrides or {}).items():
+        if value is None or value == ():
+            continue
+        if key == "model.options":
+            value = {**config["model.options"], **value}
+        config.set(key, check(key, value, config[key]), "command line")
+    if not config.sources:
+        raise ConfigError("config enables no source: set sources.hn.enabled or sources.lobsters.enabled to true")
+    return config

@@ -1,0 +1,212 @@
+"""Everyday use: configuration, quiet runs, digest files, status, schedules, retention."""
+
+import configparser
+import os
+import re
+import shutil
+import sqlite3
+import time
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipeline import config
+from pipeline.cli import cli
+from pipeline.schedule import recipe
+
+from .conftest import SNAPSHOT
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh working directory, as a new user has: no config file, no environment."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("NEWSREADER_CONFIG", "NEWSREADER_DB", "NEWSREADER_MODEL", "NEWSREADER_API_BASE"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def run(*args, **kwargs):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, **kwargs)
+
+
+def test_defaults_then_file_then_environment_then_flags(workdir, monkeypatch):
+    assert config.load()["model.id"] == "rules"
+    (workdir / "newsreader.toml").write_text('max_steps = 4\n[model]\nid = "openai/gpt-4.1-mini"\n')
+    cfg = config.load()
+    assert (cfg["model.id"], cfg.origins["model.id"]) == ("openai/gpt-4.1-mini", "newsreader.toml")
+    assert (cfg["max_steps"], cfg.origins["max_steps"]) == (4, "newsreader.toml")
+    monkeypatch.setenv("NEWSREADER_MODEL", "ollama/llama3.1")
+    assert config.load().origins["model.id"] == "NEWSREADER_MODEL"
+    cfg = config.load(overrides={"model.id": "rules", "max_steps": None})
+    assert (cfg["model.id"], cfg.origins["model.id"], cfg["max_steps"]) == ("rules", "command line", 4)
+
+
+def test_config_file_from_flag_or_environment(workdir, monkeypatch):
+    other = workdir / "elsewhere.toml"
+    other.write_text('data_dir = "/srv/news"\n')
+    assert config.load(other).db == config.Path("/srv/news/news.db")
+    monkeypatch.setenv("NEWSREADER_CONFIG", str(other))
+    out = run("config")
+    assert f"data_dir = '/srv/news'  # {other}" in out.output
+
+
+def test_config_command_says_where_each_value_came_from(workdir):
+    (workdir / "newsreader.toml").write_text('[sources.hn]\nurl = "https://news.ycombinator.com/best"\n')
+    out = run("config")
+    assert out.exit_code == 0
+    assert "sources.hn.url = 'https://news.ycombinator.com/best'  # newsreader.toml" in out.output
+    assert "model.id = 'rules'  # default" in out.output
+    assert "tags.rust = 'the Rust language or its ecosystem'  # default" in out.output
+
+
+@pytest.mark.parametrize(
+    "toml,message",
+    [
+        ("colour = 'blue'\n", "unknown config key 'colour'"),
+        ("[model]\nname = 'x'\n", "unknown config key 'model.name'"),
+        ("max_steps = 'many'\n", "config key 'max_steps' must be a positive whole number"),
+        ("retention_days = 0\n", "config key 'retention_days' must be a positive whole number"),
+        ("[sources.hn]\nenabled = 'yes'\n", "config key 'sources.hn.enabled' must be true or false"),
+        ("[sources.lobsters]\nurl = 'ftp://lobste.rs'\n", "config key 'sources.lobsters.url' must be an http(s) URL"),
+        ("[executor]\nname = 'kubernetes'\n", "config key 'executor.name' must be one of local, docker"),
+        ("[profile]\ninterests = '  '\n", "config key 'profile.interests' must be a non-empty string"),
+        ("[tags]\nAI = 'caps'\n", "config key 'tags.AI': a tag is lower-case letters"),
+        ("[sources.hn]\nenabled = false\n[sources.lobsters]\nenabled = false\n", "config enables no source"),
+        ("max_steps = \n", "is not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_error(workdir, toml, message):
+    (workdir / "newsreader.toml").write_text(toml)
+    out = CliRunner().invoke(cli, ["config"])
+    assert out.exit_code == 1
+    assert message in out.output
+    assert "Traceback" not in out.output and len(out.output.strip().splitlines()) == 1
+
+
+def test_vocabulary_is_synced_and_a_used_tag_cannot_be_removed(workdir):
+    assert run("refresh", "-q", "--snapshot", str(SNAPSHOT)).exit_code == 0
+    tags = dict(config.load()["tags"])
+    tags["lisp"] = "Lisp and Scheme"
+    del tags["go"]  # used by judged stories in history
+    toml = "[tags]\n" + "".join(f'{slug} = "{meaning}"\n' for slug, meaning in tags.items())
+    (workdir / "newsreader.toml").write_text(toml)
+    out = CliRunner().invoke(cli, ["refresh", "-q", "--snapshot", str(SNAPSHOT)])
+    assert out.exit_code == 1
+    assert "tag 'go' is used by" in out.output and "cannot be removed" in out.output
+    conn = sqlite3.connect("data/news.db")
+    assert conn.execute("SELECT count(*) FROM tags WHERE slug IN ('go', 'lisp')").fetchone() == (1,)  # unchanged
+    tags["go"] = "the Go language"
+    toml = "[tags]\n" + "".join(f'{slug} = "{meaning}"\n' for slug, meaning in tags.items())
+    (workdir / "newsreader.toml").write_text(toml)
+    assert run("refresh", "-q", "--snapshot", str(SNAPSHOT)).exit_code == 0
+    assert conn.execute("SELECT description FROM tags WHERE slug = 'lisp'").fetchone() == ("Lisp and Scheme",)
+    assert conn.execute("SELECT description FROM tags WHERE slug = 'go'").fetchone() == ("the Go language",)
+
+
+def test_quiet_refresh_prints_nothing_and_writes_the_digest_file(workdir):
+    out = CliRunner().invoke(cli, ["refresh", "--quiet", "--snapshot", str(SNAPSHOT)])
+    assert out.exit_code == 0
+    assert out.output == ""
+    [path] = (workdir / "data" / "digests").glob("*.md")
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\.md", path.name)
+    body = path.read_text()
+    assert body.startswith(f"# newsreader digest — {path.stem}\n")
+    assert "## programming" in body and "## security" in body
+    assert ("- [Bypassing airport security via SQL injection](https://ian.sh/tsa) — " in body)
+    assert "([HN](https://news.ycombinator.com/item?id=41392128); 412 points · 96 comments)" in body
+    assert run("digest").output == body
+    assert run("digest", "--date", path.stem).output == body
+    assert CliRunner().invoke(cli, ["digest", "--date", "1999-01-01"]).exit_code == 1
+    logs = (workdir / "data" / "logs").glob("*.jsonl")
+    assert any('"stage": "sync"' in p.read_text() for p in logs)
+
+
+def test_changing_the_profile_changes_the_digest(workdir):
+    assert run("refresh", "-q", "--snapshot", str(SNAPSHOT)).exit_code == 0
+    before = run("digest").output
+    (workdir / "newsreader.toml").write_text(
+        '[profile]\ninterests = "Hardware and science. Not interested in security, AI or the web."\n')
+    assert run("refresh", "-q", "--snapshot", str(SNAPSHOT)).exit_code == 0
+    after = run("digest").output
+
+    def counts(digest):
+        return {tag: int(n) for tag, n in re.findall(r"(\w+) \((\d+)\)", digest.splitlines()[2])}
+
+    assert counts(after)["hardware"] > counts(before).get("hardware", 0)
+    assert counts(after).get("security", 0) < counts(before)["security"]
+    assert counts(after).get("ai", 0) < counts(before)["ai"]
+
+
+def test_status_exits_non_zero_when_the_last_run_failed(workdir):
+    assert CliRunner().invoke(cli, ["status"]).exit_code == 1  # no runs yet
+    assert run("refresh", "-q", "--snapshot", str(SNAPSHOT)).exit_code == 0
+    out = run("status")
+    assert out.exit_code == 0 and re.match(r"run 1 ok at .*: 55 stories, 0 rejected", out.output)
+    empty = workdir / "empty"
+    empty.mkdir()
+    failed = CliRunner().invoke(cli, ["refresh", "-q", "--snapshot", str(empty)])
+    assert failed.exit_code == 1 and "no " in failed.output
+    out = CliRunner().invoke(cli, ["status"])
+    assert out.exit_code == 1 and out.output.startswith("run 2 failed")
+    assert re.search(r"^\s+2\s+\S+\s+failed\s", run("runs").output, re.MULTILINE)
+
+
+def test_old_raw_snapshots_and_sandboxes_are_pruned(workdir):
+    (workdir / "newsreader.toml").write_text("retention_days = 3\n")
+    old, fresh = workdir / "data" / "raw" / "2020-01-01", workdir / "data" / "raw" / "today"
+    kept = workdir / "data" / "sandboxes" / "7"
+    for folder in (old, fresh, kept):
+        folder.mkdir(parents=True)
+        (folder / "x.html").write_text("x")
+    ancient = time.time() - 10 * 86400
+    for path in (old, old / "x.html", kept, kept / "x.html"):
+        os.utime(path, (ancient, ancient))
+    assert run("refresh", "-q", "--snapshot", str(SNAPSHOT)).exit_code == 0
+    assert not old.exists() and not kept.exists() and fresh.exists()
+    assert (workdir / "data" / "news.db").exists()
+
+
+def test_cron_recipe(tmp_path):
+    text = recipe("cron", tmp_path)
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1
+    assert re.fullmatch(r"0 6 \* \* \* cd \S+ && \S+newsreader refresh --quiet", lines[0])
+
+
+def test_systemd_recipe(tmp_path):
+    text = recipe("systemd", tmp_path, hour=7)
+    service, timer = text.split("# ~/.config/systemd/user/newsreader.timer")
+    units = {}
+    for name, body in (("newsreader.service", service), ("newsreader.timer", timer)):
+        parser = configparser.ConfigParser(strict=True, interpolation=None)
+        parser.optionxform = str
+        parser.read_string(body)
+        units[name] = parser
+        (tmp_path / name).write_text(body)
+    assert units["newsreader.service"]["Service"]["Type"] == "oneshot"
+    assert units["newsreader.service"]["Service"]["ExecStart"].endswith("newsreader refresh --quiet")
+    assert units["newsreader.timer"]["Timer"]["Persistent"] == "true"
+    assert units["newsreader.timer"]["Timer"]["OnCalendar"] == "*-*-* 07:00:00"
+    if shutil.which("systemd-analyze"):
+        import subprocess
+
+        result = subprocess.run(["systemd-analyze", "verify", "--user", str(tmp_path / "newsreader.timer")],
+                                capture_output=True, text=True)
+        assert "Unknown" not in result.stderr and "bad" not in result.stderr.lower(), result.stderr
+
+
+def test_github_actions_recipe_is_a_valid_workflow(tmp_path):
+    workflow = yaml.safe_load(recipe("github-actions", tmp_path))
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the bare key `on` as true
+    assert triggers["schedule"] == [{"cron": "0 6 * * *"}]
+    steps = workflow["jobs"]["refresh"]["steps"]
+    names = [step.get("name", step.get("uses", step.get("run"))) for step in steps]
+    assert "Restore the history database" in names and "Save the history database" in names
+    assert any(step.get("run") == "newsreader refresh --quiet" for step in steps)
+
+
+def test_schedule_command_prints_a_recipe():
+    out = run("schedule", "--print", "cron")
+    assert "newsreader refresh --quiet" in out.output
