@@ -14,9 +14,10 @@ from pathlib import Path
 import click
 
 from . import __version__, parse, sources, store
+from .agent import EXECUTORS
 
 SOURCE_CHOICE = click.Choice(sorted(sources.SOURCES))
-EXECUTOR_CHOICE = click.Choice(["local", "docker", "e2b", "modal", "blaxel"])
+EXECUTOR_CHOICE = click.Choice(EXECUTORS)
 
 db_option = click.option("--db", type=click.Path(dir_okay=False),
                          help="History database [default: <data_dir>/news.db; env: NEWSREADER_DB].")

@@ -18,16 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent import DEFAULT_MAX_STEPS, DEFAULT_PROFILE
+from .agent import DEFAULT_MAX_STEPS, DEFAULT_PROFILE, EXECUTORS
 from .sandbox import reference_vocabulary
 from .sources import SOURCES
 
 CONFIG_FILE = "newsreader.toml"
-SOURCE_URLS = {
-    "hn": ("https://news.ycombinator.com/", "https://news.ycombinator.com/best", "https://news.ycombinator.com/news"),
-    "lobsters": ("https://lobste.rs/", "https://lobste.rs/hottest", "https://lobste.rs/active"),
-}
-EXECUTORS = ("local", "docker", "e2b", "modal", "blaxel")
 TAG_SLUG = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
