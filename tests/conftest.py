@@ -27,10 +27,9 @@ def snapshot_dir(tmp_path):
 
 # --- judge helpers ------------------------------------------------------------------------
 
-import json  # noqa: E402
-import threading  # noqa: E402
+
 import time  # noqa: E402
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
 
 from smolagents import ChatMessage, MessageRole, Model  # noqa: E402
 from smolagents.monitoring import TokenUsage  # noqa: E402
@@ -71,52 +70,4 @@ def make_box(tmp_path, source="hn", run_id=1):
                           parse.parse(source, html))
 
 
-class StubLLM:
-    """A loopback OpenAI-compatible server: each POST pops the next scripted reply."""
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.requests = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
-                status, payload, headers = reply(body) if callable(reply) else reply
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def api_base(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def completion(content, prompt_tokens=1000, completion_tokens=200):
-    return (200, {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "stub",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    }, {})
+from .stub_llm import StubLLM, completion  # noqa: E402,F401 - shared with the benchmarks

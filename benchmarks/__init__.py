@@ -1,0 +1,1 @@
+"""Offline benchmarks for newsreader: `make bench` runs them and writes BENCHMARKS.md."""

@@ -1,0 +1,403 @@
+"""`make bench`: measure newsreader offline and write BENCHMARKS.md.
+
+Each section prints its figures as it goes. Times are medians of repeats; where a
+comparison exists (bs4 vs selectolax, 1 day vs 10 years of history) the ratio
+within this one run is reported, since absolute times depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from pipeline import agent, parse, refresh, rules, sandbox, store, sync  # noqa: E402
+
+from . import speed_limit, synth  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT = ROOT / "tests" / "fixtures" / "snapshot"
+PAGES = sorted((ROOT / "tests" / "fixtures" / "html").glob("*.html"))
+CACHE = ROOT / "data" / "bench"  # synthetic histories, reused between runs (git-ignored)
+
+
+@dataclass
+class Row:
+    section: str
+    metric: str
+    value: float
+    unit: str
+    goal: str
+    met: bool | None
+    ratio: str = ""
+    note: str = ""
+
+
+ROWS: list[Row] = []
+
+
+def record(section, metric, value, unit, goal="", met=None, ratio="", note=""):
+    ROWS.append(Row(section, metric, value, unit, goal, met, ratio, note))
+    flag = "" if met is None else ("  ok" if met else "  MISSED")
+    print(f"  {metric}: {value:g} {unit}{'  (goal ' + goal + ')' if goal else ''}{flag} {ratio}", flush=True)
+
+
+def median_time(fn, repeat: int = 7) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def percentile(values, p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+# --- 1. LLM economy -------------------------------------------------------------------------
+
+
+def llm_economy(tmp: Path) -> None:
+    print("1. LLM economy (LiteLLM -> loopback OpenAI-compatible stub answering with the rules' code)")
+    import litellm
+
+    sys.path.insert(0, str(ROOT))
+    from tests.stub_llm import StubLLM, completion
+
+    def reply(body):
+        messages = body["messages"]
+        prompt_tokens = litellm.token_counter(model="gpt-4o", messages=messages)
+        text = "\n".join(m["content"] if isinstance(m["content"], str) else " ".join(
+            part.get("text", "") for part in m["content"]) for m in messages)
+        if rules.CANDIDATES_MARKER not in text:  # the collector's editor's note
+            answer = "Today's stories lean towards systems and security."
+        else:
+            answer = f"Thought: judge every candidate.\n<code>\n{rules.code_for(text[text.index('You are judging'):])}</code>"
+        return completion(answer, prompt_tokens, litellm.token_counter(model="gpt-4o", text=answer))
+
+    with StubLLM([reply]) as stub:
+        report = refresh.refresh(refresh.Options(db=str(tmp / "llm" / "news.db"), snapshot=SNAPSHOT,
+                                                 model="openai/stub",
+                                                 model_options={"api_base": stub.api_base, "api_key": "x"}))
+        requests = len(stub.requests)
+    conn = sqlite3.connect(tmp / "llm" / "news.db")
+    for source, candidates, calls, steps, tin, tout in conn.execute(
+        "SELECT source, candidates, llm_calls, steps, input_tokens, output_tokens FROM run_sites WHERE run_id = ?",
+        [report.run_id],
+    ):
+        record("LLM economy", f"{source}: model calls per refresh", calls, "calls", "≤ 2", calls <= 2)
+        record("LLM economy", f"{source}: agent steps", steps, "steps")
+        per30 = tin * 30 / candidates
+        record("LLM economy", f"{source}: prompt tokens ({candidates} candidates)", tin, "tokens")
+        record("LLM economy", f"{source}: prompt tokens per 30 candidates", round(per30), "tokens", "≤ 6000",
+               per30 <= 6000)
+        record("LLM economy", f"{source}: completion tokens", tout, "tokens")
+    record("LLM economy", "HTTP requests to the model, whole refresh", requests, "requests",
+           note="2 sites + 1 collector note")
+
+
+# --- 2. Parse speed ---------------------------------------------------------------------------
+
+
+def parse_speed() -> None:
+    print("2. Parse speed (bs4 + lxml, selectolax beside it as the limit)")
+    worst = 0.0
+    for page in PAGES:
+        html = page.read_text(encoding="utf-8")
+        source = "hn" if page.name.startswith("hn") else "lobsters"
+        ours = median_time(lambda: parse.parse(source, html), 15) * 1000
+        limit = median_time(lambda: getattr(speed_limit, source)(html), 15) * 1000
+        worst = max(worst, ours)
+        record("Parse", f"{page.name}", round(ours, 2), "ms/page", "≤ 15", ours <= 15,
+               ratio=f"{ours / limit:.0f}× selectolax ({limit:.2f} ms)")
+    htmls = [(("hn" if p.name.startswith("hn") else "lobsters"), p.read_text(encoding="utf-8")) for p in PAGES]
+    t0 = time.perf_counter()
+    for i in range(730):
+        source, html = htmls[i % len(htmls)]
+        parse.parse(source, html)
+    year = time.perf_counter() - t0
+    record("Parse", "re-parse a year of daily snapshots (730 pages)", round(year, 2), "s", "≤ 10", year <= 10)
+
+
+# --- 3. Sandbox overhead ----------------------------------------------------------------------
+
+
+def sandbox_overhead(tmp: Path) -> None:
+    print("3. Sandbox overhead (local executor)")
+    stories = parse.parse("hn", (SNAPSHOT / "hn.html").read_text())
+    path = tmp / "box" / "hn.db"
+    create = median_time(lambda: sandbox.create(path, "hn", 1, "2026-11-25T00:00:00Z", stories), 15)
+    tool = sandbox.SqlTool(str(path))
+    call = median_time(lambda: tool("SELECT count(*) FROM stories"), 50)
+
+    def round_trip():
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        (tmp / "box" / "copy.db").write_bytes(base64.b64decode(data))
+
+    trip = median_time(round_trip, 15)
+    record("Sandbox", "create sandbox DB (30 candidates)", round(create * 1000, 2), "ms")
+    record("Sandbox", "one sql tool call", round(call * 1000, 2), "ms")
+    record("Sandbox", f"DB bytes round trip (base64, {path.stat().st_size // 1024} KB)", round(trip * 1000, 2), "ms")
+    total = create + call + trip
+    record("Sandbox", "total per site", round(total * 1000, 1), "ms", "≤ 300", total <= 0.3)
+
+
+# --- 4. Sync at scale ---------------------------------------------------------------------------
+
+
+def history(days: int) -> Path:
+    """A cached synthetic history of `days` days (rebuilt when the generator or schema changes)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    stamp = str(abs(hash((Path(synth.__file__).read_text(), store.schema_sql()))) % 10**8)
+    path = CACHE / f"history-{days}d-{stamp}.db"
+    if not path.exists():
+        for old in CACHE.glob(f"history-{days}d-*.db*"):
+            old.unlink()
+        print(f"  generating {days} days of synthetic history ...", flush=True)
+        counts = synth.generate(path, days)
+        print(f"  {counts}", flush=True)
+    return path
+
+
+def judged_templates(tmp: Path) -> list[sync.SiteResult]:
+    out = []
+    for source in ("hn", "lobsters"):
+        box = sandbox.create(tmp / "tpl" / f"{source}.db", source, 0, "2026-11-25T00:00:00Z",
+                             parse.parse(source, (SNAPSHOT / f"{source}.html").read_text()))
+        result = agent.judge_site(box, agent.make_model("rules"), vocabulary=sandbox.reference_vocabulary())
+        assert result.status == "ok", result.error
+        out.append(result)
+    return out
+
+
+def clone(result: sync.SiteResult, folder: Path, run_id: int) -> sync.SiteResult:
+    """The judged sandbox renumbered to another run (judging again would measure the agent, not the sync)."""
+    import dataclasses
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / result.box.path.name
+    shutil.copy(result.box.path, path)
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("PRAGMA foreign_keys = OFF")
+    for table, column in (("runs", "id"), ("stories", "first_seen_run"), ("sightings", "run_id"),
+                          ("judgments", "run_id"), ("story_tags", "run_id")):
+        c.execute(f"UPDATE {table} SET {column} = ?", [run_id])
+    c.close()
+    return dataclasses.replace(result, box=dataclasses.replace(result.box, path=path, run_id=run_id))
+
+
+def sync_at_scale(tmp: Path, sizes: dict[str, int]) -> Path:
+    print("4. Sync into a growing history")
+    templates = judged_templates(tmp)
+    medians = {}
+    for label, days in sizes.items():
+        source_db = history(days)
+        db = tmp / f"sync-{days}.db"
+        shutil.copy(source_db, db)
+        conn = store.connect(db)
+        times = []
+        for i in range(7):
+            run_id, _ = sync.start_run(conn, "rules", "local")
+            results = [clone(t, tmp / f"sync-{days}-{i}", run_id) for t in templates]
+            t0 = time.perf_counter()
+            report = sync.merge(conn, run_id, results, model="rules", executor="local")
+            times.append(time.perf_counter() - t0)
+            assert report.status == "ok", report.errors
+        conn.close()
+        medians[label] = statistics.median(times)
+        size = source_db.stat().st_size / 1e6
+        record("Sync", f"sync one run (55 stories) into {label} of history", round(medians[label] * 1000, 1), "ms",
+               "≤ 100", medians[label] <= 0.1, ratio=f"{medians[label] / medians[next(iter(sizes))]:.2f}× 1 day",
+               note=f"DB {size:.0f} MB")
+        db.unlink()
+    largest = list(sizes)[-1]
+    growth = medians[largest] / medians[next(iter(sizes))]
+    record("Sync", f"growth of sync time, {largest} vs 1 day", round(growth, 2), "×", "≈ 1 (flat)", growth < 2)
+    return history(sizes[largest])
+
+
+# --- 5. Queries ---------------------------------------------------------------------------------
+
+
+def queries(db: Path, tmp: Path) -> None:
+    print("5. Canned queries and FTS through Datasette's in-process client")
+    from datasette.app import Datasette
+
+    work = tmp / "news.db"  # the database must be called news for metadata.yml
+    shutil.copy(db, work)
+    metadata = yaml.safe_load((ROOT / "metadata.yml").read_text())
+    ds = Datasette([str(work)], metadata=metadata)
+    conn = sqlite3.connect(work)
+    story = conn.execute("SELECT story_id FROM sightings ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+    day = conn.execute("SELECT substr(started_at, 1, 10) FROM runs ORDER BY id DESC LIMIT 1 OFFSET "
+                       "(SELECT min(100, count(*) / 2) FROM runs)").fetchone()[0]
+    conn.close()
+    paths = {
+        "digest": "/news/digest.json?_shape=array",
+        "digest (date)": f"/news/digest.json?_shape=array&date={day}",
+        "digest_feed.atom": "/news/digest_feed.atom",
+        "story_history": f"/news/story_history.json?_shape=array&story_id={story}",
+        "trending_tags": "/news/trending_tags.json?_shape=array",
+        "runs_health": "/news/runs_health.json?_shape=array",
+        "search (FTS)": "/news/search.json?_shape=array&q=sqlite+kernel",
+        "stories table search (FTS)": "/news/stories.json?_shape=array&_search=compiler",
+    }
+
+    async def measure():
+        out = {}
+        for name, path in paths.items():
+            times = []
+            for _ in range(25):
+                t0 = time.perf_counter()
+                response = await ds.client.get(path)
+                times.append(time.perf_counter() - t0)
+                assert response.status_code == 200, (path, response.text[:300])
+            out[name] = times
+        return out
+
+    for name, times in asyncio.run(measure()).items():
+        p50, p95 = percentile(times, 50) * 1000, percentile(times, 95) * 1000
+        goal, limit = ("≤ 20", 20) if "FTS" in name else ("≤ 50", 50)
+        record("Queries", f"{name} p50 / p95", round(p95, 1), "ms (p95)", goal, p95 <= limit,
+               ratio=f"p50 {p50:.1f} ms")
+
+
+# --- 6. End to end ------------------------------------------------------------------------------
+
+
+def end_to_end(tmp: Path) -> None:
+    print("6. End to end: `newsreader refresh --snapshot ... --model rules` (a new process each time)")
+    exe = str(Path(sys.executable).with_name("newsreader"))
+    times = []
+    for i in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([exe, "refresh", "-q", "--snapshot", str(SNAPSHOT), "--model", "rules",
+                        "--db", str(tmp / "e2e" / "news.db")], check=True, cwd=tmp)
+        times.append(time.perf_counter() - t0)
+    wall = statistics.median(times)
+    imports = subprocess.run([sys.executable, "-c", "import time; t=time.perf_counter(); import pipeline.refresh, "
+                              "sys; print(time.perf_counter()-t, 'litellm' in sys.modules)"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    record("End to end", "refresh wall time, both sites", round(wall, 2), "s", "≤ 5", wall <= 5,
+           note=f"imports {float(imports[0]):.2f} s; litellm imported: {imports[1]}")
+
+
+# --- 7. Serving -----------------------------------------------------------------------------------
+
+
+def serving(db: Path, tmp: Path) -> None:
+    print("7. Serving: digest JSON from a real `newsreader serve` on loopback")
+    work = tmp / "serve" / "news.db"
+    work.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(db, work)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = str(Path(sys.executable).with_name("newsreader"))
+    proc = subprocess.Popen([exe, "serve", "--db", str(work), "--port", str(port)], cwd=tmp,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/news/digest.json?_shape=array"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url, timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        count, workers, limit_s = 400, 4, 30.0
+        done, errors = [0], [0]
+        lock = threading.Lock()
+        stop_at = time.monotonic() + limit_s
+
+        def worker():
+            with httpx.Client(timeout=10) as client:
+                while time.monotonic() < stop_at:
+                    with lock:
+                        if done[0] >= count:
+                            return
+                        done[0] += 1
+                    if client.get(url).status_code != 200:
+                        errors[0] += 1
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    record("Serving", f"digest JSON, {workers} concurrent clients", round(done[0] / elapsed, 1), "req/s",
+           note=f"{done[0]} requests in {elapsed:.1f} s (cap {count} or {limit_s:.0f} s), {errors[0]} errors")
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def write_report(path: Path, seconds: float) -> None:
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (benchmarks/run.py), offline. Medians of repeats; ratios are within this run.",
+        "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}. Whole run: {seconds:.0f} s.",
+        "",
+        "| section | metric | value | goal | met | ratio / notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in ROWS:
+        met = "" if r.met is None else ("yes" if r.met else "**no**")
+        notes = "; ".join(x for x in (r.ratio, r.note) if x)
+        lines.append(f"| {r.section} | {r.metric} | {r.value:g} {r.unit} | {r.goal} | {met} | {notes} |")
+    missed = [r for r in ROWS if r.met is False]
+    lines += ["", "## Goals missed", ""]
+    lines += [f"- {r.section}: {r.metric} = {r.value:g} {r.unit} (goal {r.goal})." for r in missed] or ["None."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    started = time.perf_counter()
+    quick = "--quick" in sys.argv  # a smoke run: 30 days instead of 10 years
+    sizes = {"1 day": 1, "1 year": 365, "10 years": 3650} if not quick else {"1 day": 1, "30 days": 30}
+    with tempfile.TemporaryDirectory(prefix="newsreader-bench-") as scratch:
+        tmp = Path(scratch)
+        llm_economy(tmp)
+        parse_speed()
+        sandbox_overhead(tmp)
+        largest = sync_at_scale(tmp, sizes)
+        queries(largest, tmp)
+        end_to_end(tmp)
+        serving(largest, tmp)
+    out = ROOT / ("BENCHMARKS.md" if not quick else "data/bench/BENCHMARKS-quick.md")
+    write_report(out, time.perf_counter() - started)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
