@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # litellm must never try to download its cost map (there is no internet in CI).
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test install browser clean
+.PHONY: run test bench install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Offline benchmarks; writes BENCHMARKS.md (synthetic histories are cached in data/bench/).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info

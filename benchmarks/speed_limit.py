@@ -1,6 +1,6 @@
 """The same fields parse_hn / parse_lobsters extract, with selectolax (Lexbor): the speed limit for parsing.
 
-Only a benchmark dependency: the pipeline's parsers stay on BeautifulSoup + lxml.
+Only a benchmark dependency: the pipeline's parsers use lxml (libxml2) with compiled XPath.
 """
 
 from selectolax.lexbor import LexborHTMLParser
