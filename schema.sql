@@ -14,7 +14,7 @@
 -- BLOB cast, since SQLite string functions stop at NUL), no surrounding
 -- spaces, and a length cap.
 
--- schema_version: 2  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
+-- schema_version: 3  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
 
 CREATE TABLE IF NOT EXISTS sources (
     slug TEXT PRIMARY KEY CHECK (slug IN ('hn', 'lobsters')),
@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     CHECK ((status = 'running') = (finished_at IS NULL))
 ) STRICT;
+
+CREATE INDEX IF NOT EXISTS runs_started_at ON runs(started_at);
 
 -- Per site and run: how that site's agent did.
 CREATE TABLE IF NOT EXISTS run_sites (
@@ -146,6 +148,7 @@ CREATE TABLE IF NOT EXISTS stories (
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS stories_canonical_url ON stories(canonical_url);
+CREATE INDEX IF NOT EXISTS stories_first_seen_run ON stories(first_seen_run);
 
 -- Where a story stood in each run that saw it.
 CREATE TABLE IF NOT EXISTS sightings (
@@ -275,3 +278,5 @@ CREATE TABLE IF NOT EXISTS rejections (
     item TEXT NOT NULL,
     reason TEXT NOT NULL
 ) STRICT;
+
+CREATE INDEX IF NOT EXISTS rejections_run ON rejections(run_id);

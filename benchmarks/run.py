@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import platform
 import shutil
@@ -167,7 +168,7 @@ def sandbox_overhead(tmp: Path) -> None:
 def history(days: int) -> Path:
     """A cached synthetic history of `days` days (rebuilt when the generator or schema changes)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    stamp = str(abs(hash((Path(synth.__file__).read_text(), store.schema_sql()))) % 10**8)
+    stamp = hashlib.sha256((Path(synth.__file__).read_text() + store.schema_sql()).encode()).hexdigest()[:10]
     path = CACHE / f"history-{days}d-{stamp}.db"
     if not path.exists():
         for old in CACHE.glob(f"history-{days}d-*.db*"):

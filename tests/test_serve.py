@@ -1,6 +1,7 @@
 """Datasette over a history built from the shipped snapshot with the rules model (in-process client, no port)."""
 
 import asyncio
+import re
 import html
 import sqlite3
 from urllib.parse import quote
@@ -157,3 +158,21 @@ def test_visitors_cannot_write(datasette):
     response = asyncio.run(datasette.client.get("/news.json?sql=" + quote("DELETE FROM stories")))
     assert response.status_code == 400
     assert get_json(datasette, "/news.json?_shape=array&sql=" + quote("SELECT count(*) AS n FROM stories"))[0]["n"] == 55
+
+
+BIG_TABLES = {"stories", "sightings", "judgments", "story_tags", "story_links", "rejections", "run_sites", "digests"}
+
+
+def test_canned_queries_use_indexes_not_scans_of_history_tables(datasette):
+    """EXPLAIN QUERY PLAN of every canned query (and the view under it): no full scan of a table that grows."""
+    metadata = yaml.safe_load((store.ROOT / "metadata.yml").read_text())
+    db = datasette.databases["news"].path
+    conn = sqlite3.connect(db)
+    views = " ".join(sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'view'"))
+    params = {"date": "", "story_id": 1, "q": "security"}
+    for name, query in metadata["databases"]["news"]["queries"].items():
+        sql = query["sql"].replace("escape_fts(:q)", ":q")
+        aliases = {alias: table for table, alias in re.findall(r"(?:FROM|JOIN)\s+(\w+)(?:\s+AS)?\s+(\w+)", sql + views)}
+        scans = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params) if row[3].startswith("SCAN ")]
+        scanned = {aliases.get(line.split()[1], line.split()[1]) for line in scans}
+        assert not scanned & BIG_TABLES, (name, scans)
