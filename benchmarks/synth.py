@@ -30,11 +30,29 @@ NEW_PER_DAY = 55
 DAYS_ON_PAGE = 10
 
 
+def token(i: int) -> str:
+    """The i-th word of a made-up language: rank 1 is the most common."""
+    letters, out = "etaoinshrdlucmfwypvbgkjqxz", ""
+    i = i * 7919 + 11
+    while i:
+        i, r = divmod(i, 26)
+        out += letters[r]
+    return out[:9]
+
+
 def title(rng: random.Random) -> str:
+    """20-120 characters; mostly words from a Zipf-distributed vocabulary of ~30k, some common tech words.
+
+    (Real titles are that varied: a search for "sqlite" matches a small share of them,
+    not one in six as a 60-word vocabulary would.)
+    """
     words = []
     target = rng.randint(20, 120)
     while len(" ".join(words)) < target:
-        words.append(rng.choice(WORDS))
+        if rng.random() < 0.1:
+            words.append(rng.choice(WORDS))
+        else:
+            words.append(token(int(rng.paretovariate(0.9)) % 30000))
     return " ".join(words).capitalize()[:120].strip()
 
 

@@ -105,8 +105,10 @@ def document(html: str | bytes):
 
 def xpath(expression: str) -> etree.XPath:
     """Compile an XPath where `.cls(name)` means "has the class name" (class lists may span lines)."""
+    # A cheap substring test first prunes most elements before the exact token test.
     return etree.XPath(re.sub(r"\.cls\((\w[\w-]*)\)",
-                              r"contains(concat(' ', normalize-space(@class), ' '), ' \1 ')", expression))
+                              r"(contains(@class, '\1') and contains(concat(' ', normalize-space(@class), ' '), ' \1 '))",
+                              expression))
 
 
 def first(found: list):
@@ -226,13 +228,13 @@ def hn_subtext(row):
 
 LOBSTERS_ROWS = xpath("//li[.cls(story)]")
 LOBSTERS_LINK = xpath(".//a[.cls(u-url)]")
-LOBSTERS_COMMENTS = xpath(".//*[.cls(comments_label)]//a")
-LOBSTERS_SCORE = xpath("(.//*[.cls(voters)]//*[.cls(score)] | .//*[.cls(voters)]//*[.cls(upvoter)])")
+LOBSTERS_COMMENTS = xpath(".//span[.cls(comments_label)]//a")
+LOBSTERS_SCORE = xpath(".//div[.cls(voters)]//*[.cls(score) or .cls(upvoter)]")
 LOBSTERS_TAGS = xpath(".//a[.cls(tag)]")
 LOBSTERS_DOMAIN = xpath(".//a[.cls(domain)]")
 LOBSTERS_AUTHOR = xpath(".//a[.cls(u-author)]")
-LOBSTERS_UNIX_TIME = xpath(".//*[.cls(byline)]//time[@data-at-unix]")
-LOBSTERS_TITLED = xpath(".//*[.cls(byline)]//*[@title]")
+LOBSTERS_UNIX_TIME = xpath(".//div[.cls(byline)]//time[@data-at-unix]")
+LOBSTERS_TITLED = xpath(".//div[.cls(byline)]//*[@title]")
 
 
 def parse_lobsters(html: str | bytes, base: str = LOBSTERS_BASE) -> list[Story]:
