@@ -37,6 +37,8 @@ DEFAULT_PROFILE = (
 EXECUTORS = ("local", "docker", "e2b", "modal", "blaxel")
 REMOTE_DB = "sandbox.db"  # the SqlTool's default path, inside a remote kernel's working directory
 DEFAULT_MAX_STEPS = 6
+# Bounds on one step of generated code in the local executor: wall time and printed output.
+LOCAL_EXECUTOR_DEFAULTS = {"timeout_seconds": 30, "max_print_outputs_length": 20_000}
 
 
 # --- the task -------------------------------------------------------------------------
@@ -164,7 +166,8 @@ def judge_site(
             model=model,
             executor=python_executor,
             executor_type=executor if python_executor is None else "local",
-            executor_kwargs=executor_kwargs or {},
+            executor_kwargs=({**LOCAL_EXECUTOR_DEFAULTS, **(executor_kwargs or {})} if executor == "local"
+                             else executor_kwargs or {}),
             max_steps=max_steps,
             final_answer_checks=[every_candidate_judged],
             return_full_result=True,

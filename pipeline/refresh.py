@@ -35,6 +35,7 @@ class Options:
     profile: str = agent.DEFAULT_PROFILE
     vocabulary: dict[str, str] | None = None  # synced into the tags table; None keeps the history's
     retention_days: int = 14
+    transport: object | None = None  # an httpx transport (tests: httpx.MockTransport)
     wait: bool = True
     python_executor_factory: Callable | None = None  # tests: a stand-in remote executor per site
     reporter: Reporter = field(default_factory=lambda: Reporter(quiet=True))
@@ -87,13 +88,14 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
     boxes: list[sandbox.Sandbox] = []
     fetch_times = {}
     vocabulary = dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
+    client = sources.make_client(options.transport) if options.snapshot is None else None
     for source in options.sources:
         t0 = time.monotonic()
         try:
-            if options.snapshot is not None:
+            if client is None:
                 page = sources.read_snapshot(source, options.snapshot)
             else:
-                page = sources.fetch(source, data_dir / "raw", url=options.source_urls.get(source))
+                page = sources.fetch(source, data_dir / "raw", url=options.source_urls.get(source), client=client)
             report.stage(source, "fetch", "ok", str(page.path or page.url))
             stories = parse.parse(source, page.html)
         except parse.SourceError as exc:
@@ -107,6 +109,8 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
         report.stage(source, "parse", "ok", f"{len(box.candidates)} stories"
                      + (f", {len(box.rejected)} refused by the schema" if box.rejected else ""))
 
+    if client is not None:
+        client.close()
     factory = lambda: agent.make_model(options.model, **options.model_options)  # noqa: E731
     results = []
     if boxes:

@@ -165,7 +165,7 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
                 with store.savepoint(conn, "candidate"):
                     insert_story(conn, next_id, story, run_id)
                     insert_sighting(conn, run_id, next_id, story)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeError, OverflowError) as exc:  # text SQLite cannot even receive
                 box.rejected.append((f"story {story.source_id}", f"candidate refused: {exc}"))
                 continue
             box.candidates[next_id] = story

@@ -63,14 +63,14 @@ def statements(sql: str) -> list[str]:
 
 @contextmanager
 def savepoint(conn: sqlite3.Connection, name: str = "row"):
-    """Run a block under a SAVEPOINT: on an SQLite error only the block is undone, then the error propagates.
+    """Run a block under a SAVEPOINT: on any error only the block is undone, then the error propagates.
 
     Lets a caller refuse one row (and record why) without losing the rest of its transaction.
     """
     conn.execute(f"SAVEPOINT {name}")
     try:
         yield
-    except sqlite3.Error:
+    except Exception:
         conn.execute(f"ROLLBACK TO {name}")
         conn.execute(f"RELEASE {name}")
         raise

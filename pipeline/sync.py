@@ -330,7 +330,7 @@ def insert_row(conn, run_id: int, source: str, item: str, sql: str, params: list
     try:
         with store.savepoint(conn):
             conn.execute(sql, params)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeError, OverflowError) as exc:
         reject(conn, run_id, source, item, str(exc))
         return False
     return True
