@@ -52,9 +52,11 @@ class ScriptedModel(Model):
         self.script = list(script)
         self.calls = 0
         self.delay = delay
+        self.prompt_chars: list[int] = []  # size of what the model was shown, per call
 
     def generate(self, messages, stop_sequences=None, **kwargs):
         task = next(rules.text_of(m) for m in messages if rules.CANDIDATES_MARKER in rules.text_of(m))
+        self.prompt_chars.append(sum(len(rules.text_of(m)) for m in messages))
         step = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         if self.delay:

@@ -123,7 +123,7 @@ def test_generated_candidates_are_refused_exactly_when_the_rules_say(tmp_path_fa
         if ok:
             seen.add(story.source_id)
         expected.append(ok)
-    assert [s.source_id for s in box.candidates.values()] == [s.source_id for s, ok in zip(stories, expected) if ok]
+    assert [s.source_id for s in box.candidates.values()] == [s.source_id for s, ok in zip(stories, expected, strict=True) if ok]
     assert len(box.rejected) == expected.count(False)  # every refusal is reported, with its reason
     STORY_TOTALS["stories"] += len(stories)
     STORY_TOTALS["refused"] += len(box.rejected)
