@@ -23,6 +23,7 @@ from typing import Callable
 
 from smolagents import CodeAgent, LiteLLMModel, Model
 from smolagents.memory import ActionStep
+from smolagents.monitoring import LogLevel
 
 from . import sandbox, sync
 from .rules import CANDIDATES_MARKER, SITE_NAMES, KeywordBaselineModel, RulesModel
@@ -171,7 +172,7 @@ def judge_site(
             max_steps=max_steps,
             final_answer_checks=[every_candidate_judged],
             return_full_result=True,
-            verbosity_level=0,
+            verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
             step_callbacks=[report_step] if step_reporter else None,
         )
         if remote:

@@ -1,8 +1,15 @@
 """A loopback OpenAI-compatible chat server for tests and benchmarks (no network, no key)."""
 
 import json
+import socket
+import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+RESET = "reset"  # a reply that resets the connection
+SLOW = "slow"  # (SLOW, seconds, reply): answer late
 
 
 class StubLLM:
@@ -18,6 +25,14 @@ class StubLLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append(body)
                 reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
+                if reply == RESET:  # drop the connection with a TCP reset, no response
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if isinstance(reply, tuple) and reply and reply[0] == SLOW:
+                    time.sleep(reply[1])
+                    reply = reply[2]
                 status, payload, headers = reply(body) if callable(reply) else reply
                 data = json.dumps(payload).encode()
                 self.send_response(status)

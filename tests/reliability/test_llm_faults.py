@@ -1,0 +1,61 @@
+"""LLM faults through LiteLLM against the loopback stub: the hn site's model misbehaves, lobsters' is fine.
+
+Retries are bounded, the faulty site ends `failed` with a one-line reason, lobsters lands,
+the run is `partial`, and the refresh finishes in bounded time.
+"""
+
+import sqlite3
+import time
+
+import pytest
+
+from pipeline import agent, refresh, rules
+
+from ..conftest import SNAPSHOT
+from ..stub_llm import RESET, SLOW, StubLLM, completion
+from .conftest import record
+
+FAULTS = {
+    "429 with Retry-After": [(429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"})],
+    "500": [(500, {"error": {"message": "internal error"}}, {})],
+    "connection reset": [RESET],
+    "timeout": [(SLOW, 2.5, completion("too late"))],
+    "empty completion": [completion("")],
+    "non-code answer": [completion("These all look like great stories to me!")],
+    "truncated code block": [completion("Thought: judging.\n<code>\nfor story_id in range(1, 31):\n    sql(\"INSERT")],
+}
+SEEN = {"faults": 0, "requests": 0, "seconds": 0.0}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_faulty_model_fails_its_site_and_the_other_lands(tmp_path, monkeypatch, fault):
+    real_make_model = agent.make_model
+    db = tmp_path / "news.db"
+    with StubLLM(FAULTS[fault]) as stub:
+        models = iter([
+            real_make_model("openai/stub", api_base=stub.api_base, api_key="sk-test", timeout=1, max_retries=1,
+                            retry_wait=0.2),
+            rules.RulesModel(),
+        ])
+        monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+        t0 = time.monotonic()
+        report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, max_steps=2))
+        elapsed = time.monotonic() - t0
+        requests = len(stub.requests)
+    assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}, report
+    conn = sqlite3.connect(db)
+    error = conn.execute("SELECT error FROM run_sites WHERE source = 'hn'").fetchone()[0]
+    assert error and "\n" not in error and "Traceback" not in error
+    assert conn.execute("SELECT DISTINCT source FROM stories").fetchall() == [("lobsters",)]
+    assert conn.execute("SELECT status FROM runs").fetchone() == ("partial",)
+    assert requests <= 12, requests  # bounded retries
+    assert elapsed < 45, elapsed
+    SEEN["faults"] += 1
+    SEEN["requests"] += requests
+    SEEN["seconds"] = max(SEEN["seconds"], elapsed)
+
+
+def test_zz_llm_fault_figures():
+    assert SEEN["faults"] == len(FAULTS)
+    record("LLM faults via the loopback stub (LiteLLM)", len(FAULTS), SEEN["faults"], 0, 0,
+           f"{SEEN['requests']} model requests in all; slowest refresh {SEEN['seconds']:.1f} s; other site landed")
