@@ -190,24 +190,11 @@ def judged_templates(tmp: Path) -> list[sync.SiteResult]:
     return out
 
 
-def clone(result: sync.SiteResult, folder: Path, run_id: int) -> sync.SiteResult:
-    """The judged sandbox renumbered to another run (judging again would measure the agent, not the sync)."""
-    import dataclasses
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / result.box.path.name
-    shutil.copy(result.box.path, path)
-    c = sqlite3.connect(path, isolation_level=None)
-    c.execute("PRAGMA foreign_keys = OFF")
-    for table, column in (("runs", "id"), ("stories", "first_seen_run"), ("sightings", "run_id"),
-                          ("judgments", "run_id"), ("story_tags", "run_id")):
-        c.execute(f"UPDATE {table} SET {column} = ?", [run_id])
-    c.close()
-    return dataclasses.replace(result, box=dataclasses.replace(result.box, path=path, run_id=run_id))
-
-
 def sync_at_scale(tmp: Path, sizes: dict[str, int]) -> Path:
     print("4. Sync into a growing history")
+    sys.path.insert(0, str(ROOT))
+    from tests.sandboxes import clone_for_run
+
     templates = judged_templates(tmp)
     medians = {}
     for label, days in sizes.items():
@@ -218,7 +205,7 @@ def sync_at_scale(tmp: Path, sizes: dict[str, int]) -> Path:
         times = []
         for i in range(7):
             run_id, _ = sync.start_run(conn, "rules", "local")
-            results = [clone(t, tmp / f"sync-{days}-{i}", run_id) for t in templates]
+            results = [clone_for_run(t, tmp / f"sync-{days}-{i}", run_id) for t in templates]
             t0 = time.perf_counter()
             report = sync.merge(conn, run_id, results, model="rules", executor="local")
             times.append(time.perf_counter() - t0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -98,15 +99,19 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, q
     enabled = tuple(s for s in cfg.sources if not only or s in only)
     if not enabled:
         raise click.ClickException(f"--source {' '.join(only)} is disabled in the configuration")
-    reporter = Reporter(Path(cfg["data_dir"]) / "logs", quiet=quiet, verbose=verbose)
-    options = refresh_module.Options.from_config(cfg, snapshot=snapshot, wait=not no_wait, reporter=reporter)
-    options.sources = enabled
     try:
+        reporter = Reporter(cfg.data_dir / "logs", quiet=quiet, verbose=verbose)
+        options = refresh_module.Options.from_config(cfg, snapshot=snapshot, wait=not no_wait, reporter=reporter)
+        options.sources = enabled
         report = refresh_module.refresh(options)
     except RefreshBusy as exc:
         raise click.ClickException(f"{exc}; not waiting (--no-wait)") from exc
     except store.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
+    except sqlite3.Error as exc:  # e.g. disk full: the run's transaction was rolled back
+        raise click.ClickException(f"history database {cfg.db}: {exc}; nothing from this run was stored") from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write under {cfg.data_dir}: {exc}") from exc
     summary = (f"run {report.run_id}: {report.status} — {report.stories} stories, {report.judged} judged, "
                f"{report.rejected} rejected")
     if report.status == "failed":
@@ -200,7 +205,7 @@ def fetch(only, raw_dir):
         if only and source not in only:
             continue
         try:
-            page = sources.fetch(source, Path(raw_dir or Path(cfg["data_dir"]) / "raw"), url=url)
+            page = sources.fetch(source, Path(raw_dir or cfg.data_dir / "raw"), url=url)
         except parse.SourceError as exc:
             click.echo(f"error: {exc}", err=True)
             failed = True

@@ -47,6 +47,13 @@ class Config:
         return Path(self["db"]) if self["db"] else Path(self["data_dir"]) / "news.db"
 
     @property
+    def data_dir(self) -> Path:
+        """Where raw/, digests/, logs/ and sandboxes/ go: data_dir if configured, else beside the database."""
+        if self["db"] and self.origins["data_dir"] == "default":
+            return Path(self["db"]).parent
+        return Path(self["data_dir"])
+
+    @property
     def sources(self) -> dict[str, str]:
         """Enabled sources and their URLs."""
         return {s: self[f"sources.{s}.url"] for s in SOURCES if self[f"sources.{s}.enabled"]}

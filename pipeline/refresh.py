@@ -11,6 +11,7 @@ pruned after the retention period; the history DB never is.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ class Options:
     def from_config(cls, config, **overrides) -> "Options":
         """Options from a loaded `config.Config` (command-line values are already in it)."""
         return cls(
-            db=str(config.db), data_dir=Path(config["data_dir"]), sources=tuple(config.sources),
+            db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
             source_urls=config.sources, model=config["model.id"], model_options=dict(config["model.options"]),
             executor=config["executor.name"], executor_kwargs=dict(config["executor.options"]),
             max_steps=config["max_steps"], profile=config["profile.interests"], vocabulary=config.vocabulary,
@@ -71,7 +72,10 @@ def refresh(options: Options) -> sync.SyncReport:
         try:
             result = run(options, conn, run_id, started_at, data_dir, started)
         except BaseException as exc:
-            sync.fail_run(conn, run_id, agent.describe(exc), time.monotonic() - started)
+            try:
+                sync.fail_run(conn, run_id, agent.describe(exc), time.monotonic() - started)
+            except sqlite3.Error:  # e.g. the disk is still full: the next refresh marks the run failed
+                pass
             raise
         finally:
             report.stop()

@@ -154,23 +154,22 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("BEGIN")
-        store.apply_schema(conn)
-        if vocabulary is not None:
-            store.sync_tags(conn, vocabulary)
-        conn.execute("INSERT INTO runs (id, started_at) VALUES (?, ?)", [run_id, started_at])
-        next_id = 1
-        for story in stories:
-            try:
-                with store.savepoint(conn, "candidate"):
-                    insert_story(conn, next_id, story, run_id)
-                    insert_sighting(conn, run_id, next_id, story)
-            except (sqlite3.Error, UnicodeError, OverflowError) as exc:  # text SQLite cannot even receive
-                box.rejected.append((f"story {story.source_id}", f"candidate refused: {exc}"))
-                continue
-            box.candidates[next_id] = story
-            next_id += 1
-        conn.execute("COMMIT")
+        with store.transaction(conn, "DEFERRED"):
+            store.apply_schema(conn)
+            if vocabulary is not None:
+                store.sync_tags(conn, vocabulary)
+            conn.execute("INSERT INTO runs (id, started_at) VALUES (?, ?)", [run_id, started_at])
+            next_id = 1
+            for story in stories:
+                try:
+                    with store.savepoint(conn, "candidate"):
+                        insert_story(conn, next_id, story, run_id)
+                        insert_sighting(conn, run_id, next_id, story)
+                except (sqlite3.Error, UnicodeError, OverflowError) as exc:  # text SQLite cannot even receive
+                    box.rejected.append((f"story {story.source_id}", f"candidate refused: {exc}"))
+                    continue
+                box.candidates[next_id] = story
+                next_id += 1
     finally:
         conn.close()
     return box

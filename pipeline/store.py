@@ -62,6 +62,27 @@ def statements(sql: str) -> list[str]:
 
 
 @contextmanager
+def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE"):
+    """BEGIN ... COMMIT around a block; on any error, ROLLBACK and re-raise.
+
+    Inside a transaction the caller already holds, the block simply joins it. SQLite
+    rolls back by itself on some errors (a full disk, for one); then there is nothing
+    left to roll back, and the original error is the one that propagates.
+    """
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
 def savepoint(conn: sqlite3.Connection, name: str = "row"):
     """Run a block under a SAVEPOINT: on any error only the block is undone, then the error propagates.
 
@@ -113,8 +134,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         raise StoreError(
             f"database schema version {current} is newer than this newsreader ({target}); upgrade newsreader"
         )
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current < target:
             apply_schema(conn)
@@ -125,10 +145,6 @@ def migrate(conn: sqlite3.Connection) -> int:
             if not db["stories"].detect_fts():
                 db["stories"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
             conn.execute(f"PRAGMA user_version = {target}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return current
 
 
@@ -138,10 +154,7 @@ def sync_tags(conn: sqlite3.Connection, vocabulary: dict[str, str]) -> None:
     A tag that history already uses cannot be removed: its judgments would lose their
     meaning. That is refused with a message saying how many story tags use it.
     """
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for slug, meaning in vocabulary.items():
             conn.execute(
                 "INSERT INTO tags (slug, description) VALUES (?, ?) "
@@ -158,12 +171,6 @@ def sync_tags(conn: sqlite3.Connection, vocabulary: dict[str, str]) -> None:
                     f"keep it in [tags] (its description may change)"
                 )
             conn.execute("DELETE FROM tags WHERE slug = ?", [slug])
-        if own:
-            conn.execute("COMMIT")
-    except BaseException:
-        if own:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def open_db(path: str | os.PathLike | None = None) -> sqlite_utils.Database:

@@ -106,8 +106,7 @@ STALE_NOTE = "process died during the run (found 'running' by a later refresh)"
 def start_run(conn: sqlite3.Connection, model: str, executor: str) -> tuple[int, str]:
     """Mark crashed runs failed, then create this run's row as 'running'."""
     started_at = now_iso()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store.transaction(conn):
         conn.execute(
             "UPDATE runs SET status = 'failed', finished_at = max(started_at, ?), "
             "error = coalesce(error || '; ', '') || ? WHERE status = 'running'",
@@ -117,10 +116,6 @@ def start_run(conn: sqlite3.Connection, model: str, executor: str) -> tuple[int,
             "INSERT INTO runs (started_at, status, model, executor) VALUES (?, 'running', ?, ?)",
             [started_at, model, executor],
         ).lastrowid
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return run_id, started_at
 
 
@@ -202,8 +197,7 @@ def merge(
     """Validate and merge every site's sandbox, and finish the run record, in ONE transaction."""
     report = SyncReport(run_id=run_id, status="failed")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store.transaction(conn):
         ids: dict[tuple[str, str], int] = {}
         for outcome in outcomes:
             landed = merge_site(conn, run_id, outcome, report, ids)
@@ -237,10 +231,6 @@ def merge(
              round(time.monotonic() - started, 3) if started is not None else None,
              report.stories, report.rejected, "; ".join(report.errors) or None, run_id],
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return report
 
 

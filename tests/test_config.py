@@ -210,3 +210,10 @@ def test_github_actions_recipe_is_a_valid_workflow(tmp_path):
 def test_schedule_command_prints_a_recipe():
     out = run("schedule", "--print", "cron")
     assert "newsreader refresh --quiet" in out.output
+
+
+def test_data_files_go_beside_an_explicit_database(workdir, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    assert run("refresh", "-q", "--db", str(elsewhere / "news.db"), "--snapshot", str(SNAPSHOT)).exit_code == 0
+    assert (elsewhere / "digests").is_dir() and (elsewhere / "logs").is_dir()
+    assert not (workdir / "data").exists()

@@ -5,6 +5,7 @@ history, lobsters lands, the run is `partial`, and the run record and logs say w
 """
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -28,7 +29,8 @@ ATTACKS = {
                        "error: not authorized"),
     "multi-statement": ("print(sql(\"INSERT INTO story_tags VALUES (1,1,'ai'); DROP TABLE tags\"))",
                         "one statement at a time"),
-    "endless loop": ("x = 0\nwhile True:\n    x += 1", "exceeded the maximum execution time"),
+    # Stopped by the executor's time limit or its loop-iteration cap, whichever comes first.
+    "endless loop": ("x = 0\nwhile True:\n    x += 1", "exceeded the maximum execution time|iterations in While loop"),
     "10 MB print": ("print('x' * 10_000_000)", "Execution logs: xxxxxxxx"),
     "garbage final_answer": ("final_answer({'all': 'done', 'trust': 'me'})", "not done yet"),
 }
@@ -56,7 +58,7 @@ def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
     reporter = Reporter(tmp_path / "logs", quiet=True)
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, max_steps=2, reporter=reporter,
-                                             executor_kwargs={"timeout_seconds": 2}))
+                                             executor_kwargs={"timeout_seconds": 8}))
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
     conn = sqlite3.connect(db)
     assert sync.schema_of(conn) == schema
@@ -69,7 +71,7 @@ def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_
     assert status == "failed" and "did not finish in 2 steps" in error
     steps = [json.loads(line) for path in (tmp_path / "logs").glob("*.jsonl") for line in path.read_text().splitlines()]
     hn_steps = [s["detail"] for s in steps if s.get("site") == "hn" and s["status"] == "step"]
-    assert any(refusal in detail for detail in hn_steps), hn_steps
+    assert any(re.search(refusal, detail) for detail in hn_steps), hn_steps
     assert all(len(detail) <= 2000 for detail in hn_steps)  # printing 10 MB is bounded
     RESULTS["attacks"] += 1
     RESULTS["refused"] += 1
