@@ -14,7 +14,7 @@
 -- BLOB cast, since SQLite string functions stop at NUL), no surrounding
 -- spaces, and a length cap.
 
--- schema_version: 3  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
+-- schema_version: 4  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
 
 CREATE TABLE IF NOT EXISTS sources (
     slug TEXT PRIMARY KEY CHECK (slug IN ('hn', 'lobsters')),
@@ -224,9 +224,12 @@ CREATE TABLE IF NOT EXISTS story_tags (
 
 CREATE INDEX IF NOT EXISTS story_tags_tag ON story_tags(tag);
 
+-- (A tag the story already has is left to the primary key, so INSERT ... ON CONFLICT
+-- DO NOTHING can re-run safely.)
 CREATE TRIGGER IF NOT EXISTS story_tags_at_most_three
 BEFORE INSERT ON story_tags
 WHEN (SELECT count(*) FROM story_tags WHERE run_id = NEW.run_id AND story_id = NEW.story_id) >= 3
+ AND NOT EXISTS (SELECT 1 FROM story_tags WHERE run_id = NEW.run_id AND story_id = NEW.story_id AND tag = NEW.tag)
 BEGIN
     SELECT RAISE(ABORT, 'a story takes at most 3 tags');
 END;

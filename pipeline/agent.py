@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -211,8 +213,24 @@ def describe(exc: BaseException) -> str:
     return one_line(f"{exc.__class__.__name__}: {exc}")
 
 
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Remove the values of secret-looking environment variables (API keys) from text we store or print.
+
+    Error messages from model providers and servers can echo a key back; run records,
+    logs and Datasette must never show one.
+    """
+    for name, value in os.environ.items():
+        if len(value) >= 8 and SECRET_NAME.search(name) and value in text:
+            text = text.replace(value, f"[{name}]")
+    return text
+
+
 def one_line(text: str, limit: int = 400) -> str:
-    text = " ".join(text.split())
+    """Text for run records and logs: secrets redacted, whitespace collapsed, length capped."""
+    text = " ".join(redact(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

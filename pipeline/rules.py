@@ -293,7 +293,9 @@ def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate], str]:
     run_id = int(re.search(r"^run_id: (\d+)$", task, re.MULTILINE).group(1))
     profile_line = re.search(r"^READER'S INTERESTS: (.*)$", task, re.MULTILINE)
     site = re.search(r"^site: (\w+)$", task, re.MULTILINE).group(1)
-    vocabulary = set(re.findall(r"^- ([a-z][a-z0-9-]*): ", task, re.MULTILINE))
+    # Only the vocabulary block: the instructions below it also have "- name: ..." lines.
+    block = re.search(r"^TAG VOCABULARY.*?\n(.*?)\n\n", task, re.MULTILINE | re.DOTALL)
+    vocabulary = set(re.findall(r"^- ([a-z][a-z0-9-]*): ", block.group(1) if block else "", re.MULTILINE))
     candidates = []
     body = task.split(CANDIDATES_MARKER, 1)[1]
     for line in body.splitlines():

@@ -20,10 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "schema.sql"
 DEFAULT_DB = Path("data") / "news.db"
 
-# Changes that re-applying schema.sql cannot express (it only adds missing
-# tables, indexes, triggers and seed rows): statements keyed by the version
-# they bring a database up to, e.g. {2: ["ALTER TABLE runs ADD COLUMN x TEXT"]}.
-MIGRATIONS: dict[int, list[str]] = {}
+# Changes that re-applying schema.sql cannot express (it only adds missing tables,
+# indexes, triggers, views and seed rows): statements keyed by the version they bring
+# a database up to. They run before schema.sql is re-applied, so dropping an object
+# here makes schema.sql create its new definition.
+MIGRATIONS: dict[int, list[str]] = {
+    4: ["DROP TRIGGER IF EXISTS story_tags_at_most_three"],  # re-inserting an existing tag was refused
+}
 
 FTS_COLUMNS = ["title", "summary"]
 
@@ -137,10 +140,11 @@ def migrate(conn: sqlite3.Connection) -> int:
     with transaction(conn):
         current = conn.execute("PRAGMA user_version").fetchone()[0]
         if current < target:
+            if current > 0:  # a versioned database: bring its existing objects forward first
+                for version in range(current + 1, target + 1):
+                    for stmt in MIGRATIONS.get(version, []):
+                        conn.execute(stmt)
             apply_schema(conn)
-            for version in range(current + 1, target + 1):
-                for stmt in MIGRATIONS.get(version, []):
-                    conn.execute(stmt)
             db = sqlite_utils.Database(conn)
             if not db["stories"].detect_fts():
                 db["stories"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")

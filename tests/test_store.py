@@ -103,3 +103,29 @@ def test_runs_command_on_an_empty_history(tmp_path):
     result = CliRunner().invoke(cli, ["runs", "--db", str(tmp_path / "news.db")])
     assert result.exit_code == 0
     assert "no runs yet" in result.output
+
+
+def test_version_3_database_gets_the_new_tag_trigger(tmp_path):
+    """v4 changed a trigger: an existing database has it dropped and re-created from schema.sql."""
+    path = tmp_path / "news.db"
+    db = store.open_db(path)
+    old = ("CREATE TRIGGER story_tags_at_most_three BEFORE INSERT ON story_tags WHEN (SELECT count(*) FROM story_tags "
+           "WHERE run_id = NEW.run_id AND story_id = NEW.story_id) >= 3 BEGIN SELECT RAISE(ABORT, 'old'); END")
+    db.execute("DROP TRIGGER story_tags_at_most_three")
+    db.execute(old)
+    db.execute("PRAGMA user_version = 3")
+    db.conn.close()
+    sql = store.open_db(path).execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'story_tags_at_most_three'").fetchone()[0]
+    assert "NOT EXISTS" in sql and "'old'" not in sql
+
+
+def test_re_inserting_a_tag_of_a_story_with_three_tags_is_a_no_op(history):
+    run_id = history.execute("INSERT INTO runs (started_at) VALUES ('2026-11-25T08:00:00')").lastrowid
+    history.execute("INSERT INTO stories (id, source, source_id, title, discussion_url) VALUES "
+                    "(1, 'hn', '1', 'A title', 'https://news.ycombinator.com/item?id=1')")
+    history.execute("INSERT INTO judgments VALUES (?, 1, 1, 50, 'A summary that says more.', 'x')", [run_id])
+    for tag in ("ai", "web", "security"):
+        history.execute("INSERT INTO story_tags VALUES (?, 1, ?)", [run_id, tag])
+    history.execute("INSERT INTO story_tags VALUES (?, 1, 'web') ON CONFLICT DO NOTHING", [run_id])
+    assert history.execute("SELECT count(*) FROM story_tags").fetchone() == (3,)
