@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # litellm must never try to download its cost map (there is no internet in CI).
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test bench install browser clean
+.PHONY: run test bench soak install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run
+
+# The long reliability variants (more fuzz examples, 250 SIGKILLs, ...); writes RELIABILITY.md.
+soak: $(STAMP)
+	NEWSREADER_SOAK=1 $(BIN)/python -m pytest -q tests/reliability
+	$(BIN)/python -m tests.reliability.report
 
 clean:
 	rm -rf $(VENV) build *.egg-info

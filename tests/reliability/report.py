@@ -1,0 +1,47 @@
+"""Write RELIABILITY.md from the figures the reliability tests recorded (test-output/reliability.json).
+
+    NEWSREADER_SOAK=1 python -m pytest tests/reliability && python -m tests.reliability.report
+"""
+
+import json
+import platform
+import sqlite3
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .conftest import OUTPUT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> int:
+    if not OUTPUT.is_file():
+        print(f"no figures at {OUTPUT}: run the reliability tests first", file=sys.stderr)
+        return 1
+    rows = json.loads(OUTPUT.read_text())
+    soak = all(r["soak"] for r in rows)
+    lines = [
+        "# Reliability",
+        "",
+        f"Written by `make soak` ({'long' if soak else 'fast'} variants) on "
+        f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.platform()}, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}. Every figure comes from the test named in the row "
+        "(`tests/reliability/`); `make test` runs the same tests with fewer trials.",
+        "",
+        "| test | inputs tried | faults survived | rows lost | malformed rows landed | notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['test']} | {r['inputs']} | {r['faults']} | {r['rows_lost']} | {r['malformed_landed']} "
+                     f"| {r['note']} |")
+    lost = sum(r["rows_lost"] for r in rows)
+    landed = sum(r["malformed_landed"] for r in rows)
+    lines += ["", f"Total: {sum(r['inputs'] for r in rows)} inputs, {lost} rows lost, {landed} malformed rows landed."]
+    (ROOT / "RELIABILITY.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {ROOT / 'RELIABILITY.md'}")
+    return 0 if lost == 0 and landed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
