@@ -2,16 +2,19 @@
 
 Modules, in the order data flows through them:
 
-    sources  -> fetch the front pages, keep raw snapshots
-    parse    -> deterministic parsers: HTML -> Story records
-    sandbox  -> a per-site SQLite DB (from schema.sql) and the agent's `sql` tool
-    rules    -> the built-in deterministic `rules` model
-    agent    -> one CodeAgent per site, in parallel
-    collect  -> cross-posts and the digest
-    sync     -> validate each sandbox and merge it atomically into history
-    store    -> the history database (data/news.db)
-    refresh  -> the steps above, in order, for one run
-    cli      -> the `newsreader` command (serve = Datasette over the history)
+    sources   -> fetch the front pages, keep raw snapshots
+    parse     -> deterministic parsers: HTML -> Story records
+    sandbox   -> a per-site SQLite DB (from schema.sql) and the agent's `sql` tool
+    rules     -> the built-in deterministic `rules` model (and the keyword baseline)
+    agent     -> one CodeAgent per site, in parallel
+    collect   -> cross-posts and the digest
+    sync      -> validate each sandbox and merge it atomically into history
+    store     -> the history database (data/news.db)
+    serve     -> Datasette over the history (command line and the one plugin hook)
+
+Around them: refresh (one run, end to end), config (newsreader.toml), progress
+(terminal output and JSON logs), evaluate (`newsreader eval`), schedule (recipes)
+and cli (the `newsreader` command).
 """
 
 import os
