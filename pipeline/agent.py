@@ -146,7 +146,7 @@ def judge_site(
     started = time.monotonic()
     remote = executor != "local" or python_executor is not None
     tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
-    agent = None
+    agent = own_executor = None
     try:
         if not box.candidates:
             raise RuntimeError("no candidates to judge")
@@ -164,6 +164,10 @@ def judge_site(
                 raise ValueError("not done yet: " + "; ".join(problems))
             return True
 
+        if executor == "docker" and python_executor is None:
+            from .container import SandboxContainerExecutor
+
+            python_executor = own_executor = SandboxContainerExecutor([], **(executor_kwargs or {}))
         agent = CodeAgent(
             tools=[tool],
             model=model,
@@ -199,6 +203,8 @@ def judge_site(
     except Exception as exc:  # a failed site must not stop the other one
         result.error = describe(exc)
     finally:
+        if agent is None and own_executor is not None:
+            own_executor.cleanup()
         if agent is not None:
             try:
                 agent.cleanup()
@@ -213,6 +219,7 @@ def describe(exc: BaseException) -> str:
     return one_line(f"{exc.__class__.__name__}: {exc}")
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colours in kernel tracebacks
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 
 
@@ -230,7 +237,7 @@ def redact(text: str) -> str:
 
 def one_line(text: str, limit: int = 400) -> str:
     """Text for run records and logs: secrets redacted, whitespace collapsed, length capped."""
-    text = " ".join(redact(text).split())
+    text = " ".join(ANSI.sub("", redact(text)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

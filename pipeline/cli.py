@@ -183,6 +183,23 @@ def digest(db, day):
     click.echo(row[0], nl=False)
 
 
+@cli.group(name="sandbox")
+def sandbox_group():
+    """The container image for `--executor docker`."""
+
+
+@sandbox_group.command(name="build")
+@click.option("--force", is_flag=True, help="Rebuild even if the image for this recipe exists.")
+def sandbox_build(force):
+    """Build the sandbox image offline (debootstrap + local wheels) and print its tag; reused when present."""
+    from . import container
+
+    try:
+        click.echo(container.build_image(force=force, log=lambda m: click.echo(m, err=True)))
+    except container.ContainerError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @cli.command()
 @click.option("--print", "kind", type=click.Choice(["cron", "systemd", "github-actions"]), required=True,
               help="Which recipe to print.")
