@@ -15,10 +15,13 @@ back afterwards; the host's validation and sync are the same for every executor.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
 import re
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -29,6 +32,21 @@ from smolagents.monitoring import LogLevel
 
 from . import sandbox, sync
 from .rules import CANDIDATES_MARKER, SITE_NAMES, KeywordBaselineModel, RulesModel
+
+# CPython 3.11 before 3.11.9 can fail with "SystemError: AST constructor recursion depth
+# mismatch" when two threads run ast.parse at once (python/cpython#106905), and the two
+# sites' agents both parse code (smolagents' executor, tool shipping). Parse one at a time.
+_AST_LOCK = threading.Lock()
+_ast_parse = ast.parse
+
+
+def _serial_ast_parse(*args, **kwargs):
+    with _AST_LOCK:
+        return _ast_parse(*args, **kwargs)
+
+
+if sys.version_info < (3, 11, 9):
+    ast.parse = _serial_ast_parse
 
 DEFAULT_PROFILE = (
     "A software engineer following programming languages (especially Python, Rust, Go), AI/ML and LLM "

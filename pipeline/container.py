@@ -41,6 +41,7 @@ RECIPE = {
 LABEL = "newsreader.sandbox"
 NETWORK = "newsreader-sandbox"
 LIMITS = {"mem_limit": "512m", "nano_cpus": 1_000_000_000, "pids_limit": 128}
+STEP_TIMEOUT_S = 60
 
 
 class ContainerError(Exception):
@@ -156,8 +157,13 @@ class SandboxContainerExecutor(DockerExecutor):
     """smolagents' Docker executor, started the newsreader way (see the module docstring)."""
 
     def __init__(self, additional_imports: list[str], logger: AgentLogger | None = None, image: str | None = None,
-                 **limits):
+                 timeout_seconds: float = STEP_TIMEOUT_S, **limits):
         logger = logger or AgentLogger(level=LogLevel.OFF)
+        # smolagents opens a websocket per step with no timeout; a kernel killed by the memory
+        # limit would leave it waiting forever. Bound every step instead.
+        import websocket
+
+        websocket.setdefaulttimeout(timeout_seconds)
         RemotePythonExecutor.__init__(self, additional_imports, logger)
         self.client = client()
         clean_stale(self.client)

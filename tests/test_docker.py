@@ -1,0 +1,93 @@
+"""`--executor docker`: real containers, built offline, locked down. `make test` starts dockerd and builds the
+image; where Docker cannot run these tests fail with the reason (they are never skipped)."""
+
+import sqlite3
+
+import pytest
+
+from pipeline import agent, container, refresh, rules
+
+from .conftest import SNAPSHOT, ScriptedModel
+from .test_remote import judgments
+
+
+@pytest.fixture(scope="module")
+def image():
+    try:
+        return container.build_image()
+    except container.ContainerError as exc:
+        pytest.fail(f"the Docker sandbox cannot run here: {exc}")
+
+
+@pytest.fixture
+def box(image):
+    executor = container.SandboxContainerExecutor([], image=image)
+    yield executor
+    executor.cleanup()
+
+
+def run(executor, code: str) -> str:
+    return executor.run_code_raise_errors(code).logs
+
+
+def test_docker_refresh_matches_the_local_executor(tmp_path, image):
+    local = refresh.refresh(refresh.Options(db=str(tmp_path / "local" / "news.db"), snapshot=SNAPSHOT))
+    docker = refresh.refresh(refresh.Options(db=str(tmp_path / "docker" / "news.db"), snapshot=SNAPSHOT,
+                                             executor="docker"))
+    assert (local.status, docker.status) == ("ok", "ok")
+    assert judgments(tmp_path / "docker" / "news.db") == judgments(tmp_path / "local" / "news.db")
+    conn = sqlite3.connect(tmp_path / "docker" / "news.db")
+    assert conn.execute("SELECT executor FROM runs").fetchone() == ("docker",)
+    assert container.client().containers.list(all=True, filters={"label": container.LABEL}) == []  # removed
+
+
+def test_no_network_inside(box):
+    out = run(box, "import socket\n"
+                   "for host in ('1.1.1.1', '8.8.8.8', 'deb.debian.org'):\n"
+                   "    try:\n"
+                   "        socket.create_connection((host, 80), timeout=3); print('CONNECTED', host)\n"
+                   "    except OSError as e:\n"
+                   "        print('refused', host, type(e).__name__)\n")
+    assert "CONNECTED" not in out and out.count("refused") == 3
+
+
+def test_host_filesystem_is_not_visible(box):
+    out = run(box, "import os\nprint(os.path.exists('/work'), os.path.exists('/root/.pyenv'), "
+                   "os.path.exists('/var/run/docker.sock'), os.getuid(), os.getcwd())")
+    assert out.split() == ["False", "False", "False", "1000", "/sandbox"]
+
+
+def test_only_the_sandbox_folder_is_writable(box):
+    out = run(box, "for path in ('/etc/pwned', '/opt/kernel/pwned', '/pwned', '/sandbox/ok'):\n"
+                   "    try:\n"
+                   "        open(path, 'w').write('x'); print('wrote', path)\n"
+                   "    except OSError as e:\n"
+                   "        print('refused', path, e.errno)\n")
+    assert "wrote /sandbox/ok" in out and out.count("refused") == 3
+
+
+def test_a_fork_bomb_is_contained(box):
+    out = run(box, "import os, time\nchildren = 0\n"
+                   "try:\n"
+                   "    for _ in range(5000):\n"
+                   "        if os.fork() == 0:\n"
+                   "            time.sleep(20); os._exit(0)\n"
+                   "        children += 1\n"
+                   "except OSError as e:\n"
+                   "    print('fork refused after', children, e.errno)\n")
+    assert "fork refused after" in out
+    assert int(out.split("fork refused after")[1].split()[0]) < container.LIMITS["pids_limit"]
+
+
+def test_a_memory_hog_fails_its_site_and_the_other_lands(tmp_path, monkeypatch, image):
+    db = tmp_path / "news.db"
+    models = iter([ScriptedModel("hog = bytearray(2 * 1024 ** 3)\nprint(len(hog))"), rules.RulesModel()])
+    monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, executor="docker", max_steps=2,
+                                             executor_kwargs={"timeout_seconds": 10}))
+    assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT DISTINCT source FROM stories").fetchall() == [("lobsters",)]
+    error = conn.execute("SELECT error FROM run_sites WHERE source = 'hn'").fetchone()[0]
+    assert error and "\n" not in error
