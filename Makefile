@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # litellm must never try to download its cost map (there is no internet in CI).
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test bench soak install browser clean
+.PHONY: run test bench soak install browser docker-ready clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,20 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: $(STAMP) browser
+# The --executor docker tests need a Docker engine and the sandbox image, built offline
+# (debootstrap + local wheels). Set up what can be; where it cannot, those tests fail and say why.
+docker-ready: $(STAMP)
+	@{ command -v dockerd >/dev/null && command -v debootstrap >/dev/null; } || { \
+	  echo "installing Debian's docker.io and debootstrap for the docker executor tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker.io debootstrap >/dev/null; } \
+	  || echo "warning: could not install docker.io/debootstrap"
+	@docker info >/dev/null 2>&1 || { \
+	  echo "starting dockerd"; (dockerd >/tmp/newsreader-dockerd.log 2>&1 &); \
+	  for i in $$(seq 30); do docker info >/dev/null 2>&1 && break; sleep 1; done; } || true
+	@$(BIN)/newsreader sandbox build >/dev/null || echo "warning: the sandbox image could not be built"
+
+test: $(STAMP) browser docker-ready
 	$(BIN)/python -m pytest -q
 
 # Offline benchmarks; writes BENCHMARKS.md (synthetic histories are cached in data/bench/).

@@ -198,6 +198,20 @@ class SandboxContainerExecutor(DockerExecutor):
             self.cleanup()
             raise ContainerError(f"the sandbox container did not start its kernel: {exc}") from exc
 
+    def _wait_for_server(self, token: str, limit_s: float = 30.0):
+        """Poll the kernel gateway every 50 ms (smolagents waits whole seconds between tries)."""
+        import requests
+
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base_url}/api/kernelspecs?token={token}", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise ContainerError(f"the kernel gateway did not answer within {limit_s:.0f} s")
+
     def install_packages(self, additional_imports):
         """There is no network inside: everything the agent may import is in the image."""
         return []
