@@ -176,7 +176,8 @@ class SandboxContainerExecutor(DockerExecutor):
             image, network=network.name, read_only=True, user=f"{RECIPE['uid']}:{RECIPE['uid']}",
             tmpfs={"/sandbox": f"rw,size=64m,uid={RECIPE['uid']},gid={RECIPE['uid']},mode=0700",
                    "/tmp": "rw,size=16m,mode=1777"},
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], environment={"KG_AUTH_TOKEN": token},
+            working_dir="/sandbox", cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            environment={"KG_AUTH_TOKEN": token, "HOME": "/sandbox"},
             labels={LABEL: "1", "newsreader.pid": str(os.getpid())}, **{**LIMITS, **limits},
         )
         try:
