@@ -91,3 +91,15 @@ def test_a_memory_hog_fails_its_site_and_the_other_lands(tmp_path, monkeypatch, 
     assert conn.execute("SELECT DISTINCT source FROM stories").fetchall() == [("lobsters",)]
     error = conn.execute("SELECT error FROM run_sites WHERE source = 'hn'").fetchone()[0]
     assert error and "\n" not in error
+
+
+def test_containers_of_a_dead_refresh_are_removed_at_the_next_start(image):
+    docker_client = container.client()
+    orphan = docker_client.containers.create(image, labels={container.LABEL: "1", "newsreader.pid": "999999"},
+                                             network_mode="none")
+    executor = container.SandboxContainerExecutor([], image=image)
+    try:
+        ids = {c.id for c in docker_client.containers.list(all=True, filters={"label": container.LABEL})}
+        assert orphan.id not in ids and executor.container.id in ids
+    finally:
+        executor.cleanup()
