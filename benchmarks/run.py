@@ -405,7 +405,8 @@ def write_report(path: Path, seconds: float) -> None:
         lines.append(f"| {r.section} | {r.metric} | {r.value:g} {r.unit} | {r.goal} | {met} | {notes} |")
     missed = [r for r in ROWS if r.met is False]
     lines += ["", "## Goals missed", ""]
-    lines += [f"- {r.section}: {r.metric} = {r.value:g} {r.unit} (goal {r.goal})." for r in missed] or ["None."]
+    lines += [f"- {r.section}: {r.metric} = {r.value:g} {r.unit} (goal {r.goal}). Why: {r.note or 'see the row'}."
+              for r in missed] or ["None."]
     path.write_text("\n".join(lines) + "\n")
 
 
