@@ -35,6 +35,12 @@ def settings(**overrides):
         raise click.ClickException(str(exc)) from exc
 
 
+def judge_overrides(model, api_base, executor, max_steps) -> dict:
+    """The judge flags shared by refresh and eval, as config keys (None: not given)."""
+    return {"model.id": model, "executor.name": executor, "max_steps": max_steps,
+            "model.options": {"api_base": api_base} if api_base else None}
+
+
 def open_history(db: Path):
     try:
         return store.open_db(db)
@@ -94,8 +100,7 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, q
     from .progress import Reporter
     from .sync import RefreshBusy
 
-    cfg = settings(db=db, **{"model.id": model, "executor.name": executor, "max_steps": max_steps,
-                             "model.options": {"api_base": api_base} if api_base else None})
+    cfg = settings(db=db, **judge_overrides(model, api_base, executor, max_steps))
     enabled = tuple(s for s in cfg.sources if not only or s in only)
     if not enabled:
         raise click.ClickException(f"--source {' '.join(only)} is disabled in the configuration")
@@ -258,8 +263,7 @@ def eval_command(labels, html_dir, model, api_base, executor, max_steps, as_json
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
     from . import evaluate
 
-    cfg = settings(**{"model.id": model, "executor.name": executor, "max_steps": max_steps,
-                      "model.options": {"api_base": api_base} if api_base else None})
+    cfg = settings(**judge_overrides(model, api_base, executor, max_steps))
     try:
         metrics = evaluate.evaluate(
             labels, html_dir=html_dir, model_id=cfg["model.id"], vocabulary=cfg.vocabulary,

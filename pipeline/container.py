@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -89,7 +90,7 @@ def build_image(force: bool = False, log=print) -> str:
         run(["debootstrap", "--variant=minbase", f"--include={','.join(RECIPE['debian_packages'])}",
              RECIPE["suite"], str(rootfs), RECIPE["mirror"]])
         log("downloading the kernel gateway wheels with the host's pip ...")
-        run([os.sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
+        run([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
              "--python-version", RECIPE["python_version"], *RECIPE["wheels"]])
         shutil.copytree(wheels, rootfs / "tmp" / "wheels")
         run(["chroot", str(rootfs), "/usr/bin/python3", "-m", "venv", "/opt/kernel"])

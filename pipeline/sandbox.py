@@ -120,12 +120,8 @@ class SqlTool(Tool):
 
 def reference_vocabulary() -> dict[str, str]:
     """The default tag vocabulary (slug -> meaning), as schema.sql seeds it."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        store.apply_schema(conn)
+    with store.reference_db() as conn:
         return dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
-    finally:
-        conn.close()
 
 
 @dataclass

@@ -123,6 +123,17 @@ def apply_schema(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+@contextmanager
+def reference_db():
+    """An in-memory database holding exactly what schema.sql creates: the reference to compare against."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        apply_schema(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database up to the schema version; return the version it had.
 

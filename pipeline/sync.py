@@ -41,12 +41,8 @@ def now_iso() -> str:
 @functools.cache
 def reference_schema() -> tuple[tuple[str, str, str], ...]:
     """(type, name, normalised sql) of everything schema.sql creates."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        store.apply_schema(conn)
+    with store.reference_db() as conn:
         return schema_of(conn)
-    finally:
-        conn.close()
 
 
 def normalise_sql(sql: str | None) -> str:
