@@ -37,6 +37,8 @@ RECIPE = {
     "python_version": "3.11.2",  # bookworm's python3
     # the kernel gateway, and what smolagents' final-answer tool imports when it is sent in
     "wheels": ["jupyter_kernel_gateway", "ipykernel", "jupyter_client", "numpy", "pillow"],
+    # Optional for jsonschema, but builds a Lark grammar at import (~1.5 s of every kernel start)
+    "drop": ["rfc3987-syntax"],
     "uid": 1000,
 }
 LABEL = "newsreader.sandbox"
@@ -97,6 +99,8 @@ def build_image(force: bool = False, log=print) -> str:
         run(["chroot", str(rootfs), "/opt/kernel/bin/pip", "install", "-q", "--no-index", "--find-links",
              "/tmp/wheels", *RECIPE["wheels"]])
         shutil.rmtree(rootfs / "tmp" / "wheels")
+        if RECIPE["drop"]:
+            run(["chroot", str(rootfs), "/opt/kernel/bin/pip", "uninstall", "-q", "-y", *RECIPE["drop"]])
         uid = RECIPE["uid"]
         with open(rootfs / "etc" / "passwd", "a") as handle:
             handle.write(f"sandbox:x:{uid}:{uid}::/sandbox:/usr/sbin/nologin\n")
