@@ -28,9 +28,10 @@ from typing import Callable
 
 from smolagents import CodeAgent, LiteLLMModel, Model
 from smolagents.memory import ActionStep
+from smolagents.utils import AgentError
 from smolagents.monitoring import LogLevel
 
-from . import sandbox, sync
+from . import jail, sandbox, sync
 from .rules import CANDIDATES_MARKER, SITE_NAMES, KeywordBaselineModel, RulesModel
 
 # CPython 3.11 before 3.11.9 can fail with "SystemError: AST constructor recursion depth
@@ -55,10 +56,15 @@ DEFAULT_PROFILE = (
     "funding, startup or market news, crypto, politics/law/policy news, social-media drama, hiring posts, or "
     "general science/space/health/history unless it is about computing."
 )
-EXECUTORS = ("local", "docker", "e2b", "modal", "blaxel")
+EXECUTORS = ("jail", "local", "docker", "e2b", "modal", "blaxel")
+DEFAULT_EXECUTOR = "jail"
+BUILTIN_MODELS = (RulesModel.name, KeywordBaselineModel.name)  # deterministic code we wrote: may run in-process
 REMOTE_DB = "sandbox.db"  # the SqlTool's default path, inside a remote kernel's working directory
 DEFAULT_MAX_STEPS = 6
-# Bounds on one step of generated code in the local executor: wall time and printed output.
+STEP_TIMEOUT_S = 60  # wall clock for one step of generated code (jail, docker)
+SITE_TIMEOUT_S = 900  # wall clock for one site's whole agent run
+# Bounds on one step in smolagents' LocalPythonExecutor (in process, or inside the jail): its own
+# time limit (only checked when the step's thread finishes) and printed characters.
 LOCAL_EXECUTOR_DEFAULTS = {"timeout_seconds": 30, "max_print_outputs_length": 20_000}
 
 
@@ -116,11 +122,37 @@ def make_model(model_id: str | None, **options) -> Model:
     return model
 
 
-# --- shipping the sandbox to remote executors ---------------------------------------
+# --- where the agent's code runs ------------------------------------------------------
+
+
+def choose_executor(executor: str, model_id: str | None, notice: Callable[[str], None]) -> str:
+    """The executor a run really uses, said out loud when it is not the one asked for.
+
+    The jail is the boundary for model-written code, so an LLM model never falls back
+    to in-process execution: if the jail cannot start, this raises `JailError` with
+    the reason and the fix. The built-in models write code we wrote, so they may fall
+    back to `local` with a notice (`make run` works on a machine without bubblewrap).
+    """
+    builtin = (model_id or RulesModel.name) in BUILTIN_MODELS
+    if executor == "jail":
+        reason = jail.unavailable()
+        if reason is None:
+            return "jail"
+        if not builtin:
+            raise jail.JailError(f"cannot run the model's code in a jail: {reason}")
+        notice(f"no jail on this machine ({reason}); the built-in model's code runs in-process (local)")
+        return "local"
+    if executor == "local" and not builtin:
+        notice("executor 'local' runs model-written code inside the refresh process: "
+               "use it only for code you trust (the default 'jail' isolates it)")
+    return executor
 
 
 def ship_in(executor, box: sandbox.Sandbox) -> None:
-    """Write the sandbox DB's bytes into the remote kernel's working directory."""
+    """Put the sandbox DB where the executor's code runs (the jail's /sandbox, a kernel's working folder)."""
+    if isinstance(executor, jail.JailExecutor):
+        executor.load(box.path.read_bytes())
+        return
     data = base64.b64encode(box.path.read_bytes()).decode("ascii")
     executor.run_code_raise_errors(
         f"import base64\nwith open({REMOTE_DB!r}, 'wb') as f:\n    f.write(base64.b64decode({data!r}))\n"
@@ -132,7 +164,10 @@ SHIP_OUT_MARK = "NEWSREADER-SANDBOX:"
 
 
 def ship_out(executor, box: sandbox.Sandbox) -> None:
-    """Read the sandbox DB back from the remote kernel into the host's copy."""
+    """Read the sandbox DB back into the host's copy (untrusted bytes: validated before any use)."""
+    if isinstance(executor, jail.JailExecutor):
+        box.path.write_bytes(executor.dump())
+        return
     out = executor.run_code_raise_errors(
         f"import base64\nwith open({REMOTE_DB!r}, 'rb') as f:\n"
         f"    print({SHIP_OUT_MARK!r} + base64.b64encode(f.read()).decode('ascii'))"
@@ -144,6 +179,19 @@ def ship_out(executor, box: sandbox.Sandbox) -> None:
     box.path.write_bytes(base64.b64decode(payload))
 
 
+def make_executor(executor: str, executor_kwargs: dict, step_timeout: float, site_deadline: float):
+    """Our own executors (jail, docker) with the host's deadlines; None lets smolagents build the rest."""
+    if executor == "jail":
+        return jail.JailExecutor([], step_timeout=step_timeout, site_deadline=site_deadline,
+                                 **{**LOCAL_EXECUTOR_DEFAULTS, **executor_kwargs})
+    if executor == "docker":
+        from .container import SandboxContainerExecutor
+
+        return SandboxContainerExecutor([], step_timeout=step_timeout, site_deadline=site_deadline,
+                                        **executor_kwargs)
+    return None
+
+
 # --- one site ---------------------------------------------------------------------------
 
 
@@ -153,15 +201,18 @@ def judge_site(
     *,
     profile: str = DEFAULT_PROFILE,
     vocabulary: dict[str, str],
-    executor: str = "local",
+    executor: str = DEFAULT_EXECUTOR,
     executor_kwargs: dict | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
+    step_timeout: float = STEP_TIMEOUT_S,
+    site_timeout: float = SITE_TIMEOUT_S,
     python_executor=None,
     step_reporter: Callable[[str, int, str], None] | None = None,
 ) -> sync.SiteResult:
     """Run one site's CodeAgent to completion; never raises, the result says what happened."""
     result = sync.SiteResult(source=box.source, box=box)
     started = time.monotonic()
+    site_deadline = started + site_timeout
     remote = executor != "local" or python_executor is not None
     tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
     agent = own_executor = None
@@ -169,9 +220,22 @@ def judge_site(
         if not box.candidates:
             raise RuntimeError("no candidates to judge")
 
-        def report_step(step, agent=None):
-            """Each agent step, for --verbose and the structured log."""
-            step_reporter(box.source, step.step_number, one_line(f"{step.observations or ''} {step.error or ''}", 2000))
+        def stop_reason() -> str | None:
+            """Why the agent must stop now: its jail/container died or the site ran out of time."""
+            dead = getattr(agent.python_executor, "dead", None)
+            if dead:
+                return dead
+            if time.monotonic() > site_deadline:
+                return f"the site ran past its {site_timeout:g} s time limit"
+            return None
+
+        def after_step(step, agent=None):
+            """Each agent step: stop at once when the executor is gone; report for --verbose and the log."""
+            if stop_reason():
+                agent.interrupt()
+            if step_reporter and isinstance(step, ActionStep):
+                step_reporter(box.source, step.step_number,
+                              one_line(f"{step.observations or ''} {step.error or ''}", 2000))
 
         def every_candidate_judged(answer, memory, agent=None):
             """Host-side final-answer check: done means every candidate judged, tagged, sandbox sound."""
@@ -182,10 +246,9 @@ def judge_site(
                 raise ValueError("not done yet: " + "; ".join(problems))
             return True
 
-        if executor == "docker" and python_executor is None:
-            from .container import SandboxContainerExecutor
-
-            python_executor = own_executor = SandboxContainerExecutor([], **(executor_kwargs or {}))
+        if python_executor is None:
+            python_executor = own_executor = make_executor(executor, executor_kwargs or {}, step_timeout,
+                                                           site_deadline)
         agent = CodeAgent(
             tools=[tool],
             model=model,
@@ -197,11 +260,17 @@ def judge_site(
             final_answer_checks=[every_candidate_judged],
             return_full_result=True,
             verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
-            step_callbacks=[report_step] if step_reporter else None,
+            step_callbacks=[after_step],
         )
         if remote:
             ship_in(agent.python_executor, box)
-        run = agent.run(build_task(box, profile, vocabulary))
+        try:
+            run = agent.run(build_task(box, profile, vocabulary))
+        except AgentError:
+            reason = stop_reason()
+            if reason is None:
+                raise
+            raise TimeoutError(reason) from None
         if remote:
             ship_out(agent.python_executor, box)
         steps = [s for s in agent.memory.steps if isinstance(s, ActionStep)]
@@ -219,13 +288,16 @@ def judge_site(
                 f" (last error: {one_line(str(last_error))})" if last_error else ""
             )
     except Exception as exc:  # a failed site must not stop the other one
-        result.error = describe(exc)
-    finally:
-        if agent is None and own_executor is not None:
-            own_executor.cleanup()
+        result.error = describe(exc) if not isinstance(exc, TimeoutError) else one_line(f"stopped: {exc}")
         if agent is not None:
+            steps = [s for s in agent.memory.steps if isinstance(s, ActionStep)]
+            result.steps = len(steps)
+            result.llm_calls = sum(1 for s in steps if s.model_output_message is not None)
+    finally:
+        executor_to_clean = agent.python_executor if agent is not None else own_executor
+        if executor_to_clean is not None and hasattr(executor_to_clean, "cleanup"):
             try:
-                agent.cleanup()
+                executor_to_clean.cleanup()
             except Exception as exc:  # pragma: no cover - cleanup failures are reported, not raised
                 result.log.append(f"executor cleanup failed: {exc}")
         result.judge_s = time.monotonic() - started

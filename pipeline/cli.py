@@ -20,6 +20,9 @@ from .agent import EXECUTORS
 SOURCE_CHOICE = click.Choice(sorted(sources.SOURCES))
 EXECUTOR_CHOICE = click.Choice(EXECUTORS)
 
+step_timeout_option = click.option(
+    "--step-timeout", type=click.IntRange(1, 3600), metavar="SECONDS",
+    help="Wall-clock limit on one step of the agent's code; the jail is killed at it [default: 60].")
 db_option = click.option("--db", type=click.Path(dir_okay=False),
                          help="History database [default: <data_dir>/news.db; env: NEWSREADER_DB].")
 
@@ -35,9 +38,9 @@ def settings(**overrides):
         raise click.ClickException(str(exc)) from exc
 
 
-def judge_overrides(model, api_base, executor, max_steps) -> dict:
+def judge_overrides(model, api_base, executor, max_steps, step_timeout) -> dict:
     """The judge flags shared by refresh and eval, as config keys (None: not given)."""
-    return {"model.id": model, "executor.name": executor, "max_steps": max_steps,
+    return {"model.id": model, "executor.name": executor, "max_steps": max_steps, "step_timeout": step_timeout,
             "model.options": {"api_base": api_base} if api_base else None}
 
 
@@ -86,21 +89,23 @@ def init(db):
 @click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
 @click.option("--model", help="'rules' (offline), 'keyword-baseline' or a LiteLLM model id [env: NEWSREADER_MODEL].")
 @click.option("--api-base", help="API base URL for the model, e.g. a local server [env: NEWSREADER_API_BASE].")
-@click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: local].")
+@click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: jail].")
 @click.option("--max-steps", type=click.IntRange(1, 50), help="Agent steps per site [default: 6].")
+@step_timeout_option
 @click.option("--no-wait", is_flag=True, help="Exit at once if another refresh is running.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors (for cron).")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each agent step.")
-def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, quiet, verbose):
+def refresh(db, snapshot, only, model, api_base, executor, max_steps, step_timeout, no_wait, quiet, verbose):
     """Fetch, judge and store today's front pages.
 
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
     """
     from . import refresh as refresh_module
     from .progress import Reporter
+    from .jail import JailError
     from .sync import RefreshBusy
 
-    cfg = settings(db=db, **judge_overrides(model, api_base, executor, max_steps))
+    cfg = settings(db=db, **judge_overrides(model, api_base, executor, max_steps, step_timeout))
     enabled = tuple(s for s in cfg.sources if not only or s in only)
     if not enabled:
         raise click.ClickException(f"--source {' '.join(only)} is disabled in the configuration")
@@ -111,6 +116,8 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, no_wait, q
         report = refresh_module.refresh(options)
     except RefreshBusy as exc:
         raise click.ClickException(f"{exc}; not waiting (--no-wait)") from exc
+    except JailError as exc:
+        raise click.ClickException(str(exc)) from exc
     except store.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     except sqlite3.Error as exc:  # e.g. disk full: the run's transaction was rolled back
@@ -258,19 +265,23 @@ def parse_command(source, file):
 @click.option("--api-base", help="API base URL for the model.")
 @click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: from config].")
 @click.option("--max-steps", type=click.IntRange(1, 50))
+@step_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def eval_command(labels, html_dir, model, api_base, executor, max_steps, as_json):
+def eval_command(labels, html_dir, model, api_base, executor, max_steps, step_timeout, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
     from . import evaluate
 
-    cfg = settings(**judge_overrides(model, api_base, executor, max_steps))
+    from .jail import JailError
+
+    cfg = settings(**judge_overrides(model, api_base, executor, max_steps, step_timeout))
     try:
         metrics = evaluate.evaluate(
             labels, html_dir=html_dir, model_id=cfg["model.id"], vocabulary=cfg.vocabulary,
             profile=cfg["profile.interests"], executor=cfg["executor.name"], max_steps=cfg["max_steps"],
+            step_timeout=cfg["step_timeout"], site_timeout=cfg["site_timeout"],
             executor_kwargs=cfg["executor.options"], model_options=cfg["model.options"],
         )
-    except evaluate.EvalError as exc:
+    except (evaluate.EvalError, JailError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(metrics, indent=2) if as_json else evaluate.format_report(metrics))
     if metrics["errors"]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent import DEFAULT_MAX_STEPS, DEFAULT_PROFILE, EXECUTORS
+from .agent import DEFAULT_EXECUTOR, DEFAULT_MAX_STEPS, DEFAULT_PROFILE, EXECUTORS, SITE_TIMEOUT_S, STEP_TIMEOUT_S
 from .sandbox import reference_vocabulary
 from .sources import SOURCES
 
@@ -82,9 +82,11 @@ def defaults() -> Config:
         "db": None,
         "retention_days": 14,
         "max_steps": DEFAULT_MAX_STEPS,
+        "step_timeout": STEP_TIMEOUT_S,
+        "site_timeout": SITE_TIMEOUT_S,
         "model.id": "rules",
         "model.options": {},
-        "executor.name": "local",
+        "executor.name": DEFAULT_EXECUTOR,
         "executor.options": {},
         "profile.interests": DEFAULT_PROFILE,
         "tags": reference_vocabulary(),

@@ -44,7 +44,6 @@ RECIPE = {
 LABEL = "newsreader.sandbox"
 NETWORK = "newsreader-sandbox"
 LIMITS = {"mem_limit": "512m", "nano_cpus": 1_000_000_000, "pids_limit": 128}
-STEP_TIMEOUT_S = 60
 
 
 class ContainerError(Exception):
@@ -162,13 +161,17 @@ class SandboxContainerExecutor(DockerExecutor):
     """smolagents' Docker executor, started the newsreader way (see the module docstring)."""
 
     def __init__(self, additional_imports: list[str], logger: AgentLogger | None = None, image: str | None = None,
-                 timeout_seconds: float = STEP_TIMEOUT_S, **limits):
+                 step_timeout: float = 60, site_deadline: float | None = None, **limits):
         logger = logger or AgentLogger(level=LogLevel.OFF)
         # smolagents opens a websocket per step with no timeout; a kernel killed by the memory
-        # limit would leave it waiting forever. Bound every step instead.
+        # limit would leave it waiting forever. The per-read timeout is only a backstop: the
+        # wall-clock bound on a step is the watchdog in run_code_raise_errors.
         import websocket
 
-        websocket.setdefaulttimeout(timeout_seconds)
+        websocket.setdefaulttimeout(step_timeout)
+        self.step_timeout = float(step_timeout)
+        self.site_deadline = site_deadline
+        self.dead: str | None = None  # why the container is gone, once it is
         RemotePythonExecutor.__init__(self, additional_imports, logger)
         self.client = client()
         clean_stale(self.client)
@@ -217,6 +220,40 @@ class SandboxContainerExecutor(DockerExecutor):
                 pass
             time.sleep(0.05)
         raise ContainerError(f"the kernel gateway did not answer within {limit_s:.0f} s")
+
+    def run_code_raise_errors(self, code: str):
+        """One step, bounded by wall-clock time: at the deadline the container is killed.
+
+        A step that keeps printing would reset a per-read socket timeout forever; a
+        timer does not care what the kernel sends.
+        """
+        if self.dead:
+            raise ContainerError(self.dead)
+        timeout, why = self.step_timeout, f"the step ran past its {self.step_timeout:g} s limit"
+        if self.site_deadline is not None and self.site_deadline - time.monotonic() < timeout:
+            timeout, why = max(self.site_deadline - time.monotonic(), 0.0), "the site ran past its time limit"
+        expired = threading.Event()
+
+        def expire():
+            expired.set()
+            try:
+                self.container.kill()
+            except Exception:  # already gone: the step fails either way
+                pass
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            return super().run_code_raise_errors(code)
+        except Exception:
+            if expired.is_set():
+                self.dead = f"{why}: the container was killed"
+                raise ContainerError(self.dead) from None
+            raise
+        finally:
+            timer.cancel()
+            if expired.is_set() and not self.dead:
+                self.dead = f"{why}: the container was killed"
 
     def install_packages(self, additional_imports):
         """There is no network inside: everything the agent may import is in the image."""

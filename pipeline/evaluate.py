@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import re
 import sqlite3
+import sys
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -159,6 +160,9 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, model_id: str =
              vocabulary: dict[str, str], **judge_options) -> dict:
     """Judge every labelled page with `model_id` and score it against the labels."""
     labels = load_labels(labels_path)
+    judge_options["executor"] = agent.choose_executor(
+        judge_options.get("executor", agent.DEFAULT_EXECUTOR), model_id,
+        notice=lambda text: print(f"notice: {text}", file=sys.stderr))
     html_dir = Path(html_dir) if html_dir else Path(labels_path).parent / "html"
     by_file: dict[str, list[Label]] = defaultdict(list)
     for label in labels:

@@ -30,9 +30,11 @@ class Options:
     source_urls: dict[str, str] = field(default_factory=dict)
     model: str = "rules"
     model_options: dict = field(default_factory=dict)
-    executor: str = "local"
+    executor: str = agent.DEFAULT_EXECUTOR
     executor_kwargs: dict = field(default_factory=dict)
     max_steps: int = agent.DEFAULT_MAX_STEPS
+    step_timeout: float = agent.STEP_TIMEOUT_S
+    site_timeout: float = agent.SITE_TIMEOUT_S
     profile: str = agent.DEFAULT_PROFILE
     vocabulary: dict[str, str] | None = None  # synced into the tags table; None keeps the history's
     retention_days: int = 14
@@ -48,7 +50,8 @@ class Options:
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
             source_urls=config.sources, model=config["model.id"], model_options=dict(config["model.options"]),
             executor=config["executor.name"], executor_kwargs=dict(config["executor.options"]),
-            max_steps=config["max_steps"], profile=config["profile.interests"], vocabulary=config.vocabulary,
+            max_steps=config["max_steps"], step_timeout=config["step_timeout"],
+            site_timeout=config["site_timeout"], profile=config["profile.interests"], vocabulary=config.vocabulary,
             retention_days=config["retention_days"], **overrides,
         )
 
@@ -59,6 +62,8 @@ def refresh(options: Options) -> sync.SyncReport:
     history = store.open_db(db_path)
     data_dir = Path(options.data_dir) if options.data_dir else db_path.parent
     report = options.reporter
+    # Before the lock and the run record: an LLM model with no jail is refused here, with the fix.
+    options.executor = agent.choose_executor(options.executor, options.model, report.message)
     with sync.refresh_lock(db_path, wait=options.wait,
                            on_wait=lambda: report.message("waiting for another refresh to finish...")):
         for folder in (data_dir / "sandboxes", data_dir / "raw"):
@@ -120,6 +125,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
     if boxes:
         kwargs = dict(profile=options.profile, vocabulary=vocabulary, executor=options.executor,
                       executor_kwargs=options.executor_kwargs, max_steps=options.max_steps,
+                      step_timeout=options.step_timeout, site_timeout=options.site_timeout,
                       step_reporter=report.step)
         if options.python_executor_factory is not None:
             results = [agent.judge_site(box, factory(), python_executor=options.python_executor_factory(), **kwargs)

@@ -70,7 +70,7 @@ def test_config_command_says_where_each_value_came_from(workdir):
         ("retention_days = 0\n", "config key 'retention_days' must be a positive whole number"),
         ("[sources.hn]\nenabled = 'yes'\n", "config key 'sources.hn.enabled' must be true or false"),
         ("[sources.lobsters]\nurl = 'ftp://lobste.rs'\n", "config key 'sources.lobsters.url' must be an http(s) URL"),
-        ("[executor]\nname = 'kubernetes'\n", "config key 'executor.name' must be one of local, docker"),
+        ("[executor]\nname = 'kubernetes'\n", "config key 'executor.name' must be one of jail, local, docker"),
         ("[profile]\ninterests = '  '\n", "config key 'profile.interests' must be a non-empty string"),
         ("[tags]\nAI = 'caps'\n", "config key 'tags.AI': a tag is lower-case letters"),
         ("[sources.hn]\nenabled = false\n[sources.lobsters]\nenabled = false\n", "config enables no source"),

@@ -84,7 +84,7 @@ def test_a_memory_hog_fails_its_site_and_the_other_lands(tmp_path, monkeypatch, 
     models = iter([ScriptedModel("hog = bytearray(2 * 1024 ** 3)\nprint(len(hog))"), rules.RulesModel()])
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, executor="docker", max_steps=2,
-                                             executor_kwargs={"timeout_seconds": 10}))
+                                             step_timeout=10))
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

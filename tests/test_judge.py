@@ -34,7 +34,7 @@ def test_rules_refresh_judges_every_story_of_both_sites(tmp_path):
     assert untagged == (0,)
     for title, summary in conn.execute("SELECT s.title, j.summary FROM judgments j JOIN stories s ON s.id = j.story_id"):
         assert summary.lower() != title.lower() and title.lower() not in summary.lower()
-    assert conn.execute("SELECT status, model, executor, steps, llm_calls FROM runs").fetchone() == ("ok", "rules", "local", 2, 2)
+    assert conn.execute("SELECT status, model, executor, steps, llm_calls FROM runs").fetchone() == ("ok", "rules", "jail", 2, 2)
     assert conn.execute("SELECT count(*) FROM digests").fetchone() == (1,)
 
 

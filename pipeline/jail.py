@@ -1,0 +1,392 @@
+"""`--executor jail` (the default): the agent's Python runs in its own process under bubblewrap.
+
+smolagents' LocalPythonExecutor is an AST interpreter, not a boundary: code it runs
+can walk frames back to the host's objects (see ../shared/notes). So model-written
+code never runs in the refresh process. Each site gets one jailed worker process
+for the whole run (state persists across steps), started by `bwrap` with:
+
+- its own empty network, PID, IPC, UTS and user namespaces, no capabilities, a new
+  session, and death with the refresh (`--die-with-parent`);
+- an empty environment (no API keys: only PATH and PYTHONPATH are set);
+- a filesystem of read-only system, interpreter and package paths, a small tmpfs
+  `/tmp`, and one small tmpfs `/sandbox` holding that site's sandbox DB: never the
+  data folder, the history DB, raw pages, logs or `$HOME`;
+- resource limits set by the worker on itself before it reads any code: address
+  space, CPU seconds, file size, processes, open files.
+
+Inside, the worker still runs the code through LocalPythonExecutor with the `sql`
+tool (defence in depth). The host talks to it over pipes, one JSON line per
+message, and trusts nothing it reads back: every reply is size-capped and
+type-checked, and the sandbox DB comes back as bytes that the host validates like
+any other sandbox. Deadlines are the host's: a step that has not answered by its
+deadline (per step, and the site's overall deadline) gets its jail killed
+(SIGKILL to bwrap; the kernel then kills everything in the jail's PID namespace)
+and the site fails with that reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+JAIL_DIR = "/sandbox"  # the jail's one writable folder (a tmpfs), its working directory
+PACKAGE_ROOT = "/opt/newsreader"  # where this package is bound, read-only, inside the jail
+DB_NAME = "sandbox.db"  # the sql tool's default path, relative to JAIL_DIR
+# Hard limits on the jailed process (the worker sets them on itself before reading code).
+LIMITS = {
+    "memory_mb": 1024,  # address space: a 4 GB allocation fails with MemoryError
+    "cpu_s": 300,  # CPU seconds over the jail's life (SIGXCPU kills it)
+    "file_mb": 64,  # largest file it may write: caps the sandbox DB
+    "procs": 32,  # processes and threads
+    "files": 64,  # open file descriptors
+    "disk_mb": 96,  # size of the /sandbox tmpfs
+}
+STARTUP_S = 30  # the worker's imports and setup: posted messages are answered within this
+MAX_REPLY = 128 * 1024 * 1024  # bytes of one reply line (a 64 MB sandbox DB as base64 fits)
+MAX_TEXT = 50_000  # characters of output/logs/error taken from one reply
+TOOLS = ("sql", "final_answer")  # the only tools a jail builds; they are constructed inside it
+
+
+class JailError(Exception):
+    """The jail cannot start, or died; the message says why and, where it can, what to do."""
+
+
+# --- the host side ------------------------------------------------------------------------
+
+
+def bwrap_command(limits: dict) -> list[str]:
+    """The bubblewrap command line: what the jail can see, and nothing else."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise JailError("bubblewrap is not installed (apt-get install bubblewrap), "
+                        "or choose --executor docker")
+    package = Path(__file__).resolve().parent
+    readonly = {"/usr": "/usr", sys.prefix: sys.prefix, sys.base_prefix: sys.base_prefix,
+                str(package): f"{PACKAGE_ROOT}/{package.name}"}
+    # The interpreter the venv points at, when it lives outside both prefixes (e.g. a system python3).
+    real_python = str(Path(sys.executable).resolve().parent.parent)
+    readonly.setdefault(real_python, real_python)
+    args = [bwrap]
+    for source, target in readonly.items():
+        args += ["--ro-bind", source, target]
+    for name in ("lib", "lib64", "bin", "sbin"):
+        if os.path.islink(f"/{name}"):
+            args += ["--symlink", f"usr/{name}", f"/{name}"]
+        elif os.path.isdir(f"/{name}"):
+            args += ["--ro-bind", f"/{name}", f"/{name}"]
+    args += [
+        "--size", str(limits["disk_mb"] * 1024 * 1024), "--tmpfs", JAIL_DIR,
+        "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp",
+        "--proc", "/proc", "--dev", "/dev",
+        "--remount-ro", "/",  # bwrap's root is a tmpfs: read-only, or the jail could fill memory through it
+        "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "PYTHONPATH", PACKAGE_ROOT,
+        "--setenv", "HOME", JAIL_DIR, "--setenv", "LITELLM_LOCAL_MODEL_COST_MAP", "True",
+        "--chdir", JAIL_DIR,
+        sys.executable, "-s", "-m", "pipeline.jail",
+    ]
+    return args
+
+
+@functools.lru_cache(maxsize=1)
+def unavailable() -> str | None:
+    """None when a jail can start on this machine, else the reason and the fix (checked once)."""
+    try:
+        command = bwrap_command(LIMITS)
+    except JailError as exc:
+        return str(exc)
+    probe = command[: command.index(sys.executable)] + [sys.executable, "-c", "pass"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap could not start ({exc}); or choose --executor docker"
+    if done.returncode != 0:
+        reason = " ".join((done.stderr or done.stdout).split())[:300] or f"exit status {done.returncode}"
+        return (f"bubblewrap cannot create a jail here ({reason}): user namespaces may be disabled "
+                "(sysctl kernel.unprivileged_userns_clone=1, or AppArmor's restrict_unprivileged_userns=0); "
+                "or choose --executor docker")
+    return None
+
+
+class JailExecutor:
+    """A smolagents PythonExecutor whose code runs in a bubblewrap jail (see the module docstring).
+
+    `timeout_seconds` and `max_print_outputs_length` go to the LocalPythonExecutor
+    inside; `step_timeout` is the host's wall-clock bound on one step, `site_deadline`
+    a `time.monotonic()` instant after which no step may run.
+    """
+
+    def __init__(self, additional_imports: list[str] | None = None, logger=None, *,
+                 step_timeout: float, site_deadline: float | None = None,
+                 timeout_seconds: float | None = 30, max_print_outputs_length: int = 20_000, **limits):
+        unknown = set(limits) - set(LIMITS)
+        if unknown:
+            raise JailError(f"unknown jail option(s): {', '.join(sorted(unknown))}")
+        self.limits = {**LIMITS, **limits}
+        self.step_timeout = float(step_timeout)
+        self.site_deadline = site_deadline
+        self.dead: str | None = None  # why the jail is gone, once it is
+        self.state: dict = {"_print_outputs": ""}  # smolagents reads the last step's logs from here on errors
+        self.stderr_tail = b""
+        settings = {"limits": self.limits, "timeout_seconds": timeout_seconds,
+                    "max_print_outputs_length": int(max_print_outputs_length),
+                    "imports": list(additional_imports or [])}
+        self.started = time.monotonic()
+        try:
+            self.process = subprocess.Popen(
+                bwrap_command(self.limits) + [json.dumps(settings)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, close_fds=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            )
+        except OSError as exc:
+            raise JailError(f"bubblewrap could not start: {exc}") from None
+        self.buffer = b""
+        self.pending = 0  # posted messages whose replies are not read yet
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    # -- the pipe protocol ---------------------------------------------------------------
+
+    def _drain_stderr(self):
+        """Keep the last few KB the jail wrote to stderr, for the reason when it dies."""
+        for chunk in iter(lambda: self.process.stderr.read1(4096), b""):
+            self.stderr_tail = (self.stderr_tail + chunk)[-4096:]
+
+    def _deadline(self, timeout: float) -> tuple[float, str]:
+        deadline, why = time.monotonic() + timeout, f"the step ran past its {timeout:g} s limit"
+        if self.site_deadline is not None and self.site_deadline < deadline:
+            deadline, why = self.site_deadline, "the site ran past its time limit"
+        return deadline, why
+
+    def post(self, message: dict) -> None:
+        """Send a message whose reply ("ok") is checked later, before the next request's.
+
+        Tools, variables and the sandbox DB are posted while the worker is still
+        importing, so the jail starts during the model's first call instead of before it.
+        """
+        self._write(message)
+        self.pending += 1
+
+    def request(self, message: dict, timeout: float | None = None) -> dict:
+        """Send one message, wait for its reply until the deadline; kill the jail on any fault."""
+        deadline, why = self._deadline(self.step_timeout if timeout is None else timeout)
+        self._write(message)
+        while self.pending:
+            self.pending -= 1
+            self._expect_ok(self._reply(max(deadline, time.monotonic() + STARTUP_S), why))
+        return self._reply(deadline, why)
+
+    def _write(self, message: dict) -> None:
+        if self.dead:
+            raise JailError(self.dead)
+        try:
+            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+            self.process.stdin.flush()
+        except OSError:
+            self._die(f"the jail is gone ({self._exit_reason()})")
+
+    def _reply(self, deadline: float, why: str) -> dict:
+        line = self._read_line(deadline, why)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            self._die("the jail sent something that is not a reply")
+        return reply
+
+    def _read_line(self, deadline: float, why: str) -> bytes:
+        out = self.process.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._die(f"{why}: the jail was killed")
+            ready, _, _ = select.select([out], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(out, 1 << 20)
+            if not chunk:
+                self._die(f"the jail died ({self._exit_reason()})")
+            self.buffer += chunk
+            if len(self.buffer) > MAX_REPLY:
+                self._die("the jail sent a reply over the size limit")
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def _exit_reason(self) -> str:
+        try:
+            code = self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return "not answering"
+        tail = " ".join(self.stderr_tail.decode("utf-8", "replace").split())[-300:]
+        if code < 0:
+            what = f"killed by {signal.Signals(-code).name}"
+        else:
+            what = f"exit status {code}"
+        return f"{what}{': ' + tail if tail else ''}"
+
+    def _die(self, reason: str):
+        self.kill()
+        self.dead = reason
+        raise JailError(reason)
+
+    def kill(self) -> None:
+        """SIGKILL bwrap's process group; the kernel then ends everything in the jail's PID namespace."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
+            pass
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    # -- smolagents' PythonExecutor interface --------------------------------------------
+
+    def send_tools(self, tools: dict) -> None:
+        """The jail builds its own `sql` and `final_answer` tools; host Tool objects never cross."""
+        unexpected = set(tools) - set(TOOLS)
+        if unexpected:
+            raise JailError(f"the jail only provides the tools {', '.join(TOOLS)}, not {', '.join(sorted(unexpected))}")
+        self.post({"op": "tools", "names": sorted(tools)})
+
+    def send_variables(self, variables: dict) -> None:
+        """Plain data only (it crosses as JSON)."""
+        try:
+            payload = json.loads(json.dumps(variables, default=lambda o: None))
+        except ValueError as exc:
+            raise JailError(f"variables for the jail must be plain data: {exc}") from None
+        self.post({"op": "variables", "values": payload})
+
+    def __call__(self, code_action: str):
+        from smolagents.local_python_executor import CodeOutput
+
+        reply = self.request({"op": "run", "code": code_action})
+        logs = _text(reply.get("logs"))
+        self.state["_print_outputs"] = logs
+        if reply.get("error") is not None:
+            raise JailError(_text(reply["error"]))
+        output = reply.get("output")
+        return CodeOutput(output=None if output is None else _text(output), logs=logs,
+                          is_final_answer=reply.get("final") is True)
+
+    def cleanup(self) -> None:
+        self.kill()
+        if self.dead is None:
+            self.dead = "the jail was stopped"
+
+    # -- the sandbox DB in and out ---------------------------------------------------------
+
+    def load(self, data: bytes) -> None:
+        """Put the site's sandbox DB into the jail's /sandbox."""
+        self.post({"op": "load", "data": base64.b64encode(data).decode("ascii")})
+
+    def dump(self) -> bytes:
+        """The jail's sandbox DB as bytes (untrusted: the host validates it like any sandbox)."""
+        reply = self.request({"op": "dump"}, timeout=max(self.step_timeout, STARTUP_S))
+        data = reply.get("data")
+        if not isinstance(data, str):
+            self._die(f"the jail did not send its database back ({_text(reply.get('error'))})")
+        try:
+            return base64.b64decode(data, validate=True)
+        except ValueError:
+            self._die("the jail sent back a database that is not base64")
+
+    def _expect_ok(self, reply: dict) -> None:
+        if reply.get("ok") is not True:
+            self._die(f"the jail refused: {_text(reply.get('error'))}")
+
+
+def _text(value) -> str:
+    """A reply field as bounded text (whatever the jail sent)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "... (truncated)"
+
+
+# --- the jailed side --------------------------------------------------------------------
+
+
+def limit_self(limits: dict) -> None:
+    """Hard resource limits on this process and its children, before any code arrives."""
+    import resource
+
+    mb = 1024 * 1024
+    for name, value in (("RLIMIT_AS", limits["memory_mb"] * mb), ("RLIMIT_CPU", limits["cpu_s"]),
+                        ("RLIMIT_FSIZE", limits["file_mb"] * mb), ("RLIMIT_NPROC", limits["procs"]),
+                        ("RLIMIT_NOFILE", limits["files"]), ("RLIMIT_CORE", 0)):
+        resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def serve(settings: dict) -> None:
+    """The worker: read one JSON message a line from stdin, answer one JSON line on the protocol fd."""
+    limit_self(settings["limits"])
+    # stdout belongs to the protocol; anything else printed goes nowhere.
+    protocol = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+    from smolagents.default_tools import FinalAnswerTool
+    from smolagents.local_python_executor import LocalPythonExecutor
+
+    from pipeline.sandbox import SqlTool
+
+    executor = LocalPythonExecutor(settings["imports"], max_print_outputs_length=settings["max_print_outputs_length"],
+                                   timeout_seconds=settings["timeout_seconds"])
+    available = {"sql": lambda: SqlTool(DB_NAME), "final_answer": FinalAnswerTool}
+
+    def answer(reply: dict) -> None:
+        protocol.write(json.dumps(reply, default=str).encode() + b"\n")
+        protocol.flush()
+
+    for line in sys.stdin.buffer:
+        try:
+            message = json.loads(line)
+            op = message["op"]
+            if op == "tools":
+                executor.send_tools({name: available[name]() for name in message["names"]})
+                answer({"ok": True})
+            elif op == "variables":
+                executor.send_variables(message["values"])
+                answer({"ok": True})
+            elif op == "load":
+                Path(DB_NAME).write_bytes(base64.b64decode(message["data"]))
+                answer({"ok": True})
+            elif op == "dump":
+                answer({"data": base64.b64encode(Path(DB_NAME).read_bytes()).decode("ascii")})
+            elif op == "run":
+                answer(run_step(executor, message["code"]))
+            else:
+                answer({"ok": False, "error": f"unknown op {op!r}"})
+        except Exception as exc:  # the host decides what a failed message means
+            answer({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_step(executor, code: str) -> dict:
+    """One agent step through LocalPythonExecutor: output, printed logs, or the error the model sees."""
+    try:
+        out = executor(code)
+    except Exception as exc:
+        logs = str(executor.state.get("_print_outputs", ""))
+        return {"error": str(exc)[:MAX_TEXT], "logs": logs[:MAX_TEXT]}
+    output = None if out.output is None else str(out.output)[:MAX_TEXT]
+    return {"output": output, "logs": out.logs[:MAX_TEXT], "final": bool(out.is_final_answer)}
+
+
+if __name__ == "__main__":
+    serve(json.loads(sys.argv[1]))
