@@ -4,9 +4,12 @@ Modules, in the order data flows through them:
 
     sources   -> fetch the front pages, keep raw snapshots
     parse     -> deterministic parsers: HTML -> Story records
-    sandbox   -> a per-site SQLite DB (from schema.sql) and the agent's `sql` tool
+    sandbox   -> a per-site SQLite DB (from schema.sql)
+    sqltool   -> the agent's one tool, `sql`, under a default-deny authorizer
     rules     -> the built-in deterministic `rules` model (and the keyword baseline)
     agent     -> one CodeAgent per site, in parallel
+    jail      -> where the agent's code runs by default: a bubblewrap process per site
+    container -> or a locked-down Docker container per site (`--executor docker`)
     collect   -> cross-posts and the digest
     sync      -> validate each sandbox and merge it atomically into history
     store     -> the history database (data/news.db)

@@ -344,7 +344,7 @@ def serve(settings: dict) -> None:
     from smolagents.default_tools import FinalAnswerTool
     from smolagents.local_python_executor import LocalPythonExecutor
 
-    from pipeline.sandbox import SqlTool
+    from pipeline.sqltool import SqlTool
 
     executor = LocalPythonExecutor(settings["imports"], max_print_outputs_length=settings["max_print_outputs_length"],
                                    timeout_seconds=settings["timeout_seconds"])

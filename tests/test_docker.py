@@ -2,6 +2,7 @@
 image; where Docker cannot run these tests fail with the reason (they are never skipped)."""
 
 import sqlite3
+import time
 
 import pytest
 
@@ -30,7 +31,7 @@ def run(executor, code: str) -> str:
     return executor.run_code_raise_errors(code).logs
 
 
-def test_docker_refresh_matches_the_local_executor(tmp_path, image):
+def test_docker_refresh_matches_the_jail(tmp_path, image):
     local = refresh.refresh(refresh.Options(db=str(tmp_path / "local" / "news.db"), snapshot=SNAPSHOT))
     docker = refresh.refresh(refresh.Options(db=str(tmp_path / "docker" / "news.db"), snapshot=SNAPSHOT,
                                              executor="docker"))
@@ -103,3 +104,21 @@ def test_containers_of_a_dead_refresh_are_removed_at_the_next_start(image):
         assert orphan.id not in ids and executor.container.id in ids
     finally:
         executor.cleanup()
+
+
+def test_a_step_that_never_ends_is_killed_at_the_step_timeout(tmp_path, monkeypatch, image):
+    """A wall-clock bound, not a per-read socket timeout: printing every second does not extend it."""
+    db = tmp_path / "news.db"
+    endless = "import time\nwhile True:\n    print('still here', flush=True)\n    time.sleep(1)"
+    models = iter([ScriptedModel(endless), rules.RulesModel()])
+    monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+    t0 = time.monotonic()
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, executor="docker", max_steps=3,
+                                             step_timeout=5))
+    elapsed = time.monotonic() - t0
+    assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
+    assert elapsed < 3 * 5 + 10, elapsed  # 3 x the bound, plus two containers' start-up
+    conn = sqlite3.connect(db)
+    error = conn.execute("SELECT error FROM run_sites WHERE source = 'hn'").fetchone()[0]
+    assert error == "stopped: the step ran past its 5 s limit: the container was killed"
+    assert container.client().containers.list(all=True, filters={"label": container.LABEL}) == []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import agent, jail, refresh, rules, sync
+from pipeline import agent, jail, refresh, rules, sandbox, sync
 
 from .conftest import SNAPSHOT, ScriptedModel
 from .stub_llm import StubLLM, completion
@@ -327,3 +327,19 @@ def test_a_dead_jail_stops_the_agent_without_more_model_calls(tmp_path):
     assert result.status == "failed" and model.calls == 1
     assert result.error == "stopped: the step ran past its 2 s limit: the jail was killed"
     assert result.judge_s < 10
+
+
+@pytest.mark.parametrize("statement, refusal", [
+    ("SELECT length(replace(replace(substr(quote(x'00'), 1, 1) || char(120), 'x', "
+     "(SELECT group_concat('xxxxxxxxxx', '') FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+     "FROM n WHERE i < 99999) SELECT i FROM n))), 'x', 'xxxxxxxxxx'))", "error: string or blob too big"),
+    ("SELECT length(printf('%.*c', 2000000000, 'x'))", "error: not authorized to use function: printf"),
+    ("SELECT length(zeroblob(2000000000))", "error: not authorized to use function: zeroblob"),
+    ("SELECT 'x' LIKE '" + "%x" * 600 + "'", "error: LIKE or GLOB pattern too complex"),
+])
+def test_one_sql_value_is_bounded_in_size(tmp_path, statement, refusal):
+    """One function call cannot build gigabytes, or spend seconds where the progress handler never runs."""
+    from .conftest import make_box
+
+    tool = sandbox.SqlTool(str(make_box(tmp_path).path))
+    assert tool(statement) == refusal
