@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # litellm must never try to download its cost map (there is no internet in CI).
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test bench soak install browser docker-ready clean
+.PHONY: run test bench soak install browser jail docker-ready clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+# The default executor runs the agent's code under bubblewrap; install it when missing (as root, or with sudo).
+jail:
+	@command -v bwrap >/dev/null || { \
+	  echo "installing Debian's bubblewrap for the jailed executor"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null; }
+
 # The --executor docker tests need a Docker engine and the sandbox image, built offline
 # (debootstrap + local wheels). Set up what can be; where it cannot, those tests fail and say why.
 docker-ready: $(STAMP)
@@ -49,7 +56,7 @@ docker-ready: $(STAMP)
 	  for i in $$(seq 30); do docker info >/dev/null 2>&1 && break; sleep 1; done; } || true
 	@$(BIN)/newsreader sandbox build >/dev/null || echo "warning: the sandbox image could not be built"
 
-test: $(STAMP) browser docker-ready
+test: $(STAMP) browser jail docker-ready
 	$(BIN)/python -m pytest -q
 
 # Offline benchmarks; writes BENCHMARKS.md (synthetic histories are cached in data/bench/).

@@ -14,6 +14,19 @@ from .conftest import OUTPUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# What the figures above rest on: where the model's code ran, and what that does and does not isolate.
+EXECUTORS = [
+    "## Where the model's code ran",
+    "",
+    "Every refresh above used the default executor, `jail`: the model-written code ran in a bubblewrap "
+    "process per site (no network, empty environment, no capabilities, own PID namespace, read-only system "
+    "and interpreter paths, one 96 MB tmpfs holding its sandbox DB, address-space/CPU/file/process limits, "
+    "a host-enforced wall-clock deadline per step). The `jail:` rows show an agent that escapes smolagents' "
+    "interpreter reaching only that process. Not isolated by the jail: the kernel itself (shared with the "
+    "host), memory as a whole (limits are per process; there is no cgroup) and CPU share. `--executor docker` "
+    "adds cgroup limits; `--executor local` isolates nothing and is for the built-in models only.",
+]
+
 
 def main() -> int:
     if not OUTPUT.is_file():
@@ -38,6 +51,7 @@ def main() -> int:
     lost = sum(r["rows_lost"] for r in rows)
     landed = sum(r["malformed_landed"] for r in rows)
     lines += ["", f"Total: {sum(r['inputs'] for r in rows)} inputs, {lost} rows lost, {landed} malformed rows landed."]
+    lines += ["", *EXECUTORS]
     (ROOT / "RELIABILITY.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {ROOT / 'RELIABILITY.md'}")
     return 0 if lost == 0 and landed == 0 else 1

@@ -23,8 +23,9 @@ import pytest
 
 from pipeline import agent, jail, refresh, rules, sandbox, sync
 
-from .conftest import SNAPSHOT, ScriptedModel
-from .stub_llm import StubLLM, completion
+from ..conftest import SNAPSHOT, ScriptedModel
+from ..stub_llm import StubLLM, completion
+from .conftest import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 API_KEY = "sk-canary-5f0c2a9e71d44b3b"
@@ -181,6 +182,9 @@ def test_the_frame_walk_escape_reaches_only_the_jail(tmp_path, history, listener
     assert runs == [(1, "ok"), (2, "partial")] and sites == {"hn": "failed", "lobsters": "ok"}
     assert triggers_of(history) == triggers_before  # ...but the history's triggers are all there
     assert run_one_rows(history) == before  # and every earlier row is exactly as it was
+    record("jail: interpreter escape through the real CLI (loopback LLM)", 8, 8, 0, 0,
+           "escape ran as a jailed pid; data-dir and $HOME canaries, API key, host loopback TCP, writes outside "
+           "/sandbox, SqlTool pointed at the history, allow-all authorizer, VACUUM INTO: none reached the host")
 
 
 def triggers_of(db) -> list[tuple[str, str]]:
@@ -210,6 +214,8 @@ def test_a_step_that_never_ends_is_killed_at_the_step_timeout(tmp_path, history)
     with sync.refresh_lock(history, wait=False):  # the lock was released
         pass
     assert not leftover_jails()
+    record("jail: time.sleep(10**9) in a step, --step-timeout 5", 1, 1, 0, 0,
+           f"refresh ended in {elapsed:.1f} s, run partial, lock released, no jail process left")
 
 
 def leftover_jails() -> list[str]:
@@ -229,7 +235,7 @@ MEMORY_HOG = "hog = 'x' * (4 * 1024 ** 3)\nprint(len(hog))"
 
 
 @pytest.mark.parametrize("attack", [FORK_BOMB, MEMORY_HOG], ids=["fork bomb", "4 GB allocation"])
-def test_resource_attacks_fail_only_their_site(tmp_path, history, attack):
+def test_resource_attacks_fail_only_their_site(tmp_path, history, attack, request):
     with StubLLM([honest_or(lambda step: attack)]) as stub:
         t0 = time.monotonic()
         done = cli_refresh(history, stub, "--step-timeout", "10", "--max-steps", "2")
@@ -243,6 +249,8 @@ def test_resource_attacks_fail_only_their_site(tmp_path, history, attack):
     conn.close()
     assert elapsed < 2 * 10 + 15, elapsed
     assert not leftover_jails()
+    record(f"jail: {request.node.callspec.id} in generated code", 1, 1, 0, 0,
+           f"hn failed, lobsters landed in {elapsed:.1f} s; no jail process left")
 
 
 def test_rules_judgments_are_identical_in_the_jail_and_in_process(tmp_path):
@@ -320,7 +328,7 @@ def test_local_with_an_llm_model_warns_once(tmp_path, monkeypatch):
 
 
 def test_a_dead_jail_stops_the_agent_without_more_model_calls(tmp_path):
-    from .conftest import VOCABULARY, make_box
+    from ..conftest import VOCABULARY, make_box
 
     model = ScriptedModel("import time\ntime.sleep(60)", rules.code_for)
     result = agent.judge_site(make_box(tmp_path), model, vocabulary=VOCABULARY, step_timeout=2)
@@ -339,7 +347,7 @@ def test_a_dead_jail_stops_the_agent_without_more_model_calls(tmp_path):
 ])
 def test_one_sql_value_is_bounded_in_size(tmp_path, statement, refusal):
     """One function call cannot build gigabytes, or spend seconds where the progress handler never runs."""
-    from .conftest import make_box
+    from ..conftest import make_box
 
     tool = sandbox.SqlTool(str(make_box(tmp_path).path))
     assert tool(statement) == refusal
