@@ -68,6 +68,10 @@ jobs:
           key: newsreader-db-${{{{ github.run_id }}}}
           restore-keys: newsreader-db-
       - run: pip install .
+      - name: A jail for the model's code (bubblewrap; Ubuntu 24.04 restricts user namespaces by default)
+        run: |
+          sudo apt-get install -y --no-install-recommends bubblewrap
+          sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 || true
       - name: Refresh
         run: newsreader refresh --quiet
         env:

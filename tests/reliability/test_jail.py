@@ -180,6 +180,8 @@ def test_the_frame_walk_escape_reaches_only_the_jail(tmp_path, history, listener
     sites = dict(conn.execute("SELECT source, status FROM run_sites WHERE run_id = 2"))
     conn.close()
     assert runs == [(1, "ok"), (2, "partial")] and sites == {"hn": "failed", "lobsters": "ok"}
+    kept = history.parent / "sandboxes" / "2" / "hn.db"  # the jail's sandbox, kept for inspection
+    assert any("judgments_summary_not_title_insert" in problem for problem in sync.validate(kept))
     assert triggers_of(history) == triggers_before  # ...but the history's triggers are all there
     assert run_one_rows(history) == before  # and every earlier row is exactly as it was
     record("jail: interpreter escape through the real CLI (loopback LLM)", 8, 8, 0, 0,
