@@ -61,6 +61,7 @@ DEFAULT_EXECUTOR = "jail"
 BUILTIN_MODELS = (RulesModel.name, KeywordBaselineModel.name)  # deterministic code we wrote: may run in-process
 REMOTE_DB = "sandbox.db"  # the SqlTool's default path, inside a remote kernel's working directory
 DEFAULT_MAX_STEPS = 6
+MAX_CANDIDATES = 100  # stories judged per site and run: a front page has 25-30
 STEP_TIMEOUT_S = 60  # wall clock for one step of generated code (jail, docker)
 SITE_TIMEOUT_S = 900  # wall clock for one site's whole agent run
 # Bounds on one step in smolagents' LocalPythonExecutor (in process, or inside the jail): its own

@@ -248,12 +248,14 @@ def fetch(only, raw_dir):
 @click.argument("source", type=SOURCE_CHOICE)
 @click.argument("file", type=click.File("rb"))
 def parse_command(source, file):
-    """Parse a saved front page FILE and print its stories as a JSON array."""
+    """Parse a saved front page FILE and print its stories as a JSON array (refused rows on stderr)."""
     try:
-        stories = parse.parse(source, file.read())
+        page = parse.parse_page(source, file.read())
     except parse.SourceError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps([story.to_dict() for story in stories], indent=2, ensure_ascii=False))
+    for item, reason in page.refused:
+        click.echo(f"warning: {item} {reason}", err=True)
+    click.echo(json.dumps([story.to_dict() for story in page.stories], indent=2, ensure_ascii=False))
 
 
 @cli.command(name="eval")

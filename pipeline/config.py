@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent import DEFAULT_EXECUTOR, DEFAULT_MAX_STEPS, DEFAULT_PROFILE, EXECUTORS, SITE_TIMEOUT_S, STEP_TIMEOUT_S
+from .agent import (DEFAULT_EXECUTOR, DEFAULT_MAX_STEPS, DEFAULT_PROFILE, EXECUTORS, MAX_CANDIDATES, SITE_TIMEOUT_S,
+                    STEP_TIMEOUT_S)
 from .sandbox import reference_vocabulary
 from .sources import SOURCES
 
 CONFIG_FILE = "newsreader.toml"
+# Upper bounds of the whole-number keys (the command-line flags use the same ranges).
+RANGES = {"retention_days": 36500, "max_steps": 50, "max_candidates": 500, "step_timeout": 3600,
+          "site_timeout": 86400}
 TAG_SLUG = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
@@ -82,6 +86,7 @@ def defaults() -> Config:
         "db": None,
         "retention_days": 14,
         "max_steps": DEFAULT_MAX_STEPS,
+        "max_candidates": MAX_CANDIDATES,
         "step_timeout": STEP_TIMEOUT_S,
         "site_timeout": SITE_TIMEOUT_S,
         "model.id": "rules",
@@ -120,8 +125,9 @@ def check(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, not {value!r}")
     elif isinstance(expected, int):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where} must be a positive whole number, not {value!r}")
+        top = RANGES.get(key, 10**9)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ConfigError(f"{where} must be a whole number from 1 to {top}, not {value!r}")
     elif isinstance(expected, dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table")
@@ -143,7 +149,24 @@ def check(key: str, value: Any, expected: Any) -> Any:
             if not isinstance(meaning, str) or not meaning.strip():
                 raise ConfigError(f"config key 'tags.{slug}' must be a one-line description")
         value = {slug: " ".join(meaning.split()) for slug, meaning in value.items()}
+        check_vocabulary(value)
     return value
+
+
+def check_vocabulary(vocabulary: dict[str, str]) -> None:
+    """Each tag through schema.sql's own `tags` table (in memory): the schema, not this file, sets the rules."""
+    import sqlite3
+
+    from . import store
+
+    with store.reference_db() as conn:
+        conn.execute("DELETE FROM tags")
+        for slug, meaning in vocabulary.items():
+            try:
+                conn.execute("INSERT INTO tags (slug, description) VALUES (?, ?)", [slug, meaning])
+            except (sqlite3.Error, UnicodeError) as exc:
+                raise ConfigError(f"config key 'tags.{slug}' is refused by schema.sql (a description is 1-200 "
+                                  f"characters of plain text): {' '.join(str(exc).split())[:200]}") from None
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> tuple[Path | None, str]:
@@ -165,6 +188,8 @@ def load(explicit: str | os.PathLike | None = None, overrides: dict[str, Any] | 
             table = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path} ({how}): {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} ({how}) is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         for key, value in flatten(table).items():

@@ -69,20 +69,76 @@ class Story:
         return asdict(self)
 
 
+class Unusable(ValueError):
+    """One story's field cannot be used: that story is refused with this reason, the page goes on."""
+
+
+# Characters that change how text displays without being visible: C0/C1 controls, zero-width
+# characters, bidi embeddings/overrides/isolates and marks. Stripped from titles and authors at
+# the door; schema.sql refuses them in every text column the agent writes.
+INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+MAX_COUNT = 10**9  # ranks, points and comment counts above this are not a real page
+
+
 def clean_text(text: str | None) -> str:
-    """Collapse every run of whitespace (including NBSP) to one space and trim."""
-    return " ".join((text or "").split())
+    """Invisible and control characters removed, whitespace (NBSP too) collapsed to one space, trimmed."""
+    return " ".join(INVISIBLE.sub("", text or "").split())
 
 
-def first_int(text: str | None) -> int | None:
-    match = re.search(r"\d+", (text or "").replace(",", ""))
-    return int(match.group()) if match else None
+def first_int(text: str | None, what: str = "number") -> int | None:
+    """The first run of ASCII digits as an int (None if there is none); an absurd one is unusable."""
+    match = re.search(r"[0-9]+", (text or "").replace(",", ""))
+    if not match:
+        return None
+    digits = match.group().lstrip("0") or "0"
+    if len(digits) > 10 or int(digits) > MAX_COUNT:
+        raise Unusable(f"{what} {digits[:12]}{'…' if len(digits) > 12 else ''} is out of range")
+    return int(digits)
 
 
 def utc_iso(dt: datetime) -> str:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_unix(text: str | None) -> str | None:
+    """A Unix time (ASCII digits only) as UTC ISO-8601; None when it is not one or out of range."""
+    if not text or not re.fullmatch(r"[0-9]{1,12}", text.strip()):
+        return None
+    try:
+        return utc_iso(datetime.fromtimestamp(int(text), timezone.utc))
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def from_text_time(text: str | None, fmt: str | None = None) -> str | None:
+    """An ISO time ("2024-08-29T15:53:08") or one in `fmt`, as UTC ISO-8601; None when unreadable."""
+    try:
+        dt = datetime.strptime(text.strip(), fmt) if fmt else datetime.fromisoformat(text.strip())
+        return utc_iso(dt)
+    except (AttributeError, OverflowError, ValueError):
+        return None
+
+
+def story_url(base: str, href: str) -> str:
+    """An absolute http(s) link without user info, or Unusable: a stranger wrote this href."""
+    href = href.strip()
+    if href.startswith("//"):
+        raise Unusable("protocol-relative link")
+    try:
+        url = urljoin(base, href)
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise Unusable(f"unreadable link ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise Unusable(f"not an http(s) link: {url[:80]!r}")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise Unusable("link carries user info (user:password@host)")
+    if INVISIBLE.search(url) or any(ch.isspace() for ch in url):
+        raise Unusable("link contains whitespace or control characters")
+    return url
 
 
 HTML_PARSER = lxml.html.HTMLParser(encoding="utf-8")
@@ -115,8 +171,8 @@ def first(found: list):
     return found[0] if found else None
 
 
-def check_layout(source: str, rows: int, stories: list[Story], missing: dict[str, int]) -> None:
-    """Raise LayoutError unless the page yielded a plausible front page."""
+def check_layout(source: str, rows: int, stories: list, missing: dict[str, int]) -> None:
+    """Raise LayoutError unless the page yielded a plausible front page (refused stories count as found)."""
     if rows == 0:
         raise LayoutError(source, "no story rows found: the page layout has changed or this is not a front page")
     for what, count in missing.items():
@@ -141,78 +197,100 @@ HN_AGE = xpath(".//span[.cls(age)][@title]")
 HN_SITE = xpath(".//span[.cls(sitestr)]")
 
 
-def parse_hn(html: str | bytes, base: str = HN_BASE) -> list[Story]:
+class Missing(Exception):
+    """A row without a required element: counted, and too many of them mean the layout changed."""
+
+
+@dataclass
+class Page:
+    """What a listing page gave: its stories, and the rows refused with a reason (never silently)."""
+
+    stories: list[Story]
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+
+
+def parse_rows(source: str, rows, parse_row) -> Page:
+    """Each row through `parse_row`; an unusable field costs that story, never the page."""
+    page = Page(stories=[])
+    missing: dict[str, int] = {}
+    for position, row in enumerate(rows, start=1):
+        try:
+            page.stories.append(parse_row(row, position))
+        except Missing as exc:
+            missing[str(exc)] = missing.get(str(exc), 0) + 1
+        except (Unusable, ValueError, OverflowError) as exc:  # ValueError: anything lxml/urllib refuse
+            ident = clean_text(row.get("id") or row.get("data-shortid") or "")[:40] or f"row {position}"
+            page.refused.append((f"story {ident}", f"refused at parse: {exc}"))
+    check_layout(source, len(rows), page.stories + [None] * len(page.refused), missing)
+    return page
+
+
+def parse_hn(html: str | bytes, base: str = HN_BASE) -> Page:
     """Parse a Hacker News listing page (front page, /best, /news?p=2 ...)."""
     doc = document(html)
-    rows = HN_ROWS(doc) if doc is not None else []
-    stories: list[Story] = []
-    missing = {"title link": 0, "rank": 0}
-    for row in rows:
-        link = first(HN_TITLE(row))
-        rank = first_int(text_of(first(HN_RANK(row))))
-        item_id = row.get("id", "")
-        if link is None or not link.get("href") or not item_id.isdigit():
-            missing["title link"] += 1
-            continue
-        if rank is None:
-            missing["rank"] += 1
-            continue
-        discussion_url = urljoin(base, f"item?id={item_id}")
-        href = urljoin(base, link.get("href"))
-        self_post = href == discussion_url
-        title = clean_text(link.text_content())
+    return parse_rows("hn", HN_ROWS(doc) if doc is not None else [], lambda row, _: hn_story(row, base))
 
-        subtext = hn_subtext(row)
-        score = first(HN_SCORE(subtext)) if subtext is not None else None
-        user = first(HN_USER(subtext)) if subtext is not None else None
-        points = first_int(score.text_content()) if score is not None else None
-        author = clean_text(user.text_content()) if user is not None else None
+
+def hn_story(row, base: str) -> Story:
+    link = first(HN_TITLE(row))
+    item_id = row.get("id", "")
+    if link is None or not link.get("href") or not re.fullmatch(r"[0-9]+", item_id):
+        raise Missing("title link")
+    if len(item_id) > 12:
+        raise Unusable(f"story id {item_id[:12]}… is out of range")
+    rank = first_int(text_of(first(HN_RANK(row))), "rank")
+    if rank is None:
+        raise Missing("rank")
+    discussion_url = urljoin(base, f"item?id={item_id}")
+    href = story_url(base, link.get("href"))
+    self_post = href == discussion_url
+    title = clean_text(link.text_content())
+
+    subtext = hn_subtext(row)
+    score = first(HN_SCORE(subtext)) if subtext is not None else None
+    user = first(HN_USER(subtext)) if subtext is not None else None
+    points = first_int(score.text_content(), "points") if score is not None else None
+    author = clean_text(user.text_content()) if user is not None else None
+    comments = None
+    if subtext is not None:
+        for a in HN_ITEM_LINKS(subtext):
+            count = comment_count(a.text_content())
+            if count is not None:
+                comments = count
+    submitted_at = None
+    age = first(HN_AGE(subtext)) if subtext is not None else None
+    if age is not None:
+        # "2024-08-29T15:53:08" (UTC), or since 2025 "2026-05-09T12:00:00 1778328000"; anything else: unknown.
+        stamp = age.get("title").split()
+        submitted_at = (from_unix(stamp[1]) if len(stamp) > 1 else None) or (
+            from_text_time(stamp[0]) if stamp else None)
+
+    if points is None and author is None:
+        kind = "job"
+    elif re.match(r"(show|launch) hn\b", title, re.IGNORECASE):
+        kind = "show"
+    elif re.match(r"ask hn\b", title, re.IGNORECASE) or self_post:
+        kind = "ask"
+    else:
+        kind = "story"
+    if kind == "job":
         comments = None
-        if subtext is not None:
-            for a in HN_ITEM_LINKS(subtext):
-                count = comment_count(a.text_content())
-                if count is not None:
-                    comments = count
-        submitted_at = None
-        age = first(HN_AGE(subtext)) if subtext is not None else None
-        if age is not None:
-            # "2024-08-29T15:53:08" (UTC), or since 2025 "2026-05-09T12:00:00 1778328000".
-            stamp = age.get("title").split()
-            if len(stamp) > 1 and stamp[1].isdigit():
-                submitted_at = utc_iso(datetime.fromtimestamp(int(stamp[1]), timezone.utc))
-            elif stamp:
-                submitted_at = utc_iso(datetime.fromisoformat(stamp[0]))
-
-        if points is None and author is None:
-            kind = "job"
-        elif re.match(r"(show|launch) hn\b", title, re.IGNORECASE):
-            kind = "show"
-        elif re.match(r"ask hn\b", title, re.IGNORECASE) or self_post:
-            kind = "ask"
-        else:
-            kind = "story"
-        if kind == "job":
-            comments = None
-        domain_el = first(HN_SITE(row))
-        stories.append(
-            Story(
-                source="hn",
-                source_id=item_id,
-                rank=rank,
-                title=title,
-                url=None if self_post else href,
-                discussion_url=discussion_url,
-                domain=None if self_post else (clean_text(domain_el.text_content()) if domain_el is not None
-                                               else host_of(href)),
-                points=points,
-                comments=comments,
-                author=author,
-                submitted_at=submitted_at,
-                kind=kind,
-            )
-        )
-    check_layout("hn", len(rows), stories, missing)
-    return stories
+    domain_el = first(HN_SITE(row))
+    return Story(
+        source="hn",
+        source_id=item_id,
+        rank=rank,
+        title=title,
+        url=None if self_post else href,
+        discussion_url=discussion_url,
+        domain=None if self_post else (clean_text(domain_el.text_content()) if domain_el is not None
+                                       else host_of(href)),
+        points=points,
+        comments=comments,
+        author=author,
+        submitted_at=submitted_at,
+        kind=kind,
+    )
 
 
 def hn_subtext(row):
@@ -237,64 +315,60 @@ LOBSTERS_UNIX_TIME = xpath(".//div[.cls(byline)]//time[@data-at-unix]")
 LOBSTERS_TITLED = xpath(".//div[.cls(byline)]//*[@title]")
 
 
-def parse_lobsters(html: str | bytes, base: str = LOBSTERS_BASE) -> list[Story]:
+def parse_lobsters(html: str | bytes, base: str = LOBSTERS_BASE) -> Page:
     """Parse a Lobsters listing page (front page, /hottest, /newest ...)."""
     doc = document(html)
-    rows = LOBSTERS_ROWS(doc) if doc is not None else []
-    stories: list[Story] = []
-    missing = {"title link": 0, "short id": 0}
-    for position, row in enumerate(rows, start=1):
-        link = first(LOBSTERS_LINK(row))
-        short_id = row.get("data-shortid") or (row.get("id") or "").removeprefix("story_")
-        if link is None or not link.get("href"):
-            missing["title link"] += 1
-            continue
-        if not short_id:
-            missing["short id"] += 1
-            continue
-        href = urljoin(base, link.get("href"))
-        self_post = urlsplit(href).netloc == urlsplit(base).netloc and urlsplit(href).path.startswith("/s/")
-        comments_link = first(LOBSTERS_COMMENTS(row))
-        discussion_url = (urljoin(base, comments_link.get("href")) if comments_link is not None
-                          else urljoin(base, f"s/{short_id}"))
-        comments = comment_count(comments_link.text_content()) if comments_link is not None else 0
-        scores = LOBSTERS_SCORE(row)  # document order: the 2023 div.score, or the 2026 upvoter link
-        tags = [clean_text(a.text_content()) for a in LOBSTERS_TAGS(row)]
-        domain_el = first(LOBSTERS_DOMAIN(row))
-        author_el = first(LOBSTERS_AUTHOR(row))
-        kind = "ask" if "ask" in tags else "show" if "show" in tags else "story"
-        stories.append(
-            Story(
-                source="lobsters",
-                source_id=short_id,
-                rank=position,
-                title=clean_text(link.text_content()),
-                url=None if self_post else href,
-                discussion_url=discussion_url,
-                domain=None if self_post else (clean_text(domain_el.text_content()) if domain_el is not None
-                                               else host_of(href)),
-                points=next((n for n in (first_int(el.text_content()) for el in scores) if n is not None), None),
-                comments=comments,
-                author=clean_text(author_el.text_content()) if author_el is not None else None,
-                submitted_at=lobsters_time(row),
-                kind=kind,
-                tags=tags,
-            )
-        )
-    check_layout("lobsters", len(rows), stories, missing)
-    return stories
+    return parse_rows("lobsters", LOBSTERS_ROWS(doc) if doc is not None else [],
+                      lambda row, position: lobsters_story(row, position, base))
+
+
+def lobsters_story(row, position: int, base: str) -> Story:
+    link = first(LOBSTERS_LINK(row))
+    short_id = clean_text(row.get("data-shortid") or (row.get("id") or "").removeprefix("story_"))
+    if link is None or not link.get("href"):
+        raise Missing("title link")
+    if not short_id:
+        raise Missing("short id")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", short_id):
+        raise Unusable(f"story id {short_id[:40]!r} is not a Lobsters short id")
+    href = story_url(base, link.get("href"))
+    self_post = urlsplit(href).netloc == urlsplit(base).netloc and urlsplit(href).path.startswith("/s/")
+    comments_link = first(LOBSTERS_COMMENTS(row))
+    discussion_url = (story_url(base, comments_link.get("href") or f"s/{short_id}") if comments_link is not None
+                      else urljoin(base, f"s/{short_id}"))
+    comments = comment_count(comments_link.text_content()) if comments_link is not None else 0
+    scores = LOBSTERS_SCORE(row)  # document order: the 2023 div.score, or the 2026 upvoter link
+    tags = [clean_text(a.text_content()) for a in LOBSTERS_TAGS(row)]
+    domain_el = first(LOBSTERS_DOMAIN(row))
+    author_el = first(LOBSTERS_AUTHOR(row))
+    kind = "ask" if "ask" in tags else "show" if "show" in tags else "story"
+    return Story(
+        source="lobsters",
+        source_id=short_id,
+        rank=position,
+        title=clean_text(link.text_content()),
+        url=None if self_post else href,
+        discussion_url=discussion_url,
+        domain=None if self_post else (clean_text(domain_el.text_content()) if domain_el is not None
+                                       else host_of(href)),
+        points=next((n for n in (first_int(el.text_content(), "points") for el in scores) if n is not None), None),
+        comments=comments,
+        author=clean_text(author_el.text_content()) if author_el is not None else None,
+        submitted_at=lobsters_time(row),
+        kind=kind,
+        tags=tags,
+    )
 
 
 def lobsters_time(row) -> str | None:
-    """2026: <time data-at-unix=...>; 2023: <span title="2023-03-09 01:44:29 -0600">."""
+    """2026: <time data-at-unix=...>; 2023: <span title="2023-03-09 01:44:29 -0600">; else unknown."""
     el = first(LOBSTERS_UNIX_TIME(row))
-    if el is not None and el.get("data-at-unix").isdigit():
-        return utc_iso(datetime.fromtimestamp(int(el.get("data-at-unix")), timezone.utc))
+    if el is not None and from_unix(el.get("data-at-unix")):
+        return from_unix(el.get("data-at-unix"))
     for el in LOBSTERS_TITLED(row):
-        try:
-            return utc_iso(datetime.strptime(el.get("title").strip(), "%Y-%m-%d %H:%M:%S %z"))
-        except ValueError:
-            continue
+        found = from_text_time(el.get("title"), "%Y-%m-%d %H:%M:%S %z")
+        if found:
+            return found
     return None
 
 
@@ -310,7 +384,7 @@ def comment_count(label: str) -> int | None:
     label = clean_text(label).lower()
     if label in ("discuss", "no comments"):
         return 0
-    return first_int(label) if re.fullmatch(r"[\d,]+ comments?", label) else None
+    return first_int(label, "comment count") if re.fullmatch(r"[0-9,]+ comments?", label) else None
 
 
 def host_of(url: str) -> str | None:
@@ -321,9 +395,15 @@ def host_of(url: str) -> str | None:
 PARSERS = {"hn": parse_hn, "lobsters": parse_lobsters}
 
 
-def parse(source: str, html: str | bytes) -> list[Story]:
+def parse_page(source: str, html: str | bytes) -> Page:
+    """A listing page's stories and refused rows; LayoutError only when it is no longer a front page."""
     try:
         parser = PARSERS[source]
     except KeyError:
         raise SourceError(source, f"unknown source (known: {', '.join(PARSERS)})") from None
     return parser(html)
+
+
+def parse(source: str, html: str | bytes) -> list[Story]:
+    """Just the stories of a listing page (see `parse_page` for the refused rows)."""
+    return parse_page(source, html).stories

@@ -33,6 +33,7 @@ class Options:
     executor: str = agent.DEFAULT_EXECUTOR
     executor_kwargs: dict = field(default_factory=dict)
     max_steps: int = agent.DEFAULT_MAX_STEPS
+    max_candidates: int = agent.MAX_CANDIDATES
     step_timeout: float = agent.STEP_TIMEOUT_S
     site_timeout: float = agent.SITE_TIMEOUT_S
     profile: str = agent.DEFAULT_PROFILE
@@ -50,7 +51,7 @@ class Options:
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
             source_urls=config.sources, model=config["model.id"], model_options=dict(config["model.options"]),
             executor=config["executor.name"], executor_kwargs=dict(config["executor.options"]),
-            max_steps=config["max_steps"], step_timeout=config["step_timeout"],
+            max_steps=config["max_steps"], max_candidates=config["max_candidates"], step_timeout=config["step_timeout"],
             site_timeout=config["site_timeout"], profile=config["profile.interests"], vocabulary=config.vocabulary,
             retention_days=config["retention_days"], **overrides,
         )
@@ -106,17 +107,22 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
             else:
                 page = sources.fetch(source, data_dir / "raw", url=options.source_urls.get(source), client=client)
             report.stage(source, "fetch", "ok", str(page.path or page.url))
-            stories = parse.parse(source, page.html)
+            parsed = parse.parse_page(source, page.html)
         except parse.SourceError as exc:
             stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
             report.stage(source, stage, "failed", exc.reason)
             failed.append(sync.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
             continue
         fetch_times[source] = time.monotonic() - t0
+        stories, refused = parsed.stories[:options.max_candidates], list(parsed.refused)
+        if len(parsed.stories) > options.max_candidates:
+            refused.append(("page", f"{len(parsed.stories) - options.max_candidates} stories after the first "
+                                    f"{options.max_candidates} not judged (max_candidates)"))
         box = sandbox.create(box_dir / f"{source}.db", source, run_id, started_at, stories, vocabulary)
+        box.rejected[:0] = refused
         boxes.append(box)
         report.stage(source, "parse", "ok", f"{len(box.candidates)} stories"
-                     + (f", {len(box.rejected)} refused by the schema" if box.rejected else ""))
+                     + (f", {len(box.rejected)} refused: {box.rejected[0][1]}" if box.rejected else ""))
 
     if client is not None:
         client.close()

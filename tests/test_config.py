@@ -66,8 +66,8 @@ def test_config_command_says_where_each_value_came_from(workdir):
     [
         ("colour = 'blue'\n", "unknown config key 'colour'"),
         ("[model]\nname = 'x'\n", "unknown config key 'model.name'"),
-        ("max_steps = 'many'\n", "config key 'max_steps' must be a positive whole number"),
-        ("retention_days = 0\n", "config key 'retention_days' must be a positive whole number"),
+        ("max_steps = 'many'\n", "config key 'max_steps' must be a whole number from 1 to 50"),
+        ("retention_days = 0\n", "config key 'retention_days' must be a whole number from 1 to 36500"),
         ("[sources.hn]\nenabled = 'yes'\n", "config key 'sources.hn.enabled' must be true or false"),
         ("[sources.lobsters]\nurl = 'ftp://lobste.rs'\n", "config key 'sources.lobsters.url' must be an http(s) URL"),
         ("[executor]\nname = 'kubernetes'\n", "config key 'executor.name' must be one of jail, local, docker"),
@@ -75,10 +75,16 @@ def test_config_command_says_where_each_value_came_from(workdir):
         ("[tags]\nAI = 'caps'\n", "config key 'tags.AI': a tag is lower-case letters"),
         ("[sources.hn]\nenabled = false\n[sources.lobsters]\nenabled = false\n", "config enables no source"),
         ("max_steps = \n", "is not valid TOML"),
+        ("max_steps = 1000000\n", "config key 'max_steps' must be a whole number from 1 to 50, not 1000000"),
+        ("max_candidates = 30000\n", "config key 'max_candidates' must be a whole number from 1 to 500"),
+        (f"[tags]\nai = '{'x' * 201}'\n", "config key 'tags.ai' is refused by schema.sql"),
+        ('[tags]\nai = "AI \\u0001 and ML"\n', "config key 'tags.ai' is refused by schema.sql"),
+        (b"[profile]\ninterests = 'caf\xe9'\n", "is not UTF-8 text"),
     ],
 )
 def test_bad_config_is_one_clear_error(workdir, toml, message):
-    (workdir / "newsreader.toml").write_text(toml)
+    path = workdir / "newsreader.toml"
+    path.write_bytes(toml) if isinstance(toml, bytes) else path.write_text(toml)
     out = CliRunner().invoke(cli, ["config"])
     assert out.exit_code == 1
     assert message in out.output

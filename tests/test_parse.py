@@ -25,7 +25,9 @@ def load(name):
 
 def stories_of(name):
     parser, _ = PAGES[name]
-    return parser(load(name))
+    page = parser(load(name))
+    assert page.refused == []  # nothing on a real page is refused
+    return page.stories
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -118,7 +120,7 @@ def test_lobsters_2026_layout_with_multiline_class():
 def test_entities_are_decoded_and_whitespace_collapsed():
     html = load("hn_fben3-2024-08.html").decode()
     html = html.replace("Bypassing airport security via SQL injection", "Bypassing&nbsp;airport &amp;\n  security [pdf]")
-    assert parse_hn(html)[0].title == "Bypassing airport & security [pdf]"
+    assert parse_hn(html).stories[0].title == "Bypassing airport & security [pdf]"
 
 
 def test_renamed_classes_raise_a_layout_error():
