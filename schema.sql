@@ -14,7 +14,13 @@
 -- BLOB cast, since SQLite string functions stop at NUL), no surrounding
 -- spaces, and a length cap.
 
--- schema_version: 4  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
+-- Beyond those, text that a reader sees must not carry invisible formatting: C1 controls
+-- (char(128)-char(159)), zero-width characters and marks (U+200B-U+200F, U+2060-U+2069,
+-- U+FEFF, U+061C), line/paragraph separators and bidi embeddings/overrides
+-- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
+-- database; a CHECK cannot), with one message that says what to fix.
+
+-- schema_version: 5  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
 
 CREATE TABLE IF NOT EXISTS sources (
     slug TEXT PRIMARY KEY CHECK (slug IN ('hn', 'lobsters')),
@@ -147,6 +153,27 @@ CREATE TABLE IF NOT EXISTS stories (
     UNIQUE (source, source_id)
 ) STRICT;
 
+-- Titles and authors are cleaned at the door (parse.py); these refuse whatever was not.
+CREATE TRIGGER IF NOT EXISTS stories_plain_text_insert
+BEFORE INSERT ON stories
+WHEN NEW.title GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                     || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+  OR NEW.author GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+BEGIN
+    SELECT RAISE(ABORT, 'title and author must be plain text: no invisible, bidi or control characters');
+END;
+
+CREATE TRIGGER IF NOT EXISTS stories_plain_text_update
+BEFORE UPDATE OF title, author ON stories
+WHEN NEW.title GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                     || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+  OR NEW.author GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+BEGIN
+    SELECT RAISE(ABORT, 'title and author must be plain text: no invisible, bidi or control characters');
+END;
+
 CREATE INDEX IF NOT EXISTS stories_canonical_url ON stories(canonical_url);
 CREATE INDEX IF NOT EXISTS stories_first_seen_run ON stories(first_seen_run);
 
@@ -211,6 +238,26 @@ WHEN (
 )
 BEGIN
     SELECT RAISE(ABORT, 'summary repeats the title: say what the story is and why it matters');
+END;
+
+CREATE TRIGGER IF NOT EXISTS judgments_plain_text_insert
+BEFORE INSERT ON judgments
+WHEN NEW.summary GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                       || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+  OR NEW.reason GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+BEGIN
+    SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters');
+END;
+
+CREATE TRIGGER IF NOT EXISTS judgments_plain_text_update
+BEFORE UPDATE OF summary, reason ON judgments
+WHEN NEW.summary GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                       || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+  OR NEW.reason GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
+                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
+BEGIN
+    SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters');
 END;
 
 -- One to three vocabulary tags per judgment.

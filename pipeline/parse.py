@@ -76,7 +76,7 @@ class Unusable(ValueError):
 # Characters that change how text displays without being visible: C0/C1 controls, zero-width
 # characters, bidi embeddings/overrides/isolates and marks. Stripped from titles and authors at
 # the door; schema.sql refuses them in every text column the agent writes.
-INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 MAX_COUNT = 10**9  # ranks, points and comment counts above this are not a real page
 
 

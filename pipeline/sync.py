@@ -54,10 +54,17 @@ def schema_of(conn: sqlite3.Connection, schema: str = "main") -> tuple[tuple[str
     return tuple((t, n, normalise_sql(s)) for t, n, s in rows)
 
 
+MAX_SANDBOX_BYTES = 64 * 1024 * 1024  # a sandbox of 100 candidates is well under 1 MB
+MAX_REJECTIONS = 100  # rows recorded per site and run; the rest are counted in one summary row
+
+
 def validate(path: Path) -> list[str]:
     """Everything wrong with a sandbox DB that the host must not merge; [] if it is sound."""
     if not Path(path).is_file():
-        return [f"sandbox database {path} is missing"]
+        return [f"sandbox database {path.name} is missing"]
+    size = Path(path).stat().st_size
+    if size > MAX_SANDBOX_BYTES:
+        return [f"sandbox database is {size // 1024 // 1024} MB, over the {MAX_SANDBOX_BYTES // 1024 // 1024} MB cap"]
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -72,6 +79,12 @@ def validate(path: Path) -> list[str]:
             tables = sorted({row[0] for row in orphans})
             problems.append(f"foreign_key_check: {len(orphans)} orphan row(s) in {', '.join(tables)}")
         problems += schema_differences(schema_of(conn), reference_schema())
+        if not problems:  # an honest agent writes one judgment per candidate and at most three tags each
+            stories, judged, tagged = conn.execute(
+                "SELECT (SELECT count(*) FROM stories), (SELECT count(*) FROM judgments), "
+                "(SELECT count(*) FROM story_tags)").fetchone()
+            if judged > stories or tagged > 3 * stories:
+                problems.append(f"{judged} judgments and {tagged} tags for {stories} candidates")
         return problems
     except sqlite3.DatabaseError as exc:
         return [f"not a readable SQLite database: {exc}"]
@@ -207,7 +220,9 @@ def merge(
         report.digest = collect.compose_digest(conn, run_id, note)
         if report.digest:
             conn.execute("INSERT INTO digests (run_id, body) VALUES (?, ?)", [run_id, report.digest])
-        report.rejected = conn.execute("SELECT count(*) FROM rejections WHERE run_id = ?", [run_id]).fetchone()[0]
+        report.rejected = conn.execute(  # the recorded rows, and those counted in a site's summary row
+            "SELECT coalesce(sum(CASE WHEN item = 'more rows' THEN CAST(reason AS INTEGER) ELSE 1 END), 0) "
+            "FROM rejections WHERE run_id = ?", [run_id]).fetchone()[0]
         landed_sites = [s for s, status in report.sites.items() if status == "ok"]
         if not landed_sites:
             report.status = "failed"
@@ -283,8 +298,14 @@ def upsert_story(conn, run_id: int, story) -> int:
 
 
 def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to_history: dict[int, int]) -> int:
-    """Judgments and tags for this run's candidates, each through the history's constraints."""
+    """Judgments and tags for this run's candidates, each through the history's constraints.
+
+    Text is decoded per value: bytes that are not UTF-8 (`CAST(x'ff' AS TEXT)` stores
+    them) come through as lone surrogates, which the insert below refuses for that row
+    alone, with Python's reason.
+    """
     src = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True)
+    src.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
         judgments = src.execute("SELECT run_id, story_id, relevant, score, summary, reason FROM judgments").fetchall()
         tags = src.execute("SELECT run_id, story_id, tag FROM story_tags").fetchall()
@@ -323,4 +344,25 @@ def insert_row(conn, run_id: int, source: str, item: str, sql: str, params: list
 
 
 def reject(conn, run_id: int, source: str, item: str, reason: str) -> None:
-    conn.execute("INSERT INTO rejections (run_id, source, item, reason) VALUES (?, ?, ?, ?)", [run_id, source, item, reason[:1000]])
+    """Record a refused row; past MAX_REJECTIONS for a site, count it in one summary row instead.
+
+    A tampered sandbox with a million bogus rows must not add a million rows to history.
+    """
+    def safe(text: str, limit: int) -> str:  # whatever came in, storable text
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
+
+    count = conn.execute("SELECT count(*) FROM rejections WHERE run_id = ? AND source = ?",
+                         [run_id, source]).fetchone()[0]
+    if count < MAX_REJECTIONS:
+        conn.execute("INSERT INTO rejections (run_id, source, item, reason) VALUES (?, ?, ?, ?)",
+                     [run_id, source, safe(item, 200), safe(reason, 1000)])
+        return
+    summary = conn.execute("SELECT id, reason FROM rejections WHERE run_id = ? AND source = ? AND item = 'more rows'",
+                           [run_id, source]).fetchone()
+    if summary is None:
+        conn.execute("INSERT INTO rejections (run_id, source, item, reason) VALUES (?, ?, 'more rows', ?)",
+                     [run_id, source, "1 more row refused (not recorded one by one)"])
+    else:
+        more = int(summary[1].split()[0]) + 1
+        conn.execute("UPDATE rejections SET reason = ? WHERE id = ?",
+                     [f"{more} more rows refused (not recorded one by one)", summary[0]])

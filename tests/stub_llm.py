@@ -1,11 +1,21 @@
 """A loopback OpenAI-compatible chat server for tests and benchmarks (no network, no key)."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from pipeline import rules
+
+NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
+SNAPSHOT = Path(__file__).parent / "fixtures" / "snapshot"
+API_KEY = "sk-canary-5f0c2a9e71d44b3b"  # set in the refresh's environment; must never leave it
 
 
 RESET = "reset"  # a reply that resets the connection
@@ -69,3 +79,30 @@ def completion(content, prompt_tokens=1000, completion_tokens=200):
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }, {})
+
+
+def honest_or(attack):
+    """Stub replies, routed by the task's site: the hn agent gets `attack(step)`, lobsters' agent the rules model's honest code."""
+    steps = {"hn": 0}
+
+    def reply(body):
+        texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in body["messages"]]
+        task = next((text for text in texts if rules.CANDIDATES_MARKER in text), None)
+        if task is None:  # the collector's editor's note
+            return completion("Two front pages, read for you.")
+        if "today's Hacker News front page" in task:
+            steps["hn"] += 1
+            code = attack(steps["hn"])
+        else:
+            code = rules.code_for(task)
+        return completion(f"Thought: judging.\n<code>\n{code}\n</code>")
+
+    return reply
+
+
+def cli_refresh(db, stub, *args, env=None, timeout=120, snapshot=SNAPSHOT):
+    """`newsreader refresh` with the stub as its LiteLLM model, as a user would run it."""
+    environment = {**os.environ, "OPENAI_API_KEY": API_KEY, **(env or {})}
+    return subprocess.run([NEWSREADER, "refresh", "--db", str(db), "--snapshot", str(snapshot),
+                           "--model", "openai/stub", "--api-base", stub.api_base, *args],
+                          capture_output=True, text=True, env=environment, timeout=timeout)

@@ -170,3 +170,27 @@ def test_finished_run_needs_a_finish_time(history):
 def test_tag_slugs_have_a_fixed_shape(history, slug):
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
         history.execute("INSERT INTO tags VALUES (?, 'a description')", [slug])
+
+
+INVISIBLE = ["\u202e", "\u2066", "\u200b", "\u200e", "\ufeff", "\x85", "\x9f", "\u2028", "\u061c"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE)
+def test_agent_text_must_be_plain(run_and_story, char):
+    """A summary or reason that would display differently from what it says is refused, insert or update."""
+    db, run_id, story_id = run_and_story
+    for column in ("summary", "reason"):
+        with pytest.raises(sqlite3.IntegrityError, match="must be plain text"):
+            add_judgment(db, run_id, story_id, **{column: f"An unsanitised login {char}form let anyone in."})
+    add_judgment(db, run_id, story_id, summary="Émigré’s “naïve” 🎉 — plain Unicode text is fine here.")
+    with pytest.raises(sqlite3.IntegrityError, match="must be plain text"):
+        db.execute("UPDATE judgments SET reason = ?", [f"x{char}"])
+
+
+@pytest.mark.parametrize("char", INVISIBLE)
+def test_story_titles_and_authors_must_be_plain(history, char):
+    run_id = add_run(history)
+    with pytest.raises(sqlite3.IntegrityError, match="must be plain text"):
+        add_story(history, run_id, title=f"Bypassing airport{char} security")
+    with pytest.raises(sqlite3.IntegrityError, match="must be plain text"):
+        add_story(history, run_id, author=f"ian{char}carroll")

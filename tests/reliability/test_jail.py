@@ -24,11 +24,10 @@ import pytest
 from pipeline import agent, jail, refresh, rules, sandbox, sync
 
 from ..conftest import SNAPSHOT, ScriptedModel
-from ..stub_llm import StubLLM, completion
+from ..stub_llm import API_KEY, StubLLM, cli_refresh, completion, honest_or
 from .conftest import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
-API_KEY = "sk-canary-5f0c2a9e71d44b3b"
 
 # Out of the interpreter, lazily through map() so no module object is ever checked: the escape
 # the issue describes. `run(cmd)` is subprocess.getoutput in whatever process runs this code.
@@ -41,32 +40,6 @@ mods = next(map(ga, map(ga, map(get, ['inspect']), ['sys']), ['modules']))
 run = next(map(ga, map(mods.get, ['subprocess']), ['getoutput']))
 environ = next(map(ga, map(mods.get, ['os']), ['environ']))
 """
-
-
-def honest_or(attack):
-    """Stub replies: the hn agent gets `attack(step)`, lobsters' agent the rules model's honest code."""
-    steps = {"hn": 0}
-
-    def reply(body):
-        texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in body["messages"]]
-        task = next((text for text in texts if rules.CANDIDATES_MARKER in text), None)
-        if task is None:  # the collector's editor's note
-            return completion("Two front pages, read for you.")
-        if "today's Hacker News front page" in task:
-            steps["hn"] += 1
-            code = attack(steps["hn"])
-        else:
-            code = rules.code_for(task)
-        return completion(f"Thought: judging.\n<code>\n{code}\n</code>")
-
-    return reply
-
-
-def cli_refresh(db, stub, *args, env=None, timeout=120):
-    environment = {**os.environ, "OPENAI_API_KEY": API_KEY, **(env or {})}
-    return subprocess.run([NEWSREADER, "refresh", "--db", str(db), "--snapshot", str(SNAPSHOT),
-                           "--model", "openai/stub", "--api-base", stub.api_base, *args],
-                          capture_output=True, text=True, env=environment, timeout=timeout)
 
 
 def run_one_rows(db) -> str:
