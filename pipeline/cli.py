@@ -144,7 +144,8 @@ RUNS_SQL = """
 
 @cli.command()
 @db_option
-@click.option("--limit", default=10, show_default=True, help="How many recent runs to show.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100_000),
+              help="How many recent runs to show.")
 def runs(db, limit):
     """Show recent refresh runs, newest first."""
     rows = list(open_history(settings(db=db).db).query(RUNS_SQL, [limit]))

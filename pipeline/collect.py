@@ -91,18 +91,32 @@ def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> s
     started = conn.execute("SELECT substr(started_at, 1, 10) FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     groups = defaultdict(list)
     for story_id, source, title, link, discussion, summary, points, comments, tags in rows:
-        discussions = [f"[{SITE_LABELS.get(source, source)}]({discussion})"]
+        discussions = [f"[{SITE_LABELS.get(source, source)}]({md_url(discussion)})"]
         for other_source, other_url in links.get(story_id, []):
-            discussions.append(f"[{SITE_LABELS.get(other_source, other_source)}]({other_url})")
+            discussions.append(f"[{SITE_LABELS.get(other_source, other_source)}]({md_url(other_url)})")
         numbers = " · ".join(x for x in (f"{points} points" if points is not None else "",
                                           f"{comments} comments" if comments is not None else "") if x)
-        line = f"- [{escape_md(title)}]({link}) — {escape_md(summary)} ({' · '.join(discussions)}{'; ' + numbers if numbers else ''})"
+        line = f"- [{escape_md(title)}]({md_url(link)}) — {escape_md(summary)} ({' · '.join(discussions)}{'; ' + numbers if numbers else ''})"
         groups[(tags or "untagged").split(", ")[0]].append(line)
     counts = ", ".join(f"{tag} ({len(lines)})" for tag, lines in sorted(groups.items(), key=lambda kv: -len(kv[1])))
-    parts = [f"# newsreader digest — {started}", "", note or f"{len(rows)} relevant stories today: {counts}.", ""]
+    parts = [f"# newsreader digest — {started}", "",
+             escape_md(note) if note else f"{len(rows)} relevant stories today: {counts}.", ""]
     for tag, lines in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         parts += [f"## {tag}", "", *lines, ""]
     return "\n".join(parts).rstrip() + "\n"
+
+
+MD_URL_ESCAPES = str.maketrans({" ": "%20", "(": "%28", ")": "%29", "<": "%3C", ">": "%3E", "[": "%5B",
+                                "]": "%5D", "\\": "%5C", "`": "%60", "*": "%2A", "_": "%5F"})
+
+
+def md_url(url: str) -> str:
+    """A link destination that stays one: what Markdown could read as its end or as markup is percent-encoded.
+
+    `https://x.example/a)[y](javascript:alert(1)` must not close the link and open another.
+    (Existing %-escapes are left alone: the URL means the same to the server.)
+    """
+    return url.translate(MD_URL_ESCAPES)
 
 
 def escape_md(text: str) -> str:

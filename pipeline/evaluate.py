@@ -63,6 +63,10 @@ def load_labels(path: Path) -> list[Label]:
                     raise EvalError(f"{path}:{line}: rank and relevant must be integers") from None
     except OSError as exc:
         raise EvalError(f"cannot read labels {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise EvalError(f"labels {path} are not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise EvalError(f"labels {path} are not a readable CSV: {exc}") from None
     if not labels:
         raise EvalError(f"{path}: no labelled rows")
     return labels

@@ -26,8 +26,7 @@ class Reporter:
         self.quiet, self.verbose = quiet, verbose
         self.console = console or Console(stderr=True, highlight=False)
         self.log_path = None
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
+        if log_dir is not None:  # created at the first event, so a refused --db leaves nothing behind
             self.log_path = log_dir / f"{datetime.now(timezone.utc):%Y-%m-%d}.jsonl"
         self.lock = threading.Lock()
         self.progress: Progress | None = None
@@ -84,8 +83,10 @@ class Reporter:
         if self.log_path is None:
             return
         record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "run_id": self.run_id, **event}
-        with self.lock, open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        with self.lock:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def escape(text: str) -> str:

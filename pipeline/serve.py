@@ -1,15 +1,16 @@
 """Serving the history with Datasette: the command line it runs, and one small plugin hook.
 
 Everything else about the UI (descriptions, facets, canned queries, the Atom feed,
-the chart) is configuration in metadata.yml. The one thing configuration cannot
-do is show a title as a link to its story without rendering untrusted text as
-HTML; `render_cell` does exactly that, escaping the title and linking only
-http(s) URLs (the schema refuses anything else anyway).
+the chart) is configuration in metadata.yml. Configuration cannot show a title as
+a link to its story without rendering untrusted text as HTML (`render_cell` does,
+escaping the title and linking only http(s) URLs), nor bound what one anonymous
+query may allocate (`prepare_connection` does).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 
 from datasette import hookimpl
@@ -30,6 +31,25 @@ def datasette_args(db: str, host: str, port: int) -> list[str]:
 
 def database_name(db: str) -> str:
     return os.path.splitext(os.path.basename(db))[0]
+
+
+SLOW_FUNCTIONS = {"printf", "format"}  # printf('%.*c', 2000000000, 'x'): seconds inside one call
+
+
+def authorize(action, arg1, arg2, db_name, trigger):
+    """Everything Datasette allows, except functions that can outlive sql_time_limit_ms in a single call."""
+    if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in SLOW_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+@hookimpl
+def prepare_connection(conn, database, datasette):
+    """Bound what one anonymous query can build: Datasette's time limit is a progress handler, which
+    never runs inside a single function call, so one value is capped at 1 MB instead."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000)
+    conn.set_authorizer(authorize)
 
 
 @hookimpl

@@ -188,11 +188,34 @@ def sync_tags(conn: sqlite3.Connection, vocabulary: dict[str, str]) -> None:
             conn.execute("DELETE FROM tags WHERE slug = ?", [slug])
 
 
+def refuse_foreign(path: Path) -> None:
+    """Leave someone else's database alone: refuse, before any write or journal-mode change, an existing
+    non-empty file holding tables that schema.sql does not create (a read-only look)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open history database {path}: {exc}") from None
+    with reference_db() as reference:
+        ours = {row[0] for row in reference.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    foreign = {t for t in tables - ours if not t.startswith(("stories_fts", "sqlite_"))}
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise StoreError(f"{path} is another application's SQLite database (tables newsreader does not have: "
+                         f"{shown}); newsreader leaves it untouched: choose another --db")
+
+
 def open_db(path: str | os.PathLike | None = None) -> sqlite_utils.Database:
     """Open (creating and migrating as needed) the history database."""
     path = db_path(path)
     if str(path) != ":memory:":
         path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_foreign(path)
     try:
         conn = connect(path)
         migrate(conn)

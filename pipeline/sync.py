@@ -138,10 +138,14 @@ def fail_run(conn: sqlite3.Connection, run_id: int, error: str, duration_s: floa
 
 @contextmanager
 def refresh_lock(db_path: Path, wait: bool = True, on_wait=None):
-    """One refresh at a time per history DB (an flock next to it; released if the process dies)."""
-    lock_path = Path(str(db_path) + ".lock")
+    """One refresh at a time per history DB, whatever path reaches it (symlink, hard link, relative).
+
+    An flock on the database file itself: it belongs to the file, not to a name, and is
+    released if the process dies. (flock and SQLite's own fcntl locks do not interact on Linux.)
+    """
+    lock_path = Path(db_path).resolve()
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
+    with open(lock_path, "ab") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

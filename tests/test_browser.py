@@ -18,6 +18,7 @@ import pytest
 from pipeline import refresh
 
 from .conftest import SNAPSHOT
+from .helpers import served
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output" / "browser"
 CHROMIUM_FLAGS = [
@@ -31,12 +32,6 @@ def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     assert path, "chromium is not installed: run `make test` (it installs Debian's chromium) or apt-get install chromium"
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TextCollector(HTMLParser):
@@ -65,25 +60,8 @@ class TextCollector(HTMLParser):
 def server(tmp_path):
     db = tmp_path / "news.db"
     assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--db", str(db), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    banner = proc.stdout.readline()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"newsreader serve did not start: {proc.stdout.read()}")
-    yield f"http://127.0.0.1:{port}", db, banner
-    proc.terminate()
-    proc.wait(timeout=10)
+    with served(db) as (base, banner):
+        yield base, db, banner
 
 
 def test_digest_renders_in_headless_chromium(server, tmp_path):

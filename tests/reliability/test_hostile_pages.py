@@ -121,3 +121,21 @@ def test_zz_hostile_page_figures():
     record("hostile front pages through the CLI (one story edited each)", len(CASES), len(CASES), 0, 0,
            f"{SEEN['refused']} stories refused with a reason, {SEEN['landed']} landed made safe; "
            "every other story of both sites landed; 0 tracebacks")
+
+
+def test_a_url_with_a_parenthesis_stays_one_link_in_the_markdown_digest(tmp_path):
+    """`)` in a story's URL must not close the digest's Markdown link and open a `javascript:` one."""
+    import lxml.html
+    import markdown
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, snapshot)
+    page = snapshot / "hn.html"
+    hostile = "https://ian.sh/tsa)[click](javascript:alert(1)"
+    page.write_text(page.read_text(encoding="utf-8").replace(HN_LINK, f'href="{hostile}"', 1), encoding="utf-8")
+    done = refresh(tmp_path / "news.db", snapshot)
+    assert done.returncode == 0, done.stderr
+    digest = next((tmp_path / "digests").glob("*.md")).read_text(encoding="utf-8")
+    hrefs = lxml.html.fromstring(markdown.markdown(digest)).xpath("//a/@href")
+    assert hrefs and all(href.startswith(("https://", "http://")) for href in hrefs), hrefs
+    assert "https://ian.sh/tsa%29%5Bclick%5D%28javascript:alert%281%29" in hrefs

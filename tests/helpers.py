@@ -1,0 +1,41 @@
+"""Helpers shared by test modules (fixtures live in conftest.py; plain functions live here)."""
+
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(db, *args: str):
+    """`newsreader serve --db DB` on a free loopback port; yields (base URL, the banner line it printed)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--db", str(db), "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    banner = proc.stdout.readline()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"newsreader serve did not start: {proc.stdout.read()}")
+    try:
+        yield f"http://127.0.0.1:{port}", banner
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

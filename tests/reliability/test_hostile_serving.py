@@ -1,0 +1,96 @@
+"""Anonymous visitors of `newsreader serve`: one query cannot outlive the time limit or starve the others,
+and the history they can read names no server paths."""
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from pipeline import refresh
+
+from ..conftest import SNAPSHOT
+from ..helpers import served
+from .conftest import record
+
+LIMIT_S = 3.0  # sql_time_limit_ms that `newsreader serve` sets
+HOSTILE = {
+    "instr over printf": "select instr(printf('%.*c', 2000000000, 'x'), 'y')",
+    "nested replace": "select length(replace(replace(replace(hex(zeroblob(10000)), '0', '00000000'), '0', "
+                      "'00000000'), '0', '00000000'))",
+    "huge LIKE pattern": "select 'x' like '" + "%x" * 3000 + "'",
+    "recursive string builder": "with recursive s(n, t) as (select 1, 'x' union all select n + 1, t || t from s "
+                                "where n < 40) select length(max(t)) from s",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    db = tmp_path_factory.mktemp("serve") / "news.db"
+    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+    with served(db) as (base, _):
+        yield base, db
+
+
+def query(base: str, sql: str, timeout: float = 30) -> tuple[int, dict, float]:
+    url = f"{base}/news.json?" + urllib.parse.urlencode({"sql": sql, "_shape": "array"})
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    elapsed = time.monotonic() - t0
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = {"raw": body[:200].decode("utf-8", "replace")}
+    return status, payload, elapsed
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_one_query_cannot_outlive_the_time_limit_or_starve_others(server, name):
+    base, _ = server
+    results, quick = [], []
+
+    def hostile():
+        results.append(query(base, HOSTILE[name]))
+
+    threads = [threading.Thread(target=hostile) for _ in range(3)]  # three at once, as the issue saw
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    while any(t.is_alive() for t in threads):
+        status, payload, elapsed = query(base, "select 1 as one")
+        assert status == 200 and payload == [{"one": 1}]
+        quick.append(elapsed)
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    for status, payload, elapsed in results:
+        assert elapsed <= LIMIT_S + 1, (name, elapsed)
+        assert status != 200 or payload != [], payload  # an error, or a bounded answer
+    assert not quick or max(quick) < 0.1, quick
+    record(f"Datasette: 3 concurrent '{name}' queries + select 1", 3 + len(quick), 3, 0, 0,
+           f"slowest hostile answer {max(e for _, _, e in results):.2f} s (limit {LIMIT_S:g} s + 1); "
+           f"select 1 max {max(quick, default=0) * 1000:.0f} ms over {len(quick)} tries")
+
+
+def test_run_errors_shown_to_visitors_name_no_server_paths(tmp_path):
+    """A failed site's error names files relative to the data folder, never where it lives on the server."""
+    db = tmp_path / "data" / "news.db"
+    snapshot = tmp_path / "snap"
+    snapshot.mkdir()
+    (snapshot / "hn.html").write_text((SNAPSHOT / "hn.html").read_text())  # lobsters.html is missing
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=snapshot))
+    assert report.status == "partial"
+    conn = sqlite3.connect(db)
+    errors = [row[0] for row in conn.execute("SELECT error FROM runs UNION ALL SELECT error FROM run_sites")
+              if row[0]]
+    conn.close()
+    assert errors and all(str(tmp_path) not in error for error in errors), errors
+    assert any("lobsters.html" in error for error in errors), errors
