@@ -152,7 +152,7 @@ def document(html: str | bytes):
     built a BeautifulSoup tree on top of it: 60-107 ms a page against 6-9 ms now,
     for identical records (see BENCHMARKS.md).
     """
-    data = html.encode("utf-8") if isinstance(html, str) else html
+    data = html.encode("utf-8", "replace") if isinstance(html, str) else html  # lone surrogates: "?"
     try:
         return lxml.html.document_fromstring(data, parser=HTML_PARSER)
     except (etree.ParserError, ValueError):
@@ -213,9 +213,14 @@ def parse_rows(source: str, rows, parse_row) -> Page:
     """Each row through `parse_row`; an unusable field costs that story, never the page."""
     page = Page(stories=[])
     missing: dict[str, int] = {}
+    seen: set[str] = set()
     for position, row in enumerate(rows, start=1):
         try:
-            page.stories.append(parse_row(row, position))
+            story = parse_row(row, position)
+            if story.source_id in seen:
+                raise Unusable("the same story is listed twice on the page (the first is kept)")
+            seen.add(story.source_id)
+            page.stories.append(story)
         except Missing as exc:
             missing[str(exc)] = missing.get(str(exc), 0) + 1
         except (Unusable, ValueError, OverflowError) as exc:  # ValueError: anything lxml/urllib refuse
