@@ -23,7 +23,7 @@ def datasette_args(db: str, host: str, port: int) -> list[str]:
     """`python -m datasette serve ...` for the history DB, metadata.yml and the installed plugins."""
     return [
         sys.executable, "-m", "datasette", "serve", db,
-        "--metadata", str(store.ROOT / "metadata.yml"),
+        "--metadata", str(store.METADATA_PATH),
         "--host", host, "--port", str(port),
         "--setting", "sql_time_limit_ms", "3000",
     ]

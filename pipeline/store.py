@@ -16,8 +16,15 @@ from pathlib import Path
 
 import sqlite_utils
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = ROOT / "schema.sql"
+def shipped(name: str) -> Path:
+    """schema.sql or metadata.yml: the repository root holds the one copy; a wheel's build puts it in the
+    package (pyproject.toml, force-include). Inside the package first, else the checkout's root."""
+    inside = Path(__file__).resolve().parent / name
+    return inside if inside.is_file() else Path(__file__).resolve().parent.parent / name
+
+
+SCHEMA_PATH = shipped("schema.sql")
+METADATA_PATH = shipped("metadata.yml")
 DEFAULT_DB = Path("data") / "news.db"
 
 # Changes that re-applying schema.sql cannot express (it only adds missing tables,

@@ -3,6 +3,7 @@
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -24,6 +25,8 @@ def served(db, *args: str):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     banner = proc.stdout.readline()
+    # Keep reading its log: a full pipe would block the server on its next log line.
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

@@ -20,7 +20,7 @@ from .conftest import SNAPSHOT
 def datasette(tmp_path_factory):
     db = tmp_path_factory.mktemp("serve") / "news.db"
     assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
-    metadata = yaml.safe_load((store.ROOT / "metadata.yml").read_text())
+    metadata = yaml.safe_load(store.METADATA_PATH.read_text())
     return Datasette([str(db)], metadata=metadata)
 
 
@@ -91,7 +91,7 @@ def test_tags_over_time_chart(datasette):
     assert "Stories per tag per day" in response.text
     assert "vega-lite.min.js" in response.text  # bundled with the plugin: renders offline
     rows = get_json(datasette, "/news.json?_shape=array&sql=" + quote(
-        yaml.safe_load((store.ROOT / "metadata.yml").read_text())
+        yaml.safe_load(store.METADATA_PATH.read_text())
         ["plugins"]["datasette-dashboards"]["trends"]["charts"]["tags-over-time"]["query"]))
     assert {"day", "tag", "stories"} <= set(rows[0])
 
@@ -113,7 +113,7 @@ def hostile(tmp_path_factory):
     db = folder / "news.db"
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=snap))
     assert report.status == "partial"  # the javascript: story was refused and recorded
-    metadata = yaml.safe_load((store.ROOT / "metadata.yml").read_text())
+    metadata = yaml.safe_load(store.METADATA_PATH.read_text())
     return Datasette([str(db)], metadata=metadata), db
 
 
@@ -166,7 +166,7 @@ BIG_TABLES = {"stories", "sightings", "judgments", "story_tags", "story_links", 
 
 def test_canned_queries_use_indexes_not_scans_of_history_tables(datasette):
     """EXPLAIN QUERY PLAN of every canned query (and the view under it): no full scan of a table that grows."""
-    metadata = yaml.safe_load((store.ROOT / "metadata.yml").read_text())
+    metadata = yaml.safe_load(store.METADATA_PATH.read_text())
     db = datasette.databases["news"].path
     conn = sqlite3.connect(db)
     views = " ".join(sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'view'"))

@@ -3,6 +3,8 @@
 import re
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What the plain-text triggers refuse in summary, reason, title and author.
+INVISIBLE = re.compile("[\x80-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 TITLE_PUNCTUATION = re.compile(r"[ .,:'\"-]")
 
 
@@ -47,6 +49,8 @@ def judgment_ok(row: dict, title: str | None) -> bool:
         return False
     if not text_ok(row["summary"], 10, 400, trimmed=True) or not text_ok(row["reason"], 1, 300):
         return False
+    if INVISIBLE.search(row["summary"]) or INVISIBLE.search(row["reason"]):
+        return False
     return squash(row["summary"]) not in squash(title)
 
 
@@ -61,6 +65,8 @@ def story_ok(story) -> bool:
     """The stories table's CHECKs for what the parser produces."""
     fields = [story.title, story.url, story.discussion_url, story.domain, story.author]
     if not all(encodable(v) for v in fields if v is not None):
+        return False
+    if INVISIBLE.search(story.title) or (story.author and INVISIBLE.search(story.author)):
         return False
     return (text_ok(story.title, 1, 300, trimmed=True)
             and url_ok(story.url, nullable=True) and url_ok(story.discussion_url, nullable=False)
