@@ -73,10 +73,23 @@ def bwrap_command(limits: dict) -> list[str]:
     package = Path(__file__).resolve().parent
     readonly = {"/usr": "/usr", sys.prefix: sys.prefix, sys.base_prefix: sys.base_prefix,
                 str(package): f"{PACKAGE_ROOT}/{package.name}"}
-    # The interpreter the venv points at, when it lives outside both prefixes (e.g. a system python3).
-    real_python = str(Path(sys.executable).resolve().parent.parent)
-    readonly.setdefault(real_python, real_python)
-    args = [bwrap]
+    # The interpreter the venv points at, when it lives outside both prefixes (e.g. a system python3), and
+    # package folders reached through .pth files or PYTHONPATH. Never a checkout or data folder: only
+    # site-packages/dist-packages folders are bound.
+    link = sys.executable
+    while True:  # every prefix on the way from the venv's python to the real binary (venvs of venvs)
+        prefix = str(Path(link).parent.parent)
+        readonly.setdefault(prefix, prefix)
+        if not os.path.islink(link):
+            break
+        link = os.path.join(os.path.dirname(link), os.readlink(link))
+    for entry in sys.path:
+        if entry and ("site-packages" in entry or "dist-packages" in entry) and os.path.isdir(entry):
+            if not any(entry == root or entry.startswith(root.rstrip("/") + "/") for root in readonly):
+                readonly[entry] = entry
+    # The writable tmpfs first: a read-only bind below /tmp (a venv there) must land on top of it.
+    args = [bwrap, "--size", str(limits["disk_mb"] * 1024 * 1024), "--tmpfs", JAIL_DIR,
+            "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp"]
     for source, target in readonly.items():
         args += ["--ro-bind", source, target]
     for name in ("lib", "lib64", "bin", "sbin"):
@@ -85,8 +98,6 @@ def bwrap_command(limits: dict) -> list[str]:
         elif os.path.isdir(f"/{name}"):
             args += ["--ro-bind", f"/{name}", f"/{name}"]
     args += [
-        "--size", str(limits["disk_mb"] * 1024 * 1024), "--tmpfs", JAIL_DIR,
-        "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp",
         "--proc", "/proc", "--dev", "/dev",
         "--remount-ro", "/",  # bwrap's root is a tmpfs: read-only, or the jail could fill memory through it
         "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
@@ -105,7 +116,10 @@ def unavailable() -> str | None:
         command = bwrap_command(LIMITS)
     except JailError as exc:
         return str(exc)
-    probe = command[: command.index(sys.executable)] + [sys.executable, "-c", "pass"]
+    # The worker's imports must resolve in there too (a venv or packages the binds missed).
+    check = ("import importlib.util as u; import sys; "
+             "sys.exit(0 if u.find_spec('smolagents') and u.find_spec('pipeline.jail') else 'packages not visible')")
+    probe = command[: command.index(sys.executable)] + [sys.executable, "-s", "-c", check]
     try:
         done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
