@@ -57,6 +57,7 @@ docker-ready: $(STAMP)
 	@$(BIN)/newsreader sandbox build >/dev/null || echo "warning: the sandbox image could not be built"
 
 test: $(STAMP) browser jail docker-ready
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # Offline benchmarks; writes BENCHMARKS.md (synthetic histories are cached in data/bench/).

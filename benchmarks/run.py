@@ -92,7 +92,8 @@ def llm_economy(tmp: Path) -> None:
         if rules.CANDIDATES_MARKER not in text:  # the collector's editor's note
             answer = "Today's stories lean towards systems and security."
         else:
-            answer = f"Thought: judge every candidate.\n<code>\n{rules.code_for(text[text.index('You are judging'):])}</code>"
+            code = rules.code_for(text[text.index("You are judging"):])
+            answer = f"Thought: judge every candidate.\n<code>\n{code}</code>"
         return completion(answer, prompt_tokens, litellm.token_counter(model="gpt-4o", text=answer))
 
     with StubLLM([reply]) as stub:
@@ -184,7 +185,7 @@ def jail_overhead() -> None:
                 (cold.append(time.perf_counter() - t0) if not model_latency
                  else overlapped.append(time.perf_counter() - t1))
                 if not model_latency:
-                    steps_jail.append(median_time(lambda: executor("x = 1"), 30))
+                    steps_jail.append(median_time(lambda step=executor: step("x = 1"), 30))
             finally:
                 executor.cleanup()
     local = LocalPythonExecutor([], timeout_seconds=30)

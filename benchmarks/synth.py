@@ -15,17 +15,23 @@ import argparse
 import random
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline import store
 
-WORDS = ("rust python sqlite kernel compiler database browser security linux network memory cache agent model "
-         "release design history startup funding hardware chip science space query index async thread garbage "
-         "collector protocol encryption container cloud deploy terminal editor language type system performance "
-         "latency storage stream parser graph vector search open source tool library framework build test").split()
-TAGS = ("ai programming python rust go javascript web databases devops security systems hardware science "
-        "business culture").split()
+WORDS = [
+    "rust", "python", "sqlite", "kernel", "compiler", "database", "browser", "security", "linux", "network",
+    "memory", "cache", "agent", "model", "release", "design", "history", "startup", "funding", "hardware", "chip",
+    "science", "space", "query", "index", "async", "thread", "garbage", "collector", "protocol", "encryption",
+    "container", "cloud", "deploy", "terminal", "editor", "language", "type", "system", "performance", "latency",
+    "storage", "stream", "parser", "graph", "vector", "search", "open", "source", "tool", "library", "framework",
+    "build", "test",
+]
+TAGS = [
+    "ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security", "systems",
+    "hardware", "science", "business", "culture",
+]
 NEW_PER_DAY = 55
 DAYS_ON_PAGE = 10
 
@@ -67,7 +73,7 @@ def generate(db_path: Path, days: int, seed: int = 7) -> dict:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = OFF")
     rng = random.Random(seed)
-    day0 = datetime(2026, 11, 25, 6, tzinfo=timezone.utc) - timedelta(days=days)
+    day0 = datetime(2026, 11, 25, 6, tzinfo=UTC) - timedelta(days=days)
     on_page: list[tuple[int, str]] = []  # (story id, source) still on the front page
     story_id = 0
     conn.execute("BEGIN")
@@ -75,7 +81,8 @@ def generate(db_path: Path, days: int, seed: int = 7) -> dict:
         when = (day0 + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ")
         run_id = conn.execute(
             "INSERT INTO runs (started_at, finished_at, status, model, executor, steps, llm_calls, input_tokens, "
-            "output_tokens, duration_s, stories, rejected) VALUES (?, ?, 'ok', 'rules', 'local', 2, 2, 0, 0, 1.0, ?, 0)",
+            "output_tokens, duration_s, stories, rejected) "
+            "VALUES (?, ?, 'ok', 'rules', 'local', 2, 2, 0, 0, 1.0, ?, 0)",
             [when, when, NEW_PER_DAY],
         ).lastrowid
         new = []

@@ -23,13 +23,13 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from smolagents import CodeAgent, LiteLLMModel, Model
 from smolagents.memory import ActionStep
-from smolagents.utils import AgentError
 from smolagents.monitoring import LogLevel
+from smolagents.utils import AgentError
 
 from . import jail, sandbox, sync
 from .rules import CANDIDATES_MARKER, SITE_NAMES, KeywordBaselineModel, RulesModel
@@ -87,9 +87,11 @@ def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -
         f"site: {box.source}",
         "",
         "For EVERY candidate, using the `sql` tool:",
-        "  sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) VALUES (?, ?, ?, ?, ?, ?)\",",
+        "  sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) \"",
+        "      \"VALUES (?, ?, ?, ?, ?, ?)\",",
         "      [run_id, story_id, relevant, score, summary, reason])",
-        "  sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?)\", [run_id, story_id, tag])  # 1 to 3 tags",
+        "  sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?)\",",
+        "      [run_id, story_id, tag])  # 1 to 3 tags",
         "- relevant: 1 if this reader would want to read it, else 0. score: 0-100, how much they would want it.",
         "- summary: ONE sentence (10-400 chars) that adds information beyond the title: what it is and why it",
         "  matters. It must not repeat the title. reason: a few words on the relevance decision.",
@@ -101,7 +103,8 @@ def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -
         CANDIDATES_MARKER,
     ]
     for story_id, s in box.candidates.items():
-        lines.append(json.dumps([story_id, s.title, s.domain, s.tags, s.points, s.comments, s.kind], ensure_ascii=False))
+        row = [story_id, s.title, s.domain, s.tags, s.points, s.comments, s.kind]
+        lines.append(json.dumps(row, ensure_ascii=False))
     return "\n".join(lines)
 
 

@@ -101,8 +101,8 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, step_timeo
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
     """
     from . import refresh as refresh_module
-    from .progress import Reporter
     from .jail import JailError
+    from .progress import Reporter
     from .sync import RefreshBusy
 
     cfg = settings(db=db, **judge_overrides(model, api_base, executor, max_steps, step_timeout))
@@ -192,7 +192,8 @@ def digest(db, day):
         [day and f"{day:%Y-%m-%d}"] * 2,
     ).fetchone()
     if row is None:
-        raise click.ClickException(f"no digest for {day:%Y-%m-%d}" if day else "no digest yet: run `newsreader refresh`")
+        raise click.ClickException(f"no digest for {day:%Y-%m-%d}" if day
+                                   else "no digest yet: run `newsreader refresh`")
     click.echo(row[0], nl=False)
 
 
@@ -273,7 +274,6 @@ def parse_command(source, file):
 def eval_command(labels, html_dir, model, api_base, executor, max_steps, step_timeout, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
     from . import evaluate
-
     from .jail import JailError
 
     cfg = settings(**judge_overrides(model, api_base, executor, max_steps, step_timeout))

@@ -96,7 +96,8 @@ def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> s
             discussions.append(f"[{SITE_LABELS.get(other_source, other_source)}]({md_url(other_url)})")
         numbers = " · ".join(x for x in (f"{points} points" if points is not None else "",
                                           f"{comments} comments" if comments is not None else "") if x)
-        line = f"- [{escape_md(title)}]({md_url(link)}) — {escape_md(summary)} ({' · '.join(discussions)}{'; ' + numbers if numbers else ''})"
+        where = " · ".join(discussions) + (f"; {numbers}" if numbers else "")
+        line = f"- [{escape_md(title)}]({md_url(link)}) — {escape_md(summary)} ({where})"
         groups[(tags or "untagged").split(", ")[0]].append(line)
     counts = ", ".join(f"{tag} ({len(lines)})" for tag, lines in sorted(groups.items(), key=lambda kv: -len(kv[1])))
     parts = [f"# newsreader digest — {started}", "",

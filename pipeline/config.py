@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent import (DEFAULT_EXECUTOR, DEFAULT_MAX_STEPS, DEFAULT_PROFILE, EXECUTORS, MAX_CANDIDATES, SITE_TIMEOUT_S,
-                    STEP_TIMEOUT_S)
+from .agent import (
+    DEFAULT_EXECUTOR,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_PROFILE,
+    EXECUTORS,
+    MAX_CANDIDATES,
+    SITE_TIMEOUT_S,
+    STEP_TIMEOUT_S,
+)
 from .sandbox import reference_vocabulary
 from .sources import SOURCES
 
@@ -135,9 +142,8 @@ def check(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where} must be a non-empty string")
         value = " ".join(value.split()) if key == "profile.interests" else value.strip()
-    if key.startswith("sources.") and key.endswith(".url"):
-        if not re.match(r"https?://[^/\s]+", value):
-            raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
+    if key.startswith("sources.") and key.endswith(".url") and not re.match(r"https?://[^/\s]+", value):
+        raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
     if key == "executor.name" and value not in EXECUTORS:
         raise ConfigError(f"{where} must be one of {', '.join(EXECUTORS)}, not {value!r}")
     if key == "tags":

@@ -15,6 +15,7 @@ the owning process id, so the next start removes those of a process that died.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -236,10 +237,8 @@ class SandboxContainerExecutor(DockerExecutor):
 
         def expire():
             expired.set()
-            try:
+            with contextlib.suppress(Exception):  # already gone: the step fails either way
                 self.container.kill()
-            except Exception:  # already gone: the step fails either way
-                pass
 
         timer = threading.Timer(timeout, expire)
         timer.start()

@@ -27,6 +27,7 @@ and the site fails with that reason.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -84,9 +85,9 @@ def bwrap_command(limits: dict) -> list[str]:
             break
         link = os.path.join(os.path.dirname(link), os.readlink(link))
     for entry in sys.path:
-        if entry and ("site-packages" in entry or "dist-packages" in entry) and os.path.isdir(entry):
-            if not any(entry == root or entry.startswith(root.rstrip("/") + "/") for root in readonly):
-                readonly[entry] = entry
+        packages = entry and ("site-packages" in entry or "dist-packages" in entry) and os.path.isdir(entry)
+        if packages and not any(entry == root or entry.startswith(root.rstrip("/") + "/") for root in readonly):
+            readonly[entry] = entry
     # The writable tmpfs first: a read-only bind below /tmp (a venv there) must land on top of it.
     args = [bwrap, "--size", str(limits["disk_mb"] * 1024 * 1024), "--tmpfs", JAIL_DIR,
             "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp"]
@@ -242,10 +243,7 @@ class JailExecutor:
         except subprocess.TimeoutExpired:
             return "not answering"
         tail = " ".join(self.stderr_tail.decode("utf-8", "replace").split())[-300:]
-        if code < 0:
-            what = f"killed by {signal.Signals(-code).name}"
-        else:
-            what = f"exit status {code}"
+        what = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         return f"{what}{': ' + tail if tail else ''}"
 
     def _die(self, reason: str):
@@ -256,19 +254,13 @@ class JailExecutor:
     def kill(self) -> None:
         """SIGKILL bwrap's process group; the kernel then ends everything in the jail's PID namespace."""
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL is not refused; bounded anyway
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
-            pass
         for stream in (self.process.stdin, self.process.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
 
     # -- smolagents' PythonExecutor interface --------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
@@ -98,8 +98,8 @@ def first_int(text: str | None, what: str = "number") -> int | None:
 
 def utc_iso(dt: datetime) -> str:
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def from_unix(text: str | None) -> str | None:
@@ -107,7 +107,7 @@ def from_unix(text: str | None) -> str | None:
     if not text or not re.fullmatch(r"[0-9]{1,12}", text.strip()):
         return None
     try:
-        return utc_iso(datetime.fromtimestamp(int(text), timezone.utc))
+        return utc_iso(datetime.fromtimestamp(int(text), UTC))
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -162,9 +162,8 @@ def document(html: str | bytes):
 def xpath(expression: str) -> etree.XPath:
     """Compile an XPath where `.cls(name)` means "has the class name" (class lists may span lines)."""
     # A cheap substring test first prunes most elements before the exact token test.
-    return etree.XPath(re.sub(r"\.cls\((\w[\w-]*)\)",
-                              r"(contains(@class, '\1') and contains(concat(' ', normalize-space(@class), ' '), ' \1 '))",
-                              expression))
+    has_class = r"(contains(@class, '\1') and contains(concat(' ', normalize-space(@class), ' '), ' \1 '))"
+    return etree.XPath(re.sub(r"\.cls\((\w[\w-]*)\)", has_class, expression))
 
 
 def first(found: list):

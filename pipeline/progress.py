@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -27,7 +27,7 @@ class Reporter:
         self.console = console or Console(stderr=True, highlight=False)
         self.log_path = None
         if log_dir is not None:  # created at the first event, so a refused --db leaves nothing behind
-            self.log_path = log_dir / f"{datetime.now(timezone.utc):%Y-%m-%d}.jsonl"
+            self.log_path = log_dir / f"{datetime.now(UTC):%Y-%m-%d}.jsonl"
         self.lock = threading.Lock()
         self.progress: Progress | None = None
         self.tasks: dict[str, int] = {}
@@ -82,7 +82,7 @@ class Reporter:
     def log(self, **event) -> None:
         if self.log_path is None:
             return
-        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "run_id": self.run_id, **event}
+        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "run_id": self.run_id, **event}
         with self.lock:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a", encoding="utf-8") as handle:

@@ -10,13 +10,14 @@ pruned after the retention period; the history DB never is.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from . import agent, collect, parse, sandbox, sources, store, sync
 from .progress import Reporter
@@ -46,7 +47,7 @@ class Options:
     reporter: Reporter = field(default_factory=lambda: Reporter(quiet=True))
 
     @classmethod
-    def from_config(cls, config, **overrides) -> "Options":
+    def from_config(cls, config, **overrides) -> Options:
         """Options from a loaded `config.Config` (command-line values are already in it)."""
         return cls(
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
@@ -79,10 +80,8 @@ def refresh(options: Options) -> sync.SyncReport:
         try:
             result = run(options, conn, run_id, started_at, data_dir, started)
         except BaseException as exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):  # e.g. the disk is still full: the next refresh marks it
                 sync.fail_run(conn, run_id, without_paths(agent.describe(exc), data_dir), time.monotonic() - started)
-            except sqlite3.Error:  # e.g. the disk is still full: the next refresh marks the run failed
-                pass
             raise
         finally:
             report.stop()

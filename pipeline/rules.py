@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
-TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security", "systems"}
+TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
+             "systems"}
 CORE = TECHNICAL - {"web"}
 NON_TECHNICAL = {"business", "culture", "science"}
 
@@ -44,7 +45,8 @@ KEYWORDS: dict[str, list[str]] = {
     "javascript": ["javascript", "typescript", "js", "node.js", "nodejs", "npm", "react", "vue", "svelte", "deno",
                    "bun", "jquery", "ecmascript", "next.js"],
     "web": ["web", "browser", "browsers", "http", "https", "css", "html", "chrome", "firefox", "safari", "website",
-            "websites", "webassembly", "wasm", "url", "urls", "cookies", "search engine", "web app", "dns", "frontend", "rss"],
+            "websites", "webassembly", "wasm", "url", "urls", "cookies", "search engine", "web app", "dns", "frontend",
+            "rss"],
     "databases": ["database", "databases", "sql", "sqlite", "postgres", "postgresql", "mysql", "redis", "duckdb",
                   "clickhouse", "datasette", "orm", "query", "queries", "data warehouse", "dataframe", "key-value",
                   "nosql", "mongodb", "index", "indexes"],
@@ -58,7 +60,8 @@ KEYWORDS: dict[str, list[str]] = {
                  "certificates", "pgp", "ssh", "cookies"],
     "systems": ["linux", "kernel", "os", "operating system", "unix", "bsd", "freebsd", "openbsd", "networking",
                 "network", "tcp", "udp", "ethernet", "userspace", "filesystem", "file system", "distributed",
-                "performance", "latency", "memory", "scheduler", "ebpf", "io_uring", "virtualization", "virtual machine",
+                "performance", "latency", "memory", "scheduler", "ebpf", "io_uring", "virtualization",
+                "virtual machine",
                 "syscall", "syscalls", "posix", "systemd", "concurrency", "multithreading", "cache", "caching",
                 "assembly", "x86", "simd", "jit", "garbage collector", "allocator", "emulator", "windows", "macos",
                 "benchmark", "benchmarks", "protocol", "ipv6", "bgp", "consensus", "raft"],
@@ -117,7 +120,8 @@ LOBSTERS_TAGS: dict[str, list[str]] = {
     "person": ["culture"], "philosophy": ["culture"], "law": ["business"], "finance": ["business"],
     "science": ["science"], "math": ["science"], "education": ["culture"], "video": [], "pdf": [],
     "meta": ["culture"], "ask": [], "show": [], "satire": ["culture"], "design": ["web"], "mobile": ["programming"],
-    "android": ["programming"], "ios": ["programming"], "wasm": ["web", "programming"], "formalmethods": ["programming"],
+    "android": ["programming"], "ios": ["programming"], "wasm": ["web", "programming"],
+    "formalmethods": ["programming"],
 }
 
 DOMAIN_HINTS: dict[str, list[str]] = {
@@ -254,10 +258,7 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
     relevant = int(c.kind != "job" and technical > 0 and technical >= other)
     engagement = min(20, ((c.points or 0) // 25) + ((c.comments or 0) // 25))
     score = max(0, min(100, (55 if relevant else 15) + int(10 * (technical - other)) + engagement))
-    if not relevant:
-        score = min(score, 45)
-    else:
-        score = max(score, 50)
+    score = min(score, 45) if not relevant else max(score, 50)
     return Verdict(relevant, score, tags, summary_for(c, tags, relevant, site), reason_for(ev, relevant, c))
 
 
@@ -324,12 +325,14 @@ def code_for(task: str, judge_fn=None) -> str:
         "failed = []\n"
         "for story_id, relevant, score, summary, reason, tags in rows:\n"
         "    r = sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) \"\n"
-        "            \"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\", [RUN, story_id, relevant, score, summary, reason])\n"
+        "            \"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\",\n"
+        "            [RUN, story_id, relevant, score, summary, reason])\n"
         "    if r.startswith('error'):\n"
         "        failed.append((story_id, r))\n"
         "        continue\n"
         "    for tag in tags:\n"
-        "        t = sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING\", [RUN, story_id, tag])\n"
+        "        t = sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING\",\n"
+        "                [RUN, story_id, tag])\n"
         "        if t.startswith('error'):\n"
         "            failed.append((story_id, t))\n"
         "print(sql('SELECT count(*) AS judged FROM judgments'))\n"

@@ -11,12 +11,13 @@ a refresh never hangs). Other 4xx are not retried.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -64,10 +65,8 @@ def retry_after(response: httpx.Response, attempt: int) -> float:
     if header.isdigit():
         wait = float(header)
     elif header:
-        try:
-            wait = (parsedate_to_datetime(header) - datetime.now(timezone.utc)).total_seconds()
-        except (TypeError, ValueError):
-            pass
+        with contextlib.suppress(TypeError, ValueError):
+            wait = (parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds()
     return min(max(wait, 0.0), MAX_WAIT_S)
 
 
@@ -92,7 +91,8 @@ def fetch_html(
                     raise FetchError(source, f"HTTP {response.status_code} from {url}")
                 content_type = response.headers.get("Content-Type", "")
                 if "html" not in content_type.lower():
-                    raise FetchError(source, f"expected an HTML page from {url}, got {content_type or 'no content type'}")
+                    got = content_type or "no content type"
+                    raise FetchError(source, f"expected an HTML page from {url}, got {got}")
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -112,7 +112,7 @@ def fetch_html(
 
 def save_raw(source: str, html: str, raw_dir: Path, now: datetime | None = None) -> Path:
     """Write the page unchanged under raw_dir/YYYY-MM-DD/<source>-<HHMMSS>.html."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     folder = raw_dir / now.strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{source}-{now.strftime('%H%M%S')}.html"

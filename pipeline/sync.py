@@ -25,14 +25,14 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import collect, sandbox, store
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- validation -----------------------------------------------------------------------
@@ -234,7 +234,8 @@ def merge(
             report.status = "partial"
         else:
             report.status = "ok"
-        totals = [sum(getattr(o, attr) for o in outcomes) for attr in ("steps", "llm_calls", "input_tokens", "output_tokens")]
+        totals = [sum(getattr(o, attr) for o in outcomes)
+                  for attr in ("steps", "llm_calls", "input_tokens", "output_tokens")]
         conn.execute(
             """
             UPDATE runs SET status = ?, finished_at = max(started_at, ?), model = ?, executor = ?, steps = ?,
@@ -322,7 +323,8 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
             reject(conn, run_id, source, item, "not one of this run's candidates")
             continue
         if insert_row(conn, run_id, source, item,
-                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                      "VALUES (?, ?, ?, ?, ?, ?)",
                       [run_id, local_to_history[local_id], relevant, score, summary, reason]):
             landed += 1
             conn.execute("UPDATE stories SET summary = ? WHERE id = ?", [summary, local_to_history[local_id]])

@@ -30,7 +30,6 @@ def snapshot_dir(tmp_path):
 
 import time  # noqa: E402
 
-
 from smolagents import ChatMessage, MessageRole, Model  # noqa: E402
 from smolagents.monitoring import TokenUsage  # noqa: E402
 

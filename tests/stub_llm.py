@@ -3,9 +3,9 @@
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
-import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,7 +82,7 @@ def completion(content, prompt_tokens=1000, completion_tokens=200):
 
 
 def honest_or(attack):
-    """Stub replies, routed by the task's site: the hn agent gets `attack(step)`, lobsters' agent the rules model's honest code."""
+    """Stub replies routed by the task's site: hn's agent gets `attack(step)`, lobsters' the rules model's code."""
     steps = {"hn": 0}
 
     def reply(body):

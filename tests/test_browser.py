@@ -5,11 +5,8 @@ with a message saying so (it is never skipped).
 """
 
 import shutil
-import socket
 import sqlite3
 import subprocess
-import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -30,7 +27,8 @@ CHROMIUM_FLAGS = [
 
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "chromium is not installed: run `make test` (it installs Debian's chromium) or apt-get install chromium"
+    assert path, ("chromium is not installed: run `make test` (it installs Debian's chromium) "
+                  "or apt-get install chromium")
     return path
 
 

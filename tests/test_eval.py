@@ -13,7 +13,8 @@ from .conftest import FIXTURES, ScriptedModel
 
 LABELS = """source,file,rank,title,url,domain,native_tags,relevant,tags
 hn,hn_fben3-2024-08.html,1,Bypassing airport security via SQL injection,https://ian.sh/tsa,ian.sh,,1,security;web
-hn,hn_fben3-2024-08.html,2,"Dawn of a new era in Search: Balancing innovation, competition, and public good",,kagi.com,,0,business;web
+hn,hn_fben3-2024-08.html,2,"Dawn of a new era in Search: Balancing innovation, competition, and public good",,\
+kagi.com,,0,business;web
 hn,hn_fben3-2024-08.html,3,OpenAI is good at unminifying code,,glama.ai,,1,ai;javascript
 """
 

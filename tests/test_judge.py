@@ -25,16 +25,19 @@ def test_rules_refresh_judges_every_story_of_both_sites(tmp_path):
     result = CliRunner().invoke(cli, ["refresh", "--db", str(db), "--snapshot", str(SNAPSHOT), "--model", "rules"])
     assert result.exit_code == 0, result.output
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT source, count(*) FROM stories GROUP BY source").fetchall() == [("hn", 30), ("lobsters", 25)]
+    by_source = conn.execute("SELECT source, count(*) FROM stories GROUP BY source").fetchall()
+    assert by_source == [("hn", 30), ("lobsters", 25)]
     assert conn.execute("SELECT count(*) FROM judgments").fetchone() == (55,)
     untagged = conn.execute(
         "SELECT count(*) FROM judgments j WHERE NOT EXISTS "
         "(SELECT 1 FROM story_tags t WHERE t.run_id = j.run_id AND t.story_id = j.story_id)"
     ).fetchone()
     assert untagged == (0,)
-    for title, summary in conn.execute("SELECT s.title, j.summary FROM judgments j JOIN stories s ON s.id = j.story_id"):
+    pairs = conn.execute("SELECT s.title, j.summary FROM judgments j JOIN stories s ON s.id = j.story_id")
+    for title, summary in pairs:
         assert summary.lower() != title.lower() and title.lower() not in summary.lower()
-    assert conn.execute("SELECT status, model, executor, steps, llm_calls FROM runs").fetchone() == ("ok", "rules", "jail", 2, 2)
+    run = conn.execute("SELECT status, model, executor, steps, llm_calls FROM runs").fetchone()
+    assert run == ("ok", "rules", "jail", 2, 2)
     assert conn.execute("SELECT count(*) FROM digests").fetchone() == (1,)
 
 
@@ -67,7 +70,8 @@ def test_constraint_violation_is_an_observation_and_the_fix_lands(tmp_path):
     assert "summary repeats the title" in result.log[0]
     assert "stories without a judgment: [1]" not in result.log[1]
     conn = sqlite3.connect(box.path)
-    assert conn.execute("SELECT summary FROM judgments WHERE story_id = 1").fetchone()[0].startswith("A browser developer")
+    summary = conn.execute("SELECT summary FROM judgments WHERE story_id = 1").fetchone()[0]
+    assert summary.startswith("A browser developer")
 
 
 HOSTILE = [

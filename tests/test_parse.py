@@ -119,7 +119,8 @@ def test_lobsters_2026_layout_with_multiline_class():
 
 def test_entities_are_decoded_and_whitespace_collapsed():
     html = load("hn_fben3-2024-08.html").decode()
-    html = html.replace("Bypassing airport security via SQL injection", "Bypassing&nbsp;airport &amp;\n  security [pdf]")
+    html = html.replace("Bypassing airport security via SQL injection",
+                        "Bypassing&nbsp;airport &amp;\n  security [pdf]")
     assert parse_hn(html).stories[0].title == "Bypassing airport & security [pdf]"
 
 

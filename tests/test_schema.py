@@ -65,7 +65,8 @@ def test_malformed_titles_are_rejected(history, title):
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(1)", "data:text/html,<script>", "ftp://example.com/x", "//example.com", "https://", "http://a b"],
+    ["javascript:alert(1)", "data:text/html,<script>", "ftp://example.com/x", "//example.com", "https://",
+     "http://a b"],
 )
 def test_non_http_urls_are_rejected(history, url):
     run_id = add_run(history)

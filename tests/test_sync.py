@@ -64,7 +64,8 @@ def drop_check(conn):
     conn.execute("PRAGMA foreign_keys = OFF")
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'judgments'").fetchone()[0]
     conn.execute("ALTER TABLE judgments RENAME TO judgments_old")
-    conn.execute(sql.replace("CHECK (score BETWEEN 0 AND 100)", "").replace("CREATE TABLE IF NOT EXISTS", "CREATE TABLE"))
+    loose = sql.replace("CHECK (score BETWEEN 0 AND 100)", "").replace("CREATE TABLE IF NOT EXISTS", "CREATE TABLE")
+    conn.execute(loose)
     conn.execute("INSERT INTO judgments SELECT * FROM judgments_old")
     conn.execute("UPDATE judgments SET score = 1000 WHERE story_id = 1")
     conn.execute("DROP TABLE judgments_old")
@@ -135,7 +136,8 @@ def test_judgment_for_a_story_that_is_not_a_candidate_is_filtered(tmp_path, hist
     c = raw(result.box)
     c.execute("INSERT INTO stories (id, source, source_id, title, discussion_url) VALUES "
               "(500, 'hn', '1', 'Smuggled in', 'https://news.ycombinator.com/item?id=1')")
-    c.execute("INSERT INTO judgments VALUES (?, 500, 1, 100, 'A story the host never offered to the agent.', 'x')", [run_id])
+    c.execute("INSERT INTO judgments VALUES (?, 500, 1, 100, 'A story the host never offered to the agent.', 'x')",
+              [run_id])
     report = merge(conn, run_id, result)
     assert report.status == "partial"
     assert conn.execute("SELECT item, reason FROM rejections").fetchall() == [

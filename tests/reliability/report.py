@@ -7,7 +7,7 @@ import json
 import platform
 import sqlite3
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .conftest import OUTPUT
@@ -38,7 +38,7 @@ def main() -> int:
         "# Reliability",
         "",
         f"Written by `make soak` ({'long' if soak else 'fast'} variants) on "
-        f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.platform()}, Python {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d}, {platform.platform()}, Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}. Every figure comes from the test named in the row "
         "(`tests/reliability/`); `make test` runs the same tests with fewer trials.",
         "",

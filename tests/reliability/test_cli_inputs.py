@@ -41,7 +41,8 @@ CASES = {
     "runs --limit 1e20": ({}, ["runs", "--limit", "1e20"], "Invalid value for '--limit'"),
     "runs --limit 10**30": ({}, ["runs", "--limit", "1" + "0" * 30], "Invalid value for '--limit'"),
     "init with a tag description over 200 characters": (
-        {"newsreader.toml": f"[tags]\nai = '{'x' * 201}'\n"}, ["init"], "config key 'tags.ai' is refused by schema.sql"),
+        {"newsreader.toml": f"[tags]\nai = '{'x' * 201}'\n"}, ["init"],
+        "config key 'tags.ai' is refused by schema.sql"),
     "init with a control character in a tag description": (
         {"newsreader.toml": '[tags]\nai = "AI \\u0001"\n'}, ["init"], "config key 'tags.ai' is refused by schema.sql"),
     "config file that is not UTF-8": ({"newsreader.toml": b"[profile]\ninterests = 'caf\xe9'\n"}, ["config"],

@@ -60,7 +60,8 @@ def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
     tool = sandbox.SqlTool(str(box.path))
     accepted, keys, tag_count = [], set(), {}
     for row in judgments:
-        result = tool("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        result = tool("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                      "VALUES (?, ?, ?, ?, ?, ?)",
                       [run_id, row["story_id"], row["relevant"], row["score"], row["summary"], row["reason"]])
         expected = judgment_ok(row, TITLES.get(row["story_id"])) and row["story_id"] not in keys
         assert result.startswith("ok") == expected, (row, result)  # differential: SQLite vs Python
@@ -83,7 +84,8 @@ def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
         assert judgment_ok(dict(relevant=relevant, score=score, summary=summary, reason=reason), title)
     # the host agrees with the sandbox: everything SQLite accepted there lands here, nothing else
     assert len(landed) == len(accepted) and report.rejected == 0
-    assert history.conn.execute("SELECT count(*) FROM story_tags WHERE run_id = ?", [run_id]).fetchone()[0] == len(tag_count)
+    tags_landed = history.conn.execute("SELECT count(*) FROM story_tags WHERE run_id = ?", [run_id]).fetchone()[0]
+    assert tags_landed == len(tag_count)
     TOTALS["examples"] += 1
     TOTALS["rows"] += len(judgments) + len(tags)
     TOTALS["refused"] += len(judgments) - len(accepted) + len(tags) - len(tag_count)
@@ -123,7 +125,8 @@ def test_generated_candidates_are_refused_exactly_when_the_rules_say(tmp_path_fa
         if ok:
             seen.add(story.source_id)
         expected.append(ok)
-    assert [s.source_id for s in box.candidates.values()] == [s.source_id for s, ok in zip(stories, expected, strict=True) if ok]
+    kept = [s.source_id for s, ok in zip(stories, expected, strict=True) if ok]
+    assert [s.source_id for s in box.candidates.values()] == kept
     assert len(box.rejected) == expected.count(False)  # every refusal is reported, with its reason
     STORY_TOTALS["stories"] += len(stories)
     STORY_TOTALS["refused"] += len(box.rejected)

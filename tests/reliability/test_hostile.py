@@ -84,7 +84,8 @@ def test_printing_10_mb_reaches_the_model_bounded(tmp_path):
     model = ScriptedModel("print('x' * 10_000_000)", rules.code_for)
     result = agent.judge_site(make_box(tmp_path), model, vocabulary=VOCABULARY)
     assert result.status == "ok"
-    assert model.prompt_chars[1] - model.prompt_chars[0] < agent.LOCAL_EXECUTOR_DEFAULTS["max_print_outputs_length"] + 5000
+    bound = agent.LOCAL_EXECUTOR_DEFAULTS["max_print_outputs_length"]
+    assert model.prompt_chars[1] - model.prompt_chars[0] < bound + 5000
 
 
 def test_zz_hostile_figures():

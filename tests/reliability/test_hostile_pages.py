@@ -97,7 +97,7 @@ def test_a_hostile_story_costs_only_itself(tmp_path, name):
         SEEN["refused"] += 1
     else:
         assert status == "ok" and rejections == []
-        found = dict(zip(["title", "author", "submitted_at", "url"], row))
+        found = dict(zip(["title", "author", "submitted_at", "url"], row, strict=False))
         assert {key: found[key] for key in expected} == expected
         SEEN["landed"] += 1
     assert counts == expected_counts  # every other story of both sites landed

@@ -10,7 +10,8 @@ from pipeline import refresh
 from ..conftest import SNAPSHOT
 from .conftest import record
 
-GOOD = {"news.ycombinator.com": (SNAPSHOT / "hn.html").read_bytes(), "lobste.rs": (SNAPSHOT / "lobsters.html").read_bytes()}
+GOOD = {"news.ycombinator.com": (SNAPSHOT / "hn.html").read_bytes(),
+        "lobste.rs": (SNAPSHOT / "lobsters.html").read_bytes()}
 
 
 def html(body: bytes, status: int = 200) -> httpx.Response:
