@@ -27,3 +27,12 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __version__ = "0.1.0"
+
+
+def shipped(name: str):
+    """schema.sql or metadata.yml: the repository root holds the one copy; a wheel's build puts it in the
+    package (pyproject.toml, force-include). Inside the package first, else the checkout's root."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    return here / name if (here / name).is_file() else here.parent / name

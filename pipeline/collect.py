@@ -14,8 +14,9 @@ from collections import defaultdict
 
 from smolagents import ChatMessage, MessageRole, Model
 
+from .parse import canonical_url
 from .rules import RulesModel
-from .sandbox import Sandbox, canonical_url
+from .sandbox import Sandbox
 
 SITE_LABELS = {"hn": "HN", "lobsters": "Lobsters"}
 

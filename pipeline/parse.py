@@ -18,7 +18,10 @@ Decisions:
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
@@ -218,6 +221,9 @@ def parse_rows(source: str, rows, parse_row) -> Page:
             story = parse_row(row, position)
             if story.source_id in seen:
                 raise Unusable("the same story is listed twice on the page (the first is kept)")
+            problem = SchemaCheck.problem(story)
+            if problem:
+                raise Unusable(f"schema.sql refuses it ({problem})")
             seen.add(story.source_id)
             page.stories.append(story)
         except Missing as exc:
@@ -377,6 +383,72 @@ def lobsters_time(row) -> str | None:
 
 
 # --- shared ----------------------------------------------------------------------
+
+
+def story_columns(story: Story) -> dict:
+    """A parsed story as `stories` columns: what both a sandbox and the history store of it."""
+    return {
+        "source": story.source, "source_id": story.source_id, "kind": story.kind, "title": story.title,
+        "url": story.url, "discussion_url": story.discussion_url, "domain": story.domain, "author": story.author,
+        "submitted_at": story.submitted_at, "native_tags": json.dumps(story.tags) if story.tags else None,
+        "canonical_url": canonical_url(story.url),
+    }
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The key under which the same article on two sites matches.
+
+    Lower-case host without "www.", no scheme, fragment, trailing slash or
+    tracking parameters (utm_*, ref, fbclid...). Self posts have none.
+    """
+    if not url:
+        return None
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").removeprefix("www.")
+    if not host:
+        return None
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if not (k.startswith("utm_") or k in {"ref", "fbclid", "gclid", "source"})]
+    path = parts.path.rstrip("/")
+    return host + path + (f"?{urlencode(query)}" if query else "")
+
+
+class SchemaCheck:
+    """schema.sql's verdict on one parsed story, before anything else sees it.
+
+    The parser does not restate the schema's rules (lengths, URL shapes, plain text):
+    it inserts each story and its sighting into an in-memory database built from
+    schema.sql and rolls back. A story the schema would refuse is refused here, with
+    SQLite's reason, so every story a page yields is one the sandbox and history take.
+    """
+
+    local = threading.local()
+
+    @classmethod
+    def problem(cls, story: Story) -> str | None:
+        conn = getattr(cls.local, "conn", None)
+        if conn is None:
+            from . import shipped
+
+            conn = cls.local.conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.executescript(shipped("schema.sql").read_text(encoding="utf-8"))
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("INSERT INTO runs (id, started_at) VALUES (1, '2026-01-01T00:00:00Z')")
+        row = {**story_columns(story), "first_seen_run": 1}
+        conn.execute("SAVEPOINT story")
+        try:
+            story_id = conn.execute(f"INSERT INTO stories ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                    list(row.values())).lastrowid
+            conn.execute("INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (1, ?, ?, ?, ?)",
+                         [story_id, story.rank, story.points, story.comments])
+            return None
+        except (sqlite3.Error, UnicodeError, OverflowError) as exc:
+            return " ".join(str(exc).split())[:160]
+        finally:
+            conn.execute("ROLLBACK TO story")
+            conn.execute("RELEASE story")
 
 
 def text_of(el) -> str | None:

@@ -13,16 +13,15 @@ keys and the exact schema before the sync reads a single row.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import store
-from .parse import Story
+from .parse import Story, canonical_url, story_columns
 from .sqltool import SqlTool
 
-__all__ = ["JUDGMENT_TABLES", "Sandbox", "SqlTool", "create", "canonical_url", "judged_summary"]
+__all__ = ["JUDGMENT_TABLES", "Sandbox", "SqlTool", "canonical_url", "create", "judged_summary", "story_columns"]
 
 JUDGMENT_TABLES = ("judgments", "story_tags")
 
@@ -80,16 +79,6 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
     return box
 
 
-def story_columns(story: Story) -> dict:
-    """A parsed story as `stories` columns: what both a sandbox and the history store of it."""
-    return {
-        "source": story.source, "source_id": story.source_id, "kind": story.kind, "title": story.title,
-        "url": story.url, "discussion_url": story.discussion_url, "domain": story.domain, "author": story.author,
-        "submitted_at": story.submitted_at, "native_tags": json.dumps(story.tags) if story.tags else None,
-        "canonical_url": canonical_url(story.url),
-    }
-
-
 def insert_story(conn: sqlite3.Connection, story_id: int | None, story: Story, run_id: int) -> int:
     """Insert a parsed story row (the same columns in a sandbox and in history)."""
     row = {"id": story_id, **story_columns(story), "first_seen_run": run_id}
@@ -105,26 +94,6 @@ def insert_sighting(conn: sqlite3.Connection, run_id: int, story_id: int, story:
         "INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (?, ?, ?, ?, ?)",
         [run_id, story_id, story.rank, story.points, story.comments],
     )
-
-
-def canonical_url(url: str | None) -> str | None:
-    """The key under which the same article on two sites matches.
-
-    Lower-case host without "www.", no scheme, fragment, trailing slash or
-    tracking parameters (utm_*, ref, fbclid...). Self posts have none.
-    """
-    if not url:
-        return None
-    from urllib.parse import parse_qsl, urlencode, urlsplit
-
-    parts = urlsplit(url)
-    host = (parts.hostname or "").removeprefix("www.")
-    if not host:
-        return None
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if not (k.startswith("utm_") or k in {"ref", "fbclid", "gclid", "source"})]
-    path = parts.path.rstrip("/")
-    return host + path + (f"?{urlencode(query)}" if query else "")
 
 
 def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:

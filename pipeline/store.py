@@ -16,13 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-
-def shipped(name: str) -> Path:
-    """schema.sql or metadata.yml: the repository root holds the one copy; a wheel's build puts it in the
-    package (pyproject.toml, force-include). Inside the package first, else the checkout's root."""
-    inside = Path(__file__).resolve().parent / name
-    return inside if inside.is_file() else Path(__file__).resolve().parent.parent / name
-
+from . import shipped
 
 SCHEMA_PATH = shipped("schema.sql")
 METADATA_PATH = shipped("metadata.yml")

@@ -139,3 +139,26 @@ def test_a_url_with_a_parenthesis_stays_one_link_in_the_markdown_digest(tmp_path
     hrefs = lxml.html.fromstring(markdown.markdown(digest)).xpath("//a/@href")
     assert hrefs and all(href.startswith(("https://", "http://")) for href in hrefs), hrefs
     assert "https://ian.sh/tsa%29%5Bclick%5D%28javascript:alert%281%29" in hrefs
+
+
+def test_a_page_of_hundreds_of_rows_is_capped_at_max_candidates(tmp_path):
+    """A front page has 30 stories; a page with 900 more gets its first 100 judged and one line about the rest."""
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, snapshot)
+    page = snapshot / "hn.html"
+    html = page.read_text(encoding="utf-8")
+    start = html.index("<tr class='athing' id='41392128'>")
+    end = html.index("<tr class='athing' id='41393475'>")
+    row = html[start:end]
+    rows = "".join(row.replace("41392128", str(50_000_000 + i)).replace('class="rank">1.', f'class="rank">{i + 1}.')
+                   for i in range(900))
+    page.write_text(html[:start] + rows + html[start:], encoding="utf-8")
+    done = refresh(tmp_path / "news.db", snapshot)
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(tmp_path / "news.db")
+    assert conn.execute("SELECT count(*) FROM sightings s JOIN stories t ON t.id = s.story_id "
+                        "WHERE t.source = 'hn'").fetchone() == (100,)
+    assert conn.execute("SELECT count(*) FROM judgments").fetchone() == (125,)  # 100 hn + 25 lobsters
+    assert conn.execute("SELECT item, reason FROM rejections").fetchall() == [
+        ("page", "830 stories after the first 100 not judged (max_candidates)")]
+    conn.close()
