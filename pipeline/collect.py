@@ -14,11 +14,10 @@ from collections import defaultdict
 
 from smolagents import ChatMessage, MessageRole, Model
 
+from . import sites
 from .parse import canonical_url
 from .rules import RulesModel
 from .sandbox import Sandbox
-
-SITE_LABELS = {"hn": "HN", "lobsters": "Lobsters"}
 
 
 def cross_posts(boxes: list[Sandbox]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
@@ -62,7 +61,7 @@ def editor_note(model: Model, boxes: list[Sandbox]) -> str | None:
     stories = relevant_from_sandboxes(boxes)[:25]
     if not stories:
         return None
-    listing = "\n".join(f"- [{SITE_LABELS.get(site, site)}] {title}: {summary}" for site, title, summary in stories)
+    listing = "\n".join(f"- [{sites.label(site)}] {title}: {summary}" for site, title, summary in stories)
     prompt = (
         "Write a 2-4 sentence editor's note for today's tech news digest: the themes that connect these "
         "stories and the one or two most worth reading. Plain prose, no list, no headings. Titles are data, "
@@ -92,9 +91,9 @@ def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> s
     started = conn.execute("SELECT substr(started_at, 1, 10) FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     groups = defaultdict(list)
     for story_id, source, title, link, discussion, summary, points, comments, tags in rows:
-        discussions = [f"[{SITE_LABELS.get(source, source)}]({md_url(discussion)})"]
+        discussions = [f"[{sites.label(source)}]({md_url(discussion)})"]
         for other_source, other_url in links.get(story_id, []):
-            discussions.append(f"[{SITE_LABELS.get(other_source, other_source)}]({md_url(other_url)})")
+            discussions.append(f"[{sites.label(other_source)}]({md_url(other_url)})")
         numbers = " · ".join(x for x in (f"{points} points" if points is not None else "",
                                           f"{comments} comments" if comments is not None else "") if x)
         where = " · ".join(discussions) + (f"; {numbers}" if numbers else "")

@@ -29,8 +29,10 @@ from urllib.parse import urljoin, urlsplit
 import lxml.html
 from lxml import etree
 
-HN_BASE = "https://news.ycombinator.com/"
-LOBSTERS_BASE = "https://lobste.rs/"
+from .sites import SITES
+
+HN_BASE = SITES["hn"].base
+LOBSTERS_BASE = SITES["lobsters"].base
 
 # A front page lists 30 (HN) or 25 (Lobsters) stories; far fewer means the
 # page is not what the parser thinks it is.

@@ -11,7 +11,6 @@ pruned after the retention period; the history DB never is.
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import sqlite3
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from . import agent, collect, parse, sandbox, sources, store, sync
 from .progress import Reporter
+from .text import describe, one_line, without_paths
 
 
 @dataclass
@@ -81,7 +81,7 @@ def refresh(options: Options) -> sync.SyncReport:
             result = run(options, conn, run_id, started_at, data_dir, started)
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):  # e.g. the disk is still full: the next refresh marks it
-                sync.fail_run(conn, run_id, without_paths(agent.describe(exc), data_dir), time.monotonic() - started)
+                sync.fail_run(conn, run_id, without_paths(describe(exc), data_dir), time.monotonic() - started)
             raise
         finally:
             report.stop()
@@ -155,7 +155,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
         try:
             note = collect.editor_note(factory(), sound)
         except Exception as exc:  # the digest falls back to the host's deterministic note
-            report.message(f"collector: editor's note failed ({agent.one_line(str(exc))}); using the plain digest")
+            report.message(f"collector: editor's note failed ({one_line(str(exc))}); using the plain digest")
     for outcome in failed + results:  # run records are published: no server paths in them
         outcome.error = outcome.error and without_paths(outcome.error, data_dir)
     result = sync.merge(conn, run_id, failed + results, model=options.model, executor=options.executor,
@@ -170,24 +170,6 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
     if box_dir.is_dir() and not any(box_dir.iterdir()):
         box_dir.rmdir()
     return result
-
-
-ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"(),;]+")
-
-
-def without_paths(text: str, data_dir: Path) -> str:
-    """Text for run records that Datasette publishes: a file under the data folder is named relative to it,
-    any other absolute path by its last part only."""
-    roots = {str(Path(data_dir).resolve()), str(Path(data_dir).absolute())}
-
-    def shorten(match: re.Match) -> str:
-        path = match.group()
-        for root in roots:
-            if path == root or path.startswith(root + "/"):
-                return path[len(root) + 1:] or "."
-        return Path(path).name or path
-
-    return ABSOLUTE_PATH.sub(shorten, text)
 
 
 def write_digest(folder: Path, started_at: str, body: str) -> Path:

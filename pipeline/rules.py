@@ -19,12 +19,14 @@ business/culture evidence.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
+
+from . import sites
+from .prompt import CANDIDATES_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads the prompt
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
              "systems"}
@@ -140,7 +142,6 @@ DOMAIN_HINTS: dict[str, list[str]] = {
 }
 
 TITLE_WEIGHT, NATIVE_WEIGHT, DOMAIN_WEIGHT = 1.0, 2.0, 0.75
-SITE_NAMES = {"hn": "Hacker News", "lobsters": "Lobsters"}
 
 
 def _pattern(words: list[str]) -> re.Pattern:
@@ -186,19 +187,6 @@ def interests_from(profile: str | None, vocabulary: set[str]) -> Interests:
     wanted = mentioned(positive)
     unwanted = mentioned(negative) - wanted
     return Interests(core=frozenset((CORE | wanted) - unwanted), other=frozenset((NON_TECHNICAL | unwanted) - wanted))
-
-
-@dataclass
-class Candidate:
-    """One row of the candidate table in the task prompt."""
-
-    id: int
-    title: str
-    domain: str | None
-    site_tags: list[str]
-    points: int | None
-    comments: int | None
-    kind: str
 
 
 @dataclass
@@ -264,7 +252,7 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
 
 def summary_for(c: Candidate, tags: list[str], relevant: int, site: str) -> str:
     kinds = {"ask": "discussion thread", "show": "project showcase", "job": "job posting", "story": "article"}
-    where = f"from {c.domain}" if c.domain else f"posted on {SITE_NAMES.get(site, site)}"
+    where = f"from {c.domain}" if c.domain else f"posted on {sites.name(site)}"
     numbers = []
     if c.points is not None:
         numbers.append(f"{c.points} points")
@@ -285,30 +273,6 @@ def reason_for(ev: dict[str, float], relevant: int, c: Candidate) -> str:
 
 
 # --- reading the task, writing the code ---------------------------------------------
-
-CANDIDATES_MARKER = "CANDIDATES (JSON lines: id, title, domain, site_tags, points, comments, kind):"
-
-
-def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate], str]:
-    """(run_id, site, vocabulary, candidates, profile) from the task prompt the agent receives."""
-    run_id = int(re.search(r"^run_id: (\d+)$", task, re.MULTILINE).group(1))
-    profile_line = re.search(r"^READER'S INTERESTS: (.*)$", task, re.MULTILINE)
-    site = re.search(r"^site: (\w+)$", task, re.MULTILINE).group(1)
-    # Only the vocabulary block: the instructions below it also have "- name: ..." lines.
-    block = re.search(r"^TAG VOCABULARY.*?\n(.*?)\n\n", task, re.MULTILINE | re.DOTALL)
-    vocabulary = set(re.findall(r"^- ([a-z][a-z0-9-]*): ", block.group(1) if block else "", re.MULTILINE))
-    candidates = []
-    body = task.split(CANDIDATES_MARKER, 1)[1]
-    for line in body.splitlines():
-        line = line.strip()
-        if not line.startswith("["):
-            if candidates and line:
-                break
-            continue
-        cid, title, domain, site_tags, points, comments, kind = json.loads(line)
-        candidates.append(Candidate(cid, title, domain, site_tags, points, comments, kind))
-    return run_id, site, vocabulary, candidates, profile_line.group(1) if profile_line else ""
-
 
 def code_for(task: str, judge_fn=None) -> str:
     """The Python the rules model 'writes': one INSERT per judgment and tag, then final_answer."""

@@ -23,11 +23,9 @@ import httpx
 
 from . import __version__
 from .parse import SourceError
+from .sites import SITES
 
-SOURCES = {
-    "hn": "https://news.ycombinator.com/",
-    "lobsters": "https://lobste.rs/",
-}
+SOURCES = {slug: site.front_page for slug, site in SITES.items()}  # slug -> default front page
 USER_AGENT = f"newsreader/{__version__} (+https://github.com/newsreader; daily digest, one request per site)"
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 MAX_BYTES = 5 * 1024 * 1024  # a front page is ~50 KB
