@@ -352,6 +352,21 @@ def queries(db: Path, tmp: Path) -> None:
 # --- 6. End to end ------------------------------------------------------------------------------
 
 
+def cli_start() -> None:
+    print("7a. Command line start-up")
+    import re as regex
+
+    totals = []
+    for _ in range(5):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pipeline.cli"],
+                              capture_output=True, text=True, check=True)
+        totals.append(sum(int(m.group(1)) for m in regex.finditer(r"^import time:\s+(\d+) \|", done.stderr,
+                                                                   regex.MULTILINE)) / 1000)
+    imports = statistics.median(totals)
+    record("End to end", "newsreader --help: imports", round(imports, 1), "ms", "≤ 150", imports <= 150,
+           ratio="smolagents, LiteLLM and Datasette are not imported")
+
+
 def end_to_end(tmp: Path) -> None:
     print("6. End to end: `newsreader refresh --snapshot ... --model rules` (a new process each time)")
     exe = str(Path(sys.executable).with_name("newsreader"))
@@ -463,6 +478,7 @@ def main() -> None:
         container_start()
         largest = sync_at_scale(tmp, sizes)
         queries(largest, tmp)
+        cli_start()
         end_to_end(tmp)
         serving(largest, tmp)
     out = ROOT / ("BENCHMARKS.md" if not quick else "data/bench/BENCHMARKS-quick.md")

@@ -22,14 +22,24 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from smolagents import CodeAgent, LiteLLMModel, Model
 from smolagents.memory import ActionStep
 from smolagents.monitoring import LogLevel
 from smolagents.utils import AgentError
 
-from . import jail, prompt, sandbox, sync
+from . import jail, prompt, sandbox
 from .rules import KeywordBaselineModel, RulesModel
+from .settings import (  # noqa: F401 - the judge's defaults, also read here
+    DEFAULT_EXECUTOR,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_PROFILE,
+    EXECUTORS,
+    MAX_CANDIDATES,
+    SITE_TIMEOUT_S,
+    STEP_TIMEOUT_S,
+)
 from .text import describe, one_line
 
 # CPython 3.11 before 3.11.9 can fail with "SystemError: AST constructor recursion depth
@@ -47,21 +57,8 @@ def _serial_ast_parse(*args, **kwargs):
 if sys.version_info < (3, 11, 9):
     ast.parse = _serial_ast_parse
 
-DEFAULT_PROFILE = (
-    "A software engineer following programming languages (especially Python, Rust, Go), AI/ML and LLM "
-    "engineering, databases and data tooling, developer tools, operating systems, systems and distributed "
-    "systems, security engineering, software architecture and performance. Not interested in business, "
-    "funding, startup or market news, crypto, politics/law/policy news, social-media drama, hiring posts, or "
-    "general science/space/health/history unless it is about computing."
-)
-EXECUTORS = ("jail", "local", "docker", "e2b", "modal", "blaxel")
-DEFAULT_EXECUTOR = "jail"
 BUILTIN_MODELS = (RulesModel.name, KeywordBaselineModel.name)  # deterministic code we wrote: may run in-process
 REMOTE_DB = "sandbox.db"  # the SqlTool's default path, inside a remote kernel's working directory
-DEFAULT_MAX_STEPS = 6
-MAX_CANDIDATES = 100  # stories judged per site and run: a front page has 25-30
-STEP_TIMEOUT_S = 60  # wall clock for one step of generated code (jail, docker)
-SITE_TIMEOUT_S = 900  # wall clock for one site's whole agent run
 # Bounds on one step in smolagents' LocalPythonExecutor (in process, or inside the jail): its own
 # time limit (only checked when the step's thread finishes) and printed characters.
 LOCAL_EXECUTOR_DEFAULTS = {"timeout_seconds": 30, "max_print_outputs_length": 20_000}
@@ -91,6 +88,25 @@ def make_model(model_id: str | None, **options) -> Model:
     model.retryer.wait_seconds = retry_wait
     model.retryer.max_attempts = min(model.retryer.max_attempts, 3)
     return model
+
+
+@dataclass
+class SiteResult:
+    """How one site's agent did (filled by agent.judge_site); the sync's input and run_sites' row."""
+
+    source: str
+    status: str = "failed"  # 'ok' or 'failed' as the agent finished
+    box: sandbox.Sandbox | None = None
+    steps: int = 0
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    judge_s: float = 0.0
+    fetch_s: float = 0.0
+    error: str | None = None
+    log: list[str] = field(default_factory=list)
+    problems: list[str] | None = None  # sandbox.validate's verdict, taken once when the agent stopped...
+    fingerprint: str | None = None  # ...on the sandbox file with this SHA-256
 
 
 # --- where the agent's code runs ------------------------------------------------------
@@ -179,9 +195,9 @@ def judge_site(
     site_timeout: float = SITE_TIMEOUT_S,
     python_executor=None,
     step_reporter: Callable[[str, int, str], None] | None = None,
-) -> sync.SiteResult:
+) -> SiteResult:
     """Run one site's CodeAgent to completion; never raises, the result says what happened."""
-    result = sync.SiteResult(source=box.source, box=box)
+    result = SiteResult(source=box.source, box=box)
     started = time.monotonic()
     site_deadline = started + site_timeout
     remote = executor != "local" or python_executor is not None
@@ -212,7 +228,7 @@ def judge_site(
             """Host-side final-answer check: done means every candidate judged, tagged, sandbox sound."""
             if remote:
                 ship_out(agent.python_executor, box)
-            problems = sync.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates)
+            problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates)
             if problems:
                 raise ValueError("not done yet: " + "; ".join(problems))
             return True
@@ -253,6 +269,8 @@ def judge_site(
         result.log = [one_line(f"{s.observations or ''} {s.error or ''}", 2000) for s in steps]
         if run.state == "success":
             result.status = "ok"
+            result.fingerprint = sandbox.fingerprint(box.path)
+            result.problems = sandbox.validate(box.path)  # once, on what will be merged
         else:
             last_error = next((s.error for s in reversed(steps) if s.error is not None), None)
             result.error = f"{run.state}: the agent did not finish in {max_steps} steps" + (
@@ -275,7 +293,7 @@ def judge_site(
     return result
 
 
-def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model], **kwargs) -> list[sync.SiteResult]:
+def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model], **kwargs) -> list[SiteResult]:
     """One agent per site, all at once: the refresh takes as long as the slowest site."""
     if not boxes:
         return []

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__, parse, sources, store
-from .agent import EXECUTORS
+from . import __version__, sites
+from .settings import EXECUTORS
 
-SOURCE_CHOICE = click.Choice(sorted(sources.SOURCES))
+SOURCE_CHOICE = click.Choice(sorted(sites.SITES))
 EXECUTOR_CHOICE = click.Choice(EXECUTORS)
 
 step_timeout_option = click.option(
@@ -45,6 +45,7 @@ def judge_overrides(model, api_base, executor, max_steps, step_timeout) -> dict:
 
 
 def open_history(db: Path):
+    from . import store
     try:
         return store.open_db(db)
     except store.StoreError as exc:
@@ -73,6 +74,7 @@ def config_command():
 @db_option
 def init(db):
     """Create the history database (idempotent) and sync the configured tags into it."""
+    from . import store
     cfg = settings(db=db)
     database = open_history(cfg.db)
     try:
@@ -101,9 +103,10 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, step_timeo
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
     """
     from . import refresh as refresh_module
+    from . import store
     from .jail import JailError
     from .progress import Reporter
-    from .sync import RefreshBusy
+    from .refresh import RefreshBusy
 
     cfg = settings(db=db, **judge_overrides(model, api_base, executor, max_steps, step_timeout))
     enabled = tuple(s for s in cfg.sources if not only or s in only)
@@ -230,6 +233,7 @@ def schedule(kind, hour):
 @click.option("--raw-dir", type=click.Path(file_okay=False), help="Where pages are saved [default: <data_dir>/raw].")
 def fetch(only, raw_dir):
     """Fetch front pages and save them unchanged; print the saved paths."""
+    from . import parse, sources
     cfg = settings()
     failed = False
     for source, url in cfg.sources.items():
@@ -251,6 +255,7 @@ def fetch(only, raw_dir):
 @click.argument("file", type=click.File("rb"))
 def parse_command(source, file):
     """Parse a saved front page FILE and print its stories as a JSON array (refused rows on stderr)."""
+    from . import parse
     try:
         page = parse.parse_page(source, file.read())
     except parse.SourceError as exc:

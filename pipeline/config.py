@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent import (
+from . import schema
+from .schema import reference_vocabulary
+from .settings import (
     DEFAULT_EXECUTOR,
     DEFAULT_MAX_STEPS,
     DEFAULT_PROFILE,
@@ -27,8 +29,7 @@ from .agent import (
     SITE_TIMEOUT_S,
     STEP_TIMEOUT_S,
 )
-from .sandbox import reference_vocabulary
-from .sources import SOURCES
+from .sites import SITES
 
 CONFIG_FILE = "newsreader.toml"
 # Upper bounds of the whole-number keys (the command-line flags use the same ranges).
@@ -67,7 +68,7 @@ class Config:
     @property
     def sources(self) -> dict[str, str]:
         """Enabled sources and their URLs."""
-        return {s: self[f"sources.{s}.url"] for s in SOURCES if self[f"sources.{s}.enabled"]}
+        return {s: self[f"sources.{s}.url"] for s in SITES if self[f"sources.{s}.enabled"]}
 
     @property
     def vocabulary(self) -> dict[str, str]:
@@ -102,8 +103,8 @@ def defaults() -> Config:
         "executor.options": {},
         "profile.interests": DEFAULT_PROFILE,
         "tags": reference_vocabulary(),
-        **{f"sources.{s}.enabled": True for s in SOURCES},
-        **{f"sources.{s}.url": url for s, url in SOURCES.items()},
+        **{f"sources.{s}.enabled": True for s in SITES},
+        **{f"sources.{s}.url": site.front_page for s, site in SITES.items()},
     }.items():
         config.set(key, value, "default")
     return config
@@ -163,9 +164,7 @@ def check_vocabulary(vocabulary: dict[str, str]) -> None:
     """Each tag through schema.sql's own `tags` table (in memory): the schema, not this file, sets the rules."""
     import sqlite3
 
-    from . import store
-
-    with store.reference_db() as conn:
+    with schema.reference_db() as conn:
         conn.execute("DELETE FROM tags")
         for slug, meaning in vocabulary.items():
             try:

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import agent, parse, sandbox, sync
+from . import agent, parse, sandbox
 
 REQUIRED_COLUMNS = {"source", "file", "rank", "title", "relevant", "tags"}
 
@@ -78,7 +78,7 @@ def norm(text: str) -> str:
 
 
 def predict_page(source: str, html: str, model_id: str, vocabulary: dict[str, str], workdir: Path,
-                 **judge_options) -> tuple[dict[int, Prediction], sync.SiteResult]:
+                 **judge_options) -> tuple[dict[int, Prediction], agent.SiteResult]:
     """Judge one page through sandbox -> agent -> validation; predictions keyed by rank."""
     stories = parse.parse(source, html)
     box = sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories)
@@ -86,7 +86,7 @@ def predict_page(source: str, html: str, model_id: str, vocabulary: dict[str, st
                               vocabulary=vocabulary, **judge_options)
     if result.status != "ok":
         return {}, result
-    problems = sync.validate(box.path)
+    problems = result.problems or []
     if problems:
         result.status, result.error = "failed", "sandbox rejected: " + "; ".join(problems)
         return {}, result

@@ -29,7 +29,9 @@ from urllib.parse import urljoin, urlsplit
 import lxml.html
 from lxml import etree
 
+from . import schema
 from .sites import SITES
+from .sources import SourceError
 
 HN_BASE = SITES["hn"].base
 LOBSTERS_BASE = SITES["lobsters"].base
@@ -39,15 +41,6 @@ LOBSTERS_BASE = SITES["lobsters"].base
 MIN_STORIES = 10
 # Share of rows allowed to miss a required field before the layout is declared changed.
 MAX_MISSING_SHARE = 0.2
-
-
-class SourceError(Exception):
-    """A source that could not be read; the message names the source and what failed."""
-
-    def __init__(self, source: str, message: str):
-        self.source = source
-        self.reason = message
-        super().__init__(f"{source}: {message}")
 
 
 class LayoutError(SourceError):
@@ -72,6 +65,15 @@ class Story:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def columns(self) -> dict:
+        """This story as `stories` columns: what both a sandbox and the history store of it."""
+        return {
+            "source": self.source, "source_id": self.source_id, "kind": self.kind, "title": self.title,
+            "url": self.url, "discussion_url": self.discussion_url, "domain": self.domain, "author": self.author,
+            "submitted_at": self.submitted_at, "native_tags": json.dumps(self.tags) if self.tags else None,
+            "canonical_url": canonical_url(self.url),
+        }
 
 
 class Unusable(ValueError):
@@ -387,16 +389,6 @@ def lobsters_time(row) -> str | None:
 # --- shared ----------------------------------------------------------------------
 
 
-def story_columns(story: Story) -> dict:
-    """A parsed story as `stories` columns: what both a sandbox and the history store of it."""
-    return {
-        "source": story.source, "source_id": story.source_id, "kind": story.kind, "title": story.title,
-        "url": story.url, "discussion_url": story.discussion_url, "domain": story.domain, "author": story.author,
-        "submitted_at": story.submitted_at, "native_tags": json.dumps(story.tags) if story.tags else None,
-        "canonical_url": canonical_url(story.url),
-    }
-
-
 def canonical_url(url: str | None) -> str | None:
     """The key under which the same article on two sites matches.
 
@@ -421,9 +413,10 @@ class SchemaCheck:
     """schema.sql's verdict on one parsed story, before anything else sees it.
 
     The parser does not restate the schema's rules (lengths, URL shapes, plain text):
-    it inserts each story and its sighting into an in-memory database built from
-    schema.sql and rolls back. A story the schema would refuse is refused here, with
-    SQLite's reason, so every story a page yields is one the sandbox and history take.
+    it writes each story and its sighting into an in-memory database built from
+    schema.sql, the way a sandbox and the history will, and rolls back. A story the
+    schema would refuse is refused here, with SQLite's reason, so every story a page
+    yields is one the sandbox and the history take.
     """
 
     local = threading.local()
@@ -432,19 +425,13 @@ class SchemaCheck:
     def problem(cls, story: Story) -> str | None:
         conn = getattr(cls.local, "conn", None)
         if conn is None:
-            from . import shipped
-
             conn = cls.local.conn = sqlite3.connect(":memory:", isolation_level=None)
-            conn.executescript(shipped("schema.sql").read_text(encoding="utf-8"))
+            schema.apply_schema(conn)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("INSERT INTO runs (id, started_at) VALUES (1, '2026-01-01T00:00:00Z')")
-        row = {**story_columns(story), "first_seen_run": 1}
         conn.execute("SAVEPOINT story")
         try:
-            story_id = conn.execute(f"INSERT INTO stories ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                                    list(row.values())).lastrowid
-            conn.execute("INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (1, ?, ?, ?, ?)",
-                         [story_id, story.rank, story.points, story.comments])
+            schema.insert_sighting(conn, 1, schema.insert_story(conn, None, story, 1), story)
             return None
         except (sqlite3.Error, UnicodeError, OverflowError) as exc:
             return " ".join(str(exc).split())[:160]

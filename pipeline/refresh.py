@@ -11,10 +11,12 @@ pruned after the retention period; the history DB never is.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,34 @@ class Options:
         )
 
 
+@contextmanager
+def refresh_lock(db_path: Path, wait: bool = True, on_wait=None):
+    """One refresh at a time per history DB, whatever path reaches it (symlink, hard link, relative).
+
+    An flock on the database file itself: it belongs to the file, not to a name, and is
+    released if the process dies. (flock and SQLite's own fcntl locks do not interact on Linux.)
+    """
+    lock_path = Path(db_path).resolve()
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise RefreshBusy(f"another refresh is running on {db_path}") from None
+            if on_wait:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class RefreshBusy(Exception):
+    """Another refresh holds the lock and --no-wait was given."""
+
+
 def refresh(options: Options) -> sync.SyncReport:
     """Run one refresh under the history DB's lock; return the sync report."""
     db_path = store.db_path(options.db)
@@ -67,7 +97,7 @@ def refresh(options: Options) -> sync.SyncReport:
     report = options.reporter
     # Before the lock and the run record: an LLM model with no jail is refused here, with the fix.
     options.executor = agent.choose_executor(options.executor, options.model, report.message)
-    with sync.refresh_lock(db_path, wait=options.wait,
+    with refresh_lock(db_path, wait=options.wait,
                            on_wait=lambda: report.message("waiting for another refresh to finish...")):
         for folder in (data_dir / "sandboxes", data_dir / "raw"):
             prune(folder, options.retention_days)
@@ -94,7 +124,7 @@ def refresh(options: Options) -> sync.SyncReport:
 def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, started: float) -> sync.SyncReport:
     report = options.reporter
     box_dir = data_dir / "sandboxes" / str(run_id)
-    failed: list[sync.SiteResult] = []
+    failed: list[agent.SiteResult] = []
     boxes: list[sandbox.Sandbox] = []
     fetch_times = {}
     vocabulary = dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
@@ -111,7 +141,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
         except parse.SourceError as exc:
             stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
             report.stage(source, stage, "failed", exc.reason)
-            failed.append(sync.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
+            failed.append(agent.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
             continue
         fetch_times[source] = time.monotonic() - t0
         stories, refused = parsed.stories[:options.max_candidates], list(parsed.refused)
@@ -145,7 +175,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
                      result.error or f"{result.steps} step(s), {result.llm_calls} model call(s), "
                      f"{result.input_tokens + result.output_tokens} tokens, {result.judge_s:.1f} s")
         if result.status == "ok":
-            problems = sync.validate(result.box.path)
+            problems = result.problems or []
             report.stage(result.source, "validate", "failed" if problems else "ok", "; ".join(problems))
             if not problems:
                 sound.append(result.box)

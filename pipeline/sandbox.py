@@ -17,19 +17,15 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
-from .parse import Story, canonical_url, story_columns
+from . import schema
+from .parse import Story
+from .schema import insert_sighting, insert_story, reference_vocabulary
 from .sqltool import SqlTool
 
-__all__ = ["JUDGMENT_TABLES", "Sandbox", "SqlTool", "canonical_url", "create", "judged_summary", "story_columns"]
+__all__ = ["JUDGMENT_TABLES", "MAX_SANDBOX_BYTES", "Sandbox", "SqlTool", "create", "insert_sighting", "insert_story",
+           "judged_summary", "reference_vocabulary", "validate"]
 
 JUDGMENT_TABLES = ("judgments", "story_tags")
-
-
-def reference_vocabulary() -> dict[str, str]:
-    """The default tag vocabulary (slug -> meaning), as schema.sql seeds it."""
-    with store.reference_db() as conn:
-        return dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
 
 
 @dataclass
@@ -58,15 +54,15 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA foreign_keys = ON")
-        with store.transaction(conn, "DEFERRED"):
-            store.apply_schema(conn)
+        with schema.transaction(conn, "DEFERRED"):
+            schema.apply_schema(conn)
             if vocabulary is not None:
-                store.sync_tags(conn, vocabulary)
+                schema.sync_tags(conn, vocabulary)
             conn.execute("INSERT INTO runs (id, started_at) VALUES (?, ?)", [run_id, started_at])
             next_id = 1
             for story in stories:
                 try:
-                    with store.savepoint(conn, "candidate"):
+                    with schema.savepoint(conn, "candidate"):
                         insert_story(conn, next_id, story, run_id)
                         insert_sighting(conn, run_id, next_id, story)
                 except (sqlite3.Error, UnicodeError, OverflowError) as exc:  # text SQLite cannot even receive
@@ -79,26 +75,9 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
     return box
 
 
-def insert_story(conn: sqlite3.Connection, story_id: int | None, story: Story, run_id: int) -> int:
-    """Insert a parsed story row (the same columns in a sandbox and in history)."""
-    row = {"id": story_id, **story_columns(story), "first_seen_run": run_id}
-    cursor = conn.execute(
-        f"INSERT INTO stories ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
-    )
-    return cursor.lastrowid
-
-
-def insert_sighting(conn: sqlite3.Connection, run_id: int, story_id: int, story: Story) -> None:
-    """Where the story stood on the page in this run."""
-    conn.execute(
-        "INSERT INTO sightings (run_id, story_id, rank, points, comments) VALUES (?, ?, ?, ?, ?)",
-        [run_id, story_id, story.rank, story.points, story.comments],
-    )
-
-
 def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:
     """What is still missing for the agent to be done, as messages for the model."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = schema.connect_ro(path)
     try:
         judged = {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
         tagged = {row[0] for row in conn.execute("SELECT DISTINCT story_id FROM story_tags WHERE run_id = ?", [run_id])}
@@ -116,3 +95,50 @@ def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:
     if other_runs:
         problems.append(f"{other_runs} judgment(s) use a run_id other than {run_id}")
     return problems
+
+
+def fingerprint(path: Path) -> str | None:
+    """SHA-256 of the sandbox file: the bytes validated are the bytes merged, or it is validated again."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+MAX_SANDBOX_BYTES = 64 * 1024 * 1024  # a sandbox of 100 candidates is well under 1 MB
+
+
+def validate(path: Path) -> list[str]:
+    """Everything wrong with a sandbox DB that the host must not merge; [] if it is sound."""
+    if not Path(path).is_file():
+        return [f"sandbox database {path.name} is missing"]
+    size = Path(path).stat().st_size
+    if size > MAX_SANDBOX_BYTES:
+        return [f"sandbox database is {size // 1024 // 1024} MB, over the {MAX_SANDBOX_BYTES // 1024 // 1024} MB cap"]
+    try:
+        conn = schema.connect_ro(path)
+    except sqlite3.Error as exc:
+        return [f"cannot open sandbox: {exc}"]
+    try:
+        problems = []
+        integrity = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+        if integrity != ["ok"]:
+            problems.append("integrity_check failed: " + "; ".join(integrity[:5]))
+        orphans = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if orphans:
+            tables = sorted({row[0] for row in orphans})
+            problems.append(f"foreign_key_check: {len(orphans)} orphan row(s) in {', '.join(tables)}")
+        problems += schema.schema_differences(schema.schema_of(conn), schema.reference_schema())
+        if not problems:  # an honest agent writes one judgment per candidate and at most three tags each
+            stories, judged, tagged = conn.execute(
+                "SELECT (SELECT count(*) FROM stories), (SELECT count(*) FROM judgments), "
+                "(SELECT count(*) FROM story_tags)").fetchone()
+            if judged > stories or tagged > 3 * stories:
+                problems.append(f"{judged} judgments and {tagged} tags for {stories} candidates")
+        return problems
+    except sqlite3.DatabaseError as exc:
+        return [f"not a readable SQLite database: {exc}"]
+    finally:
+        conn.close()

@@ -22,7 +22,6 @@ from pathlib import Path
 import httpx
 
 from . import __version__
-from .parse import SourceError
 from .sites import SITES
 
 SOURCES = {slug: site.front_page for slug, site in SITES.items()}  # slug -> default front page
@@ -32,6 +31,15 @@ MAX_BYTES = 5 * 1024 * 1024  # a front page is ~50 KB
 MAX_ATTEMPTS = 4
 BACKOFF_S = 1.0
 MAX_WAIT_S = 30.0
+
+
+class SourceError(Exception):
+    """A source that could not be read; the message names the source and what failed."""
+
+    def __init__(self, source: str, message: str):
+        self.source = source
+        self.reason = message
+        super().__init__(f"{source}: {message}")
 
 
 class FetchError(SourceError):

@@ -9,16 +9,24 @@ older database is migrated forward when it is opened instead of breaking.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
-from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
 
 from . import shipped
+from .schema import (  # noqa: F401 - the schema's helpers, as callers of the history also know them
+    SCHEMA_PATH,
+    StoreError,
+    apply_schema,
+    reference_db,
+    savepoint,
+    schema_sql,
+    schema_version,
+    sync_tags,
+    transaction,
+)
 
-SCHEMA_PATH = shipped("schema.sql")
 METADATA_PATH = shipped("metadata.yml")
 DEFAULT_DB = Path("data") / "news.db"
 
@@ -31,76 +39,6 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 FTS_COLUMNS = ["title", "summary"]
-
-
-class StoreError(Exception):
-    """A history database that cannot be opened or used; the message says why."""
-
-
-def schema_sql() -> str:
-    return SCHEMA_PATH.read_text(encoding="utf-8")
-
-
-def schema_version(sql: str | None = None) -> int:
-    match = re.search(r"^-- schema_version: (\d+)", sql or schema_sql(), re.MULTILINE)
-    if not match:
-        raise StoreError(f"{SCHEMA_PATH} has no '-- schema_version: N' line")
-    return int(match.group(1))
-
-
-def statements(sql: str) -> list[str]:
-    """Split a SQL script into complete statements (trigger bodies stay whole).
-
-    ``executescript`` would do this too, but it commits first, and migrations
-    must run inside one transaction.
-    """
-    out, buf = [], ""
-    for line in sql.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    leftover = [ln for ln in buf.splitlines() if ln.strip() and not ln.strip().startswith("--")]
-    if leftover:
-        raise ValueError(f"incomplete SQL statement at the end: {leftover[0][:80]!r}")
-    return out
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE"):
-    """BEGIN ... COMMIT around a block; on any error, ROLLBACK and re-raise.
-
-    Inside a transaction the caller already holds, the block simply joins it. SQLite
-    rolls back by itself on some errors (a full disk, for one); then there is nothing
-    left to roll back, and the original error is the one that propagates.
-    """
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute(f"BEGIN {mode}")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-@contextmanager
-def savepoint(conn: sqlite3.Connection, name: str = "row"):
-    """Run a block under a SAVEPOINT: on any error only the block is undone, then the error propagates.
-
-    Lets a caller refuse one row (and record why) without losing the rest of its transaction.
-    """
-    conn.execute(f"SAVEPOINT {name}")
-    try:
-        yield
-    except Exception:
-        conn.execute(f"ROLLBACK TO {name}")
-        conn.execute(f"RELEASE {name}")
-        raise
-    conn.execute(f"RELEASE {name}")
 
 
 def db_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -117,23 +55,6 @@ def connect(path: str | os.PathLike, *, timeout: float = 30.0) -> sqlite3.Connec
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
     return conn
-
-
-def apply_schema(conn: sqlite3.Connection) -> None:
-    """Create everything schema.sql declares, inside the caller's transaction."""
-    for stmt in statements(schema_sql()):
-        conn.execute(stmt)
-
-
-@contextmanager
-def reference_db():
-    """An in-memory database holding exactly what schema.sql creates: the reference to compare against."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        apply_schema(conn)
-        yield conn
-    finally:
-        conn.close()
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -163,31 +84,6 @@ def migrate(conn: sqlite3.Connection) -> int:
                 db["stories"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
             conn.execute(f"PRAGMA user_version = {target}")
     return current
-
-
-def sync_tags(conn: sqlite3.Connection, vocabulary: dict[str, str]) -> None:
-    """Make the tags table the configured vocabulary (inside the caller's transaction, or its own).
-
-    A tag that history already uses cannot be removed: its judgments would lose their
-    meaning. That is refused with a message saying how many story tags use it.
-    """
-    with transaction(conn):
-        for slug, meaning in vocabulary.items():
-            conn.execute(
-                "INSERT INTO tags (slug, description) VALUES (?, ?) "
-                "ON CONFLICT (slug) DO UPDATE SET description = excluded.description",
-                [slug, meaning],
-            )
-        for (slug,) in conn.execute("SELECT slug FROM tags").fetchall():
-            if slug in vocabulary:
-                continue
-            used = conn.execute("SELECT count(*) FROM story_tags WHERE tag = ?", [slug]).fetchone()[0]
-            if used:
-                raise StoreError(
-                    f"tag '{slug}' is used by {used} story tag(s) in history and cannot be removed; "
-                    f"keep it in [tags] (its description may change)"
-                )
-            conn.execute("DELETE FROM tags WHERE slug = ?", [slug])
 
 
 def refuse_foreign(path: Path) -> None:

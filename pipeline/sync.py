@@ -1,11 +1,12 @@
-"""Host sync: validate each sandbox DB, then merge every site into history in one transaction.
+"""Host sync: land a run in history, every site's validated sandbox in one transaction.
 
 The agent controls its sandbox; the host trusts nothing in it:
 
-- **Validate** before reading a row: `integrity_check`, `foreign_key_check`, and the
-  sandbox's schema compared with what `schema.sql` creates. An extra table, a
-  dropped CHECK, a changed column, a trigger or view the host did not create:
-  the sandbox is rejected with a message saying what differs.
+- **Validated** before a row is read (`sandbox.validate`, once per site, right after
+  the agent stops): `integrity_check`, `foreign_key_check`, and the sandbox's schema
+  compared with what `schema.sql` creates. An extra table, a dropped CHECK, a changed
+  column, a trigger or view the host did not create: the sandbox is rejected with a
+  message saying what differs.
 - **Re-enforce**: story facts come from the host's own parse, never from the
   sandbox copy. Only judgments and tags are read from the sandbox, only for this
   run's candidates, and each is inserted through the history DB's own
@@ -19,95 +20,20 @@ The agent controls its sandbox; the host trusts nothing in it:
 
 from __future__ import annotations
 
-import fcntl
-import functools
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
-from . import collect, sandbox, store
+from . import collect, sandbox, schema
+from .agent import SiteResult
+from .sandbox import validate
+from .schema import reference_schema, schema_of  # noqa: F401
 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-# --- validation -----------------------------------------------------------------------
-
-
-@functools.cache
-def reference_schema() -> tuple[tuple[str, str, str], ...]:
-    """(type, name, normalised sql) of everything schema.sql creates."""
-    with store.reference_db() as conn:
-        return schema_of(conn)
-
-
-def normalise_sql(sql: str | None) -> str:
-    return " ".join((sql or "").split())
-
-
-def schema_of(conn: sqlite3.Connection, schema: str = "main") -> tuple[tuple[str, str, str], ...]:
-    rows = conn.execute(f"SELECT type, name, sql FROM {schema}.sqlite_master ORDER BY type, name").fetchall()
-    return tuple((t, n, normalise_sql(s)) for t, n, s in rows)
-
-
-MAX_SANDBOX_BYTES = 64 * 1024 * 1024  # a sandbox of 100 candidates is well under 1 MB
-MAX_REJECTIONS = 100  # rows recorded per site and run; the rest are counted in one summary row
-
-
-def validate(path: Path) -> list[str]:
-    """Everything wrong with a sandbox DB that the host must not merge; [] if it is sound."""
-    if not Path(path).is_file():
-        return [f"sandbox database {path.name} is missing"]
-    size = Path(path).stat().st_size
-    if size > MAX_SANDBOX_BYTES:
-        return [f"sandbox database is {size // 1024 // 1024} MB, over the {MAX_SANDBOX_BYTES // 1024 // 1024} MB cap"]
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        return [f"cannot open sandbox: {exc}"]
-    try:
-        problems = []
-        integrity = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
-        if integrity != ["ok"]:
-            problems.append("integrity_check failed: " + "; ".join(integrity[:5]))
-        orphans = conn.execute("PRAGMA foreign_key_check").fetchall()
-        if orphans:
-            tables = sorted({row[0] for row in orphans})
-            problems.append(f"foreign_key_check: {len(orphans)} orphan row(s) in {', '.join(tables)}")
-        problems += schema_differences(schema_of(conn), reference_schema())
-        if not problems:  # an honest agent writes one judgment per candidate and at most three tags each
-            stories, judged, tagged = conn.execute(
-                "SELECT (SELECT count(*) FROM stories), (SELECT count(*) FROM judgments), "
-                "(SELECT count(*) FROM story_tags)").fetchone()
-            if judged > stories or tagged > 3 * stories:
-                problems.append(f"{judged} judgments and {tagged} tags for {stories} candidates")
-        return problems
-    except sqlite3.DatabaseError as exc:
-        return [f"not a readable SQLite database: {exc}"]
-    finally:
-        conn.close()
-
-
-def schema_differences(actual, expected) -> list[str]:
-    """Human-readable differences between two schema_of() listings."""
-    have = {(t, n): s for t, n, s in actual}
-    want = {(t, n): s for t, n, s in expected}
-    out = []
-    for key in sorted(have.keys() - want.keys()):
-        out.append(f"unexpected {key[0]} {key[1]!r} (not in schema.sql)")
-    for key in sorted(want.keys() - have.keys()):
-        out.append(f"missing {key[0]} {key[1]!r}")
-    for key in sorted(have.keys() & want.keys()):
-        if have[key] != want[key]:
-            out.append(f"{key[0]} {key[1]!r} differs from schema.sql")
-    return out
-
-
-# --- the run record ---------------------------------------------------------------------
 
 STALE_NOTE = "process died during the run (found 'running' by a later refresh)"
 
@@ -115,7 +41,7 @@ STALE_NOTE = "process died during the run (found 'running' by a later refresh)"
 def start_run(conn: sqlite3.Connection, model: str, executor: str) -> tuple[int, str]:
     """Mark crashed runs failed, then create this run's row as 'running'."""
     started_at = now_iso()
-    with store.transaction(conn):
+    with schema.transaction(conn):
         conn.execute(
             "UPDATE runs SET status = 'failed', finished_at = max(started_at, ?), "
             "error = coalesce(error || '; ', '') || ? WHERE status = 'running'",
@@ -136,52 +62,7 @@ def fail_run(conn: sqlite3.Connection, run_id: int, error: str, duration_s: floa
     )
 
 
-@contextmanager
-def refresh_lock(db_path: Path, wait: bool = True, on_wait=None):
-    """One refresh at a time per history DB, whatever path reaches it (symlink, hard link, relative).
-
-    An flock on the database file itself: it belongs to the file, not to a name, and is
-    released if the process dies. (flock and SQLite's own fcntl locks do not interact on Linux.)
-    """
-    lock_path = Path(db_path).resolve()
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "ab") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                raise RefreshBusy(f"another refresh is running on {db_path}") from None
-            if on_wait:
-                on_wait()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class RefreshBusy(Exception):
-    """Another refresh holds the lock and --no-wait was given."""
-
-
 # --- the merge ----------------------------------------------------------------------------
-
-
-@dataclass
-class SiteResult:
-    """How one site's agent did (filled by agent.judge_site); the sync's input and run_sites' row."""
-
-    source: str
-    status: str = "failed"  # 'ok' or 'failed' as the agent finished
-    box: sandbox.Sandbox | None = None
-    steps: int = 0
-    llm_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    judge_s: float = 0.0
-    fetch_s: float = 0.0
-    error: str | None = None
-    log: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -210,7 +91,7 @@ def merge(
     """Validate and merge every site's sandbox, and finish the run record, in ONE transaction."""
     report = SyncReport(run_id=run_id, status="failed")
     conn.execute("PRAGMA foreign_keys = ON")
-    with store.transaction(conn):
+    with schema.transaction(conn):
         ids: dict[tuple[str, str], int] = {}
         for outcome in outcomes:
             landed = merge_site(conn, run_id, outcome, report, ids)
@@ -255,7 +136,8 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
     box = outcome.box
     status, error = outcome.status, outcome.error
     if status == "ok" and box is not None:
-        problems = validate(box.path)
+        unchanged = outcome.problems is not None and sandbox.fingerprint(box.path) == outcome.fingerprint
+        problems = outcome.problems if unchanged else validate(box.path)
         if problems:
             status, error = "failed", "sandbox rejected: " + "; ".join(problems)
             reject(conn, run_id, outcome.source, "sandbox", error)
@@ -294,7 +176,7 @@ def upsert_story(conn, run_id: int, story) -> int:
     if row is None:
         return sandbox.insert_story(conn, None, story, run_id)
     story_id, known_submitted_at = row
-    columns = sandbox.story_columns(story)
+    columns = story.columns()
     columns["submitted_at"] = columns["submitted_at"] or known_submitted_at  # older pages may not say
     conn.execute(
         f"UPDATE stories SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?", [*columns.values(), story_id]
@@ -341,12 +223,15 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
 def insert_row(conn, run_id: int, source: str, item: str, sql: str, params: list) -> bool:
     """One INSERT under a savepoint: a refused row is recorded with SQLite's reason."""
     try:
-        with store.savepoint(conn):
+        with schema.savepoint(conn):
             conn.execute(sql, params)
     except (sqlite3.Error, UnicodeError, OverflowError) as exc:
         reject(conn, run_id, source, item, str(exc))
         return False
     return True
+
+
+MAX_REJECTIONS = 100  # rows recorded per site and run; the rest are counted in one summary row
 
 
 def reject(conn, run_id: int, source: str, item: str, reason: str) -> None:

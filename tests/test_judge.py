@@ -6,7 +6,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, rules, sync
+from pipeline import agent, rules, sandbox, sync
 from pipeline.cli import cli
 
 from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, StubLLM, completion, make_box
@@ -97,7 +97,7 @@ def test_hostile_code_is_refused_and_the_schema_is_unchanged(tmp_path, code, ref
     result = judge(box, model)
     assert refusal in result.log[0], result.log
     assert sync.schema_of(sqlite3.connect(box.path)) == before
-    assert sync.validate(box.path) == []
+    assert sandbox.validate(box.path) == []
     assert not (tmp_path / "evil.db").exists()
     assert result.status == "ok"  # the agent recovered on the next step
 

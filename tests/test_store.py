@@ -4,7 +4,7 @@ import sqlite3
 
 from click.testing import CliRunner
 
-from pipeline import store
+from pipeline import schema, store
 from pipeline.cli import cli
 
 
@@ -33,7 +33,7 @@ def test_init_twice_leaves_one_schema_and_one_vocabulary(tmp_path):
 
 
 def test_every_table_is_strict_and_comes_from_schema_sql(history):
-    declared = {stmt.split()[5] for stmt in store.statements(store.schema_sql()) if stmt.startswith("CREATE TABLE")}
+    declared = {stmt.split()[5] for stmt in schema.statements(schema.schema_sql()) if stmt.startswith("CREATE TABLE")}
     tables = {row[0]: row[1] for row in history.execute("SELECT name, sql FROM sqlite_master WHERE type='table'")}
     assert declared <= set(tables)
     for name in declared:

@@ -9,7 +9,7 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, refresh, rules, store, sync
+from pipeline import agent, refresh, rules, sandbox, store, sync
 from pipeline.cli import cli
 
 from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
@@ -119,7 +119,7 @@ def test_summary_equal_to_title_through_a_constraint_free_copy_is_rejected_by_th
     c.execute("DROP TRIGGER judgments_summary_not_title_update")
     c.execute("UPDATE judgments SET summary = (SELECT title FROM stories WHERE id = 3) WHERE story_id = 3")
     c.execute(trigger)
-    assert sync.validate(result.box.path) == []  # looks sound: the host must re-enforce on insert
+    assert sandbox.validate(result.box.path) == []  # looks sound: the host must re-enforce on insert
     report = merge(conn, run_id, result)
     assert report.status == "partial"
     assert (report.judged, report.rejected) == (29, 1 + conn.execute(
@@ -211,7 +211,7 @@ def test_two_refreshes_started_together_both_land(tmp_path):
 
 def test_no_wait_exits_clearly_when_a_refresh_is_running(tmp_path):
     db = tmp_path / "news.db"
-    with sync.refresh_lock(db):
+    with refresh.refresh_lock(db):
         result = CliRunner().invoke(cli, ["refresh", "--db", str(db), "--snapshot", str(SNAPSHOT), "--no-wait"])
     assert result.exit_code == 1
     assert "another refresh is running" in result.output and "Traceback" not in result.output

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import sync
+from pipeline import refresh
 
 from ..conftest import SNAPSHOT
 from .conftest import record
@@ -108,7 +108,7 @@ def test_one_refresh_per_database_file_whatever_path_reaches_it(tmp_path, link):
         os.link(db, other)
     else:
         other = Path("data") / "news.db"
-    with sync.refresh_lock(db, wait=False):
+    with refresh.refresh_lock(db, wait=False):
         done = run(tmp_path, "refresh", "--snapshot", str(SNAPSHOT), "--no-wait", "--db", str(other))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("Error: another refresh is running on")

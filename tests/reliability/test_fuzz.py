@@ -131,7 +131,7 @@ def test_generated_candidates_are_refused_exactly_when_the_rules_say(tmp_path_fa
     STORY_TOTALS["stories"] += len(stories)
     STORY_TOTALS["refused"] += len(box.rejected)
     conn = sqlite3.connect(box.path)
-    assert sync.validate(box.path) == []
+    assert sandbox.validate(box.path) == []
     conn.close()
 
 

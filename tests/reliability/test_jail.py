@@ -154,7 +154,7 @@ def test_the_frame_walk_escape_reaches_only_the_jail(tmp_path, history, listener
     conn.close()
     assert runs == [(1, "ok"), (2, "partial")] and sites == {"hn": "failed", "lobsters": "ok"}
     kept = history.parent / "sandboxes" / "2" / "hn.db"  # the jail's sandbox, kept for inspection
-    assert any("judgments_summary_not_title_insert" in problem for problem in sync.validate(kept))
+    assert any("judgments_summary_not_title_insert" in problem for problem in sandbox.validate(kept))
     assert triggers_of(history) == triggers_before  # ...but the history's triggers are all there
     assert run_one_rows(history) == before  # and every earlier row is exactly as it was
     record("jail: interpreter escape through the real CLI (loopback LLM)", 8, 8, 0, 0,
@@ -186,7 +186,7 @@ def test_a_step_that_never_ends_is_killed_at_the_step_timeout(tmp_path, history)
     assert conn.execute("SELECT status FROM runs WHERE id = 2").fetchone() == ("partial",)
     conn.close()
     assert "the jail was killed" in error
-    with sync.refresh_lock(history, wait=False):  # the lock was released
+    with refresh.refresh_lock(history, wait=False):  # the lock was released
         pass
     assert not leftover_jails()
     record("jail: time.sleep(10**9) in a step, --step-timeout 5", 1, 1, 0, 0,

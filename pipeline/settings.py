@@ -1,0 +1,20 @@
+"""The judge's defaults and limits: one place, importable without smolagents or LiteLLM.
+
+config.py validates user values against them, the command line shows them, and the
+judge (agent.py) starts from them. Nothing here imports the heavy libraries, so
+`newsreader --help` and `newsreader config` stay fast.
+"""
+
+DEFAULT_PROFILE = (
+    "A software engineer following programming languages (especially Python, Rust, Go), AI/ML and LLM "
+    "engineering, databases and data tooling, developer tools, operating systems, systems and distributed "
+    "systems, security engineering, software architecture and performance. Not interested in business, "
+    "funding, startup or market news, crypto, politics/law/policy news, social-media drama, hiring posts, or "
+    "general science/space/health/history unless it is about computing."
+)
+EXECUTORS = ("jail", "local", "docker", "e2b", "modal", "blaxel")
+DEFAULT_EXECUTOR = "jail"
+DEFAULT_MAX_STEPS = 6
+MAX_CANDIDATES = 100  # stories judged per site and run: a front page has 25-30
+STEP_TIMEOUT_S = 60  # wall clock for one step of generated code (jail, docker)
+SITE_TIMEOUT_S = 900  # wall clock for one site's whole agent run
