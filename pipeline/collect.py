@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from smolagents import ChatMessage, MessageRole, Model
 
-from . import sites
+from . import schema, sites
 from .parse import canonical_url
 from .rules import RulesModel
 from .sandbox import Sandbox
@@ -41,7 +41,7 @@ def relevant_from_sandboxes(boxes: list[Sandbox]) -> list[tuple[str, str, str]]:
     """(site, title, summary) of relevant judgments in sound sandboxes, best first."""
     rows = []
     for box in boxes:
-        conn = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True)
+        conn = schema.connect_ro(box.path)
         try:
             for story_id, score, summary in conn.execute(
                 "SELECT story_id, score, summary FROM judgments WHERE relevant = 1 AND run_id = ?", [box.run_id]

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import csv
 import re
-import sqlite3
 import sys
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import agent, parse, sandbox
+from . import agent, parse, sandbox, schema
 
 REQUIRED_COLUMNS = {"source", "file", "rank", "title", "relevant", "tags"}
 
@@ -90,7 +89,7 @@ def predict_page(source: str, html: str, model_id: str, vocabulary: dict[str, st
     if problems:
         result.status, result.error = "failed", "sandbox rejected: " + "; ".join(problems)
         return {}, result
-    conn = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True)
+    conn = schema.connect_ro(box.path)
     try:
         tags = defaultdict(list)
         for story_id, tag in conn.execute(

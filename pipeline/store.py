@@ -19,6 +19,7 @@ from .schema import (  # noqa: F401 - the schema's helpers, as callers of the hi
     SCHEMA_PATH,
     StoreError,
     apply_schema,
+    connect_ro,
     reference_db,
     savepoint,
     schema_sql,
@@ -92,7 +93,7 @@ def refuse_foreign(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_ro(path)
         try:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:

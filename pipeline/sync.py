@@ -169,19 +169,16 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
 
 
 def upsert_story(conn, run_id: int, story) -> int:
-    """Insert a story or refresh its facts; its id and first_seen_run never change."""
-    row = conn.execute(
-        "SELECT id, submitted_at FROM stories WHERE source = ? AND source_id = ?", [story.source, story.source_id]
-    ).fetchone()
-    if row is None:
-        return sandbox.insert_story(conn, None, story, run_id)
-    story_id, known_submitted_at = row
+    """Insert a story or refresh its facts, in one statement; its id and first_seen_run never change."""
     columns = story.columns()
-    columns["submitted_at"] = columns["submitted_at"] or known_submitted_at  # older pages may not say
-    conn.execute(
-        f"UPDATE stories SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?", [*columns.values(), story_id]
-    )
-    return story_id
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("source", "source_id", "submitted_at"))
+    return conn.execute(
+        f"INSERT INTO stories ({', '.join(columns)}, first_seen_run) VALUES ({', '.join('?' * len(columns))}, ?) "
+        f"ON CONFLICT (source, source_id) DO UPDATE SET {updates}, "
+        "submitted_at = coalesce(excluded.submitted_at, stories.submitted_at) "  # older pages may not say
+        "RETURNING id",
+        [*columns.values(), run_id],
+    ).fetchone()[0]
 
 
 def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to_history: dict[int, int]) -> int:
@@ -191,7 +188,7 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
     them) come through as lone surrogates, which the insert below refuses for that row
     alone, with Python's reason.
     """
-    src = sqlite3.connect(f"file:{box.path}?mode=ro", uri=True)
+    src = schema.connect_ro(box.path)
     src.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
         judgments = src.execute("SELECT run_id, story_id, relevant, score, summary, reason FROM judgments").fetchall()
