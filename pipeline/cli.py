@@ -6,6 +6,7 @@ override it for one invocation.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -15,14 +16,12 @@ from pathlib import Path
 import click
 
 from . import __version__, sites
+from .config import RANGES
 from .settings import EXECUTORS
 
 SOURCE_CHOICE = click.Choice(sorted(sites.SITES))
 EXECUTOR_CHOICE = click.Choice(EXECUTORS)
 
-step_timeout_option = click.option(
-    "--step-timeout", type=click.IntRange(1, 3600), metavar="SECONDS",
-    help="Wall-clock limit on one step of the agent's code; the jail is killed at it [default: 60].")
 db_option = click.option("--db", type=click.Path(dir_okay=False),
                          help="History database [default: <data_dir>/news.db; env: NEWSREADER_DB].")
 
@@ -38,10 +37,29 @@ def settings(**overrides):
         raise click.ClickException(str(exc)) from exc
 
 
-def judge_overrides(model, api_base, executor, max_steps, step_timeout) -> dict:
-    """The judge flags shared by refresh and eval, as config keys (None: not given)."""
-    return {"model.id": model, "executor.name": executor, "max_steps": max_steps, "step_timeout": step_timeout,
-            "model.options": {"api_base": api_base} if api_base else None}
+JUDGE_OPTIONS = [
+    click.option("--model", help="'rules' (offline), 'keyword-baseline' or a LiteLLM model id "
+                                 "[default: from config; env: NEWSREADER_MODEL]."),
+    click.option("--api-base", help="API base URL for the model, e.g. a local server [env: NEWSREADER_API_BASE]."),
+    click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: jail]."),
+    click.option("--max-steps", type=click.IntRange(1, RANGES["max_steps"]), help="Agent steps per site [default: 6]."),
+    click.option("--step-timeout", type=click.IntRange(1, RANGES["step_timeout"]), metavar="SECONDS",
+                 help="Wall-clock limit on one step of the agent's code; the jail is killed at it [default: 60]."),
+]
+
+
+def judge_options(command):
+    """The judge's flags, shared by refresh and eval: the command gets them as `judge`, in config keys."""
+
+    @functools.wraps(command)
+    def with_judge(*args, model, api_base, executor, max_steps, step_timeout, **kwargs):
+        judge = {"model.id": model, "executor.name": executor, "max_steps": max_steps, "step_timeout": step_timeout,
+                 "model.options": {"api_base": api_base} if api_base else None}
+        return command(*args, judge=judge, **kwargs)
+
+    for option in reversed(JUDGE_OPTIONS):
+        with_judge = option(with_judge)
+    return with_judge
 
 
 def open_history(db: Path):
@@ -89,15 +107,11 @@ def init(db):
 @click.option("--snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Read DIR/hn.html and DIR/lobsters.html instead of fetching.")
 @click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
-@click.option("--model", help="'rules' (offline), 'keyword-baseline' or a LiteLLM model id [env: NEWSREADER_MODEL].")
-@click.option("--api-base", help="API base URL for the model, e.g. a local server [env: NEWSREADER_API_BASE].")
-@click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: jail].")
-@click.option("--max-steps", type=click.IntRange(1, 50), help="Agent steps per site [default: 6].")
-@step_timeout_option
+@judge_options
 @click.option("--no-wait", is_flag=True, help="Exit at once if another refresh is running.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors (for cron).")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each agent step.")
-def refresh(db, snapshot, only, model, api_base, executor, max_steps, step_timeout, no_wait, quiet, verbose):
+def refresh(db, snapshot, only, judge, no_wait, quiet, verbose):
     """Fetch, judge and store today's front pages.
 
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
@@ -108,7 +122,7 @@ def refresh(db, snapshot, only, model, api_base, executor, max_steps, step_timeo
     from .progress import Reporter
     from .refresh import RefreshBusy
 
-    cfg = settings(db=db, **judge_overrides(model, api_base, executor, max_steps, step_timeout))
+    cfg = settings(db=db, **judge)
     enabled = tuple(s for s in cfg.sources if not only or s in only)
     if not enabled:
         raise click.ClickException(f"--source {' '.join(only)} is disabled in the configuration")
@@ -270,18 +284,14 @@ def parse_command(source, file):
               help="Labels CSV (source,file,rank,title,url,domain,native_tags,relevant,tags).")
 @click.option("--html-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Where the CSV's page files are [default: html/ next to the CSV].")
-@click.option("--model", help="'rules', 'keyword-baseline' or any LiteLLM model id [default: from config].")
-@click.option("--api-base", help="API base URL for the model.")
-@click.option("--executor", type=EXECUTOR_CHOICE, help="Where the agent's code runs [default: from config].")
-@click.option("--max-steps", type=click.IntRange(1, 50))
-@step_timeout_option
+@judge_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def eval_command(labels, html_dir, model, api_base, executor, max_steps, step_timeout, as_json):
+def eval_command(labels, html_dir, judge, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
     from . import evaluate
     from .jail import JailError
 
-    cfg = settings(**judge_overrides(model, api_base, executor, max_steps, step_timeout))
+    cfg = settings(**judge)
     try:
         metrics = evaluate.evaluate(
             labels, html_dir=html_dir, model_id=cfg["model.id"], vocabulary=cfg.vocabulary,
