@@ -46,44 +46,58 @@ WantedBy=timers.target
 """
     if kind == "github-actions":
         return f"""# .github/workflows/newsreader.yml
+#
+# The history's durable home is a release asset (tag `newsreader-history`): downloaded before the
+# refresh, uploaded after it, kept as long as the repository. Trade-offs: the asset is as public as
+# the repository (make it private, or publish the history anyway); one file of at most 2 GB (about
+# 25 years of daily runs); a run that fails before the upload loses only that run (the previous
+# history stays). The Actions cache is not used for it: it is evicted after 7 days without use.
 name: newsreader daily refresh
 on:
   schedule:
     - cron: "0 {hour} * * *"
   workflow_dispatch: {{}}
 permissions:
-  contents: read
+  contents: write  # to upload the history to its release
+concurrency: newsreader  # one refresh at a time, as on a machine
 jobs:
   refresh:
     runs-on: ubuntu-latest
+    env:
+      GH_TOKEN: ${{{{ github.token }}}}
     steps:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
         with:
           python-version: "3.11"
-      - name: Restore the history database
-        uses: actions/cache/restore@v4
-        with:
-          path: data/news.db
-          key: newsreader-db-${{{{ github.run_id }}}}
-          restore-keys: newsreader-db-
       - run: pip install .
       - name: A jail for the model's code (bubblewrap; Ubuntu 24.04 restricts user namespaces by default)
         run: |
           sudo apt-get install -y --no-install-recommends bubblewrap
           sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 || true
+      - name: Restore the history from its release (the first run starts a new one)
+        run: |
+          mkdir -p data
+          gh release view newsreader-history >/dev/null 2>&1 || \\
+            gh release create newsreader-history --title "newsreader history" --notes "data/news.db, updated daily"
+          gh release download newsreader-history --pattern news.db --dir data || echo "no history yet"
       - name: Refresh
         run: newsreader refresh --quiet
         env:
           NEWSREADER_MODEL: ${{{{ vars.NEWSREADER_MODEL || 'rules' }}}}
           ANTHROPIC_API_KEY: ${{{{ secrets.ANTHROPIC_API_KEY }}}}
           OPENAI_API_KEY: ${{{{ secrets.OPENAI_API_KEY }}}}
-      - name: Save the history database
+      - name: Save the history to its release
         if: always()
-        uses: actions/cache/save@v4
-        with:
-          path: data/news.db
-          key: newsreader-db-${{{{ github.run_id }}}}
+        run: |
+          test -f data/news.db || exit 0
+          python - <<'PY'  # only a sound file replaces the durable copy
+          import sqlite3, sys
+          conn = sqlite3.connect("data/news.db")
+          conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+          sys.exit(conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok")
+          PY
+          gh release upload newsreader-history data/news.db --clobber
       # To publish the history read-only, add your host's credentials and uncomment, e.g. Cloud Run:
       # - uses: google-github-actions/auth@v2
       #   with:

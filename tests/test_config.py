@@ -5,7 +5,10 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -209,8 +212,61 @@ def test_github_actions_recipe_is_a_valid_workflow(tmp_path):
     assert triggers["schedule"] == [{"cron": "0 6 * * *"}]
     steps = workflow["jobs"]["refresh"]["steps"]
     names = [step.get("name", step.get("uses", step.get("run"))) for step in steps]
-    assert "Restore the history database" in names and "Save the history database" in names
+    assert "Restore the history from its release (the first run starts a new one)" in names
+    assert "Save the history to its release" in names
     assert any(step.get("run") == "newsreader refresh --quiet" for step in steps)
+    assert not any("cache" in str(step.get("uses", "")) for step in steps)  # not the history's only copy
+
+
+FAKE_GH = """#!/usr/bin/env bash
+# A stand-in for the GitHub CLI: one release, its assets in $FAKE_RELEASE.
+case "$1 $2" in
+  "release view") test -d "$FAKE_RELEASE" ;;
+  "release create") mkdir -p "$FAKE_RELEASE" ;;
+  "release download") cp "$FAKE_RELEASE/news.db" "$7/news.db" 2>/dev/null ;;
+  "release upload") cp "$4" "$FAKE_RELEASE/" ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def test_github_actions_recipe_keeps_the_history_across_runs(tmp_path):
+    """The workflow's own shell steps, run three times with a fake `gh` on a fresh runner each time: the
+    history grows, and a failed refresh loses nothing."""
+    workflow = yaml.safe_load(recipe("github-actions", tmp_path))
+    steps = [step["run"] for step in workflow["jobs"]["refresh"]["steps"]
+             if "run" in step and "pip install" not in step["run"] and "apt-get" not in step["run"]]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "FAKE_RELEASE": str(tmp_path / "release")}
+    env.pop("NEWSREADER_DB", None)
+
+    def workflow_run(snapshot):
+        work = tmp_path / f"checkout-{len(list(tmp_path.glob('checkout-*')))}"
+        work.mkdir()
+        for script in steps:
+            script = script.replace("refresh --quiet", f"refresh --quiet --snapshot {snapshot}")
+            subprocess.run(["bash", "-eo", "pipefail", "-c", script],  # as GitHub Actions runs `run:`
+                           cwd=work, env=env, capture_output=True, text=True)
+
+    def runs_in_release():
+        conn = sqlite3.connect(tmp_path / "release" / "news.db")
+        try:
+            return conn.execute("SELECT status FROM runs ORDER BY id").fetchall()
+        finally:
+            conn.close()
+
+    workflow_run(SNAPSHOT)
+    assert runs_in_release() == [("ok",)]
+    workflow_run(SNAPSHOT)
+    assert runs_in_release() == [("ok",), ("ok",)]
+    broken = tmp_path / "broken"
+    broken.mkdir()  # no pages: the refresh fails
+    workflow_run(broken)
+    assert runs_in_release() == [("ok",), ("ok",), ("failed",)]  # recorded, and nothing earlier lost
 
 
 def test_schedule_command_prints_a_recipe():
