@@ -30,6 +30,7 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 
 from pipeline import agent, parse, refresh, rules, sandbox, store, sync  # noqa: E402
+from pipeline.settings import Judge
 
 from . import speed_limit, synth  # noqa: E402
 
@@ -98,8 +99,8 @@ def llm_economy(tmp: Path) -> None:
 
     with StubLLM([reply]) as stub:
         report = refresh.refresh(refresh.Options(db=str(tmp / "llm" / "news.db"), snapshot=SNAPSHOT,
-                                                 model="openai/stub",
-                                                 model_options={"api_base": stub.api_base, "api_key": "x"}))
+                                                 judge=Judge(model="openai/stub", model_options={
+                                                     "api_base": stub.api_base, "api_key": "x"})))
         requests = len(stub.requests)
     conn = sqlite3.connect(tmp / "llm" / "news.db")
     for source, candidates, calls, steps, tin, tout in conn.execute(

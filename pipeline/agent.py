@@ -39,6 +39,7 @@ from .settings import (  # noqa: F401 - the judge's defaults, also read here
     MAX_CANDIDATES,
     SITE_TIMEOUT_S,
     STEP_TIMEOUT_S,
+    Judge,
 )
 from .text import describe, one_line
 
@@ -186,17 +187,20 @@ def judge_site(
     box: sandbox.Sandbox,
     model: Model,
     *,
-    profile: str = DEFAULT_PROFILE,
     vocabulary: dict[str, str],
-    executor: str = DEFAULT_EXECUTOR,
-    executor_kwargs: dict | None = None,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    step_timeout: float = STEP_TIMEOUT_S,
-    site_timeout: float = SITE_TIMEOUT_S,
+    judge: Judge | None = None,
     python_executor=None,
     step_reporter: Callable[[str, int, str], None] | None = None,
+    **changes,
 ) -> SiteResult:
-    """Run one site's CodeAgent to completion; never raises, the result says what happened."""
+    """Run one site's CodeAgent to completion; never raises, the result says what happened.
+
+    `judge` holds the settings (see settings.Judge); `changes` override some of them
+    (`max_steps=2`), for a caller that wants the defaults but one.
+    """
+    judge = (judge or Judge()).but(**changes)
+    executor, executor_kwargs, max_steps = judge.executor, judge.executor_options, judge.max_steps
+    step_timeout, site_timeout, profile = judge.step_timeout, judge.site_timeout, judge.profile
     result = SiteResult(source=box.source, box=box)
     started = time.monotonic()
     site_deadline = started + site_timeout

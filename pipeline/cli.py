@@ -293,12 +293,7 @@ def eval_command(labels, html_dir, judge, as_json):
 
     cfg = settings(**judge)
     try:
-        metrics = evaluate.evaluate(
-            labels, html_dir=html_dir, model_id=cfg["model.id"], vocabulary=cfg.vocabulary,
-            profile=cfg["profile.interests"], executor=cfg["executor.name"], max_steps=cfg["max_steps"],
-            step_timeout=cfg["step_timeout"], site_timeout=cfg["site_timeout"],
-            executor_kwargs=cfg["executor.options"], model_options=cfg["model.options"],
-        )
+        metrics = evaluate.evaluate(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge())
     except (evaluate.EvalError, JailError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(metrics, indent=2) if as_json else evaluate.format_report(metrics))

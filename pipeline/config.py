@@ -28,6 +28,7 @@ from .settings import (
     MAX_CANDIDATES,
     SITE_TIMEOUT_S,
     STEP_TIMEOUT_S,
+    Judge,
 )
 from .sites import SITES
 
@@ -69,6 +70,13 @@ class Config:
     def sources(self) -> dict[str, str]:
         """Enabled sources and their URLs."""
         return {s: self[f"sources.{s}.url"] for s in SITES if self[f"sources.{s}.enabled"]}
+
+    def judge(self) -> Judge:
+        """The judge's settings, as one object for the refresh, eval and the agent."""
+        return Judge(model=self["model.id"], model_options=dict(self["model.options"]),
+                     executor=self["executor.name"], executor_options=dict(self["executor.options"]),
+                     max_steps=self["max_steps"], step_timeout=self["step_timeout"],
+                     site_timeout=self["site_timeout"], profile=self["profile.interests"])
 
     @property
     def vocabulary(self) -> dict[str, str]:

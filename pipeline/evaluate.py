@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import agent, parse, sandbox, schema
+from .settings import Judge
 
 REQUIRED_COLUMNS = {"source", "file", "rank", "title", "relevant", "tags"}
 
@@ -76,13 +77,13 @@ def norm(text: str) -> str:
     return re.sub(r"[\s.,:'\"-]", "", text.lower())
 
 
-def predict_page(source: str, html: str, model_id: str, vocabulary: dict[str, str], workdir: Path,
-                 **judge_options) -> tuple[dict[int, Prediction], agent.SiteResult]:
+def predict_page(source: str, html: str, judge: Judge, vocabulary: dict[str, str],
+                 workdir: Path) -> tuple[dict[int, Prediction], agent.SiteResult]:
     """Judge one page through sandbox -> agent -> validation; predictions keyed by rank."""
     stories = parse.parse(source, html)
     box = sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories)
-    result = agent.judge_site(box, agent.make_model(model_id, **judge_options.pop("model_options", {})),
-                              vocabulary=vocabulary, **judge_options)
+    result = agent.judge_site(box, agent.make_model(judge.model, **judge.model_options), vocabulary=vocabulary,
+                              judge=judge)
     if result.status != "ok":
         return {}, result
     problems = result.problems or []
@@ -159,13 +160,13 @@ def mean(values) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def evaluate(labels_path: Path, *, html_dir: Path | None = None, model_id: str = "rules",
-             vocabulary: dict[str, str], **judge_options) -> dict:
-    """Judge every labelled page with `model_id` and score it against the labels."""
+def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[str, str],
+             judge: Judge | None = None) -> dict:
+    """Judge every labelled page with `judge.model` and score it against the labels."""
     labels = load_labels(labels_path)
-    judge_options["executor"] = agent.choose_executor(
-        judge_options.get("executor", agent.DEFAULT_EXECUTOR), model_id,
-        notice=lambda text: print(f"notice: {text}", file=sys.stderr))
+    judge = judge or Judge()
+    judge = judge.but(executor=agent.choose_executor(judge.executor, judge.model,
+                                                     notice=lambda text: print(f"notice: {text}", file=sys.stderr)))
     html_dir = Path(html_dir) if html_dir else Path(labels_path).parent / "html"
     by_file: dict[str, list[Label]] = defaultdict(list)
     for label in labels:
@@ -181,7 +182,7 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, model_id: str =
                 raise EvalError(f"page {path} listed in {labels_path} does not exist (see --html-dir)")
             try:
                 predictions, result = predict_page(sources.pop(), path.read_text(encoding="utf-8", errors="replace"),
-                                                   model_id, vocabulary, Path(scratch) / str(i), **judge_options)
+                                                   judge, vocabulary, Path(scratch) / str(i))
             except parse.SourceError as exc:
                 raise EvalError(f"{path}: {exc}") from None
             results.append(result)
@@ -196,7 +197,7 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, model_id: str =
     metrics = score(pairs, set(vocabulary))
     n = metrics["stories"] or 1
     metrics.update(
-        model=model_id,
+        model=judge.model,
         pages=len(by_file),
         llm_calls_per_story=sum(r.llm_calls for r in results) / n,
         steps_per_story=sum(r.steps for r in results) / n,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import agent, collect, parse, sandbox, sources, store, sync
 from .progress import Reporter
+from .settings import MAX_CANDIDATES, Judge
 from .text import describe, one_line, without_paths
 
 
@@ -32,15 +33,8 @@ class Options:
     snapshot: Path | None = None
     sources: tuple[str, ...] = tuple(sources.SOURCES)
     source_urls: dict[str, str] = field(default_factory=dict)
-    model: str = "rules"
-    model_options: dict = field(default_factory=dict)
-    executor: str = agent.DEFAULT_EXECUTOR
-    executor_kwargs: dict = field(default_factory=dict)
-    max_steps: int = agent.DEFAULT_MAX_STEPS
-    max_candidates: int = agent.MAX_CANDIDATES
-    step_timeout: float = agent.STEP_TIMEOUT_S
-    site_timeout: float = agent.SITE_TIMEOUT_S
-    profile: str = agent.DEFAULT_PROFILE
+    judge: Judge = field(default_factory=Judge)  # model, executor, steps, deadlines, profile
+    max_candidates: int = MAX_CANDIDATES
     vocabulary: dict[str, str] | None = None  # synced into the tags table; None keeps the history's
     retention_days: int = 14
     transport: object | None = None  # an httpx transport (tests: httpx.MockTransport)
@@ -53,11 +47,8 @@ class Options:
         """Options from a loaded `config.Config` (command-line values are already in it)."""
         return cls(
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
-            source_urls=config.sources, model=config["model.id"], model_options=dict(config["model.options"]),
-            executor=config["executor.name"], executor_kwargs=dict(config["executor.options"]),
-            max_steps=config["max_steps"], max_candidates=config["max_candidates"], step_timeout=config["step_timeout"],
-            site_timeout=config["site_timeout"], profile=config["profile.interests"], vocabulary=config.vocabulary,
-            retention_days=config["retention_days"], **overrides,
+            source_urls=config.sources, judge=config.judge(), max_candidates=config["max_candidates"],
+            vocabulary=config.vocabulary, retention_days=config["retention_days"], **overrides,
         )
 
 
@@ -96,7 +87,8 @@ def refresh(options: Options) -> sync.SyncReport:
     data_dir = Path(options.data_dir) if options.data_dir else db_path.parent
     report = options.reporter
     # Before the lock and the run record: an LLM model with no jail is refused here, with the fix.
-    options.executor = agent.choose_executor(options.executor, options.model, report.message)
+    judge = options.judge = options.judge.but(
+        executor=agent.choose_executor(options.judge.executor, options.judge.model, report.message))
     with refresh_lock(db_path, wait=options.wait,
                            on_wait=lambda: report.message("waiting for another refresh to finish...")):
         for folder in (data_dir / "sandboxes", data_dir / "raw"):
@@ -105,7 +97,7 @@ def refresh(options: Options) -> sync.SyncReport:
         if options.vocabulary is not None:
             store.sync_tags(conn, options.vocabulary)
         started = time.monotonic()
-        run_id, started_at = sync.start_run(conn, options.model, options.executor)
+        run_id, started_at = sync.start_run(conn, judge.model, judge.executor)
         report.start(run_id, list(options.sources))
         try:
             result = run(options, conn, run_id, started_at, data_dir, started)
@@ -156,13 +148,11 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
 
     if client is not None:
         client.close()
-    factory = lambda: agent.make_model(options.model, **options.model_options)  # noqa: E731
+    judge = options.judge
+    factory = lambda: agent.make_model(judge.model, **judge.model_options)  # noqa: E731
     results = []
     if boxes:
-        kwargs = dict(profile=options.profile, vocabulary=vocabulary, executor=options.executor,
-                      executor_kwargs=options.executor_kwargs, max_steps=options.max_steps,
-                      step_timeout=options.step_timeout, site_timeout=options.site_timeout,
-                      step_reporter=report.step)
+        kwargs = dict(vocabulary=vocabulary, judge=judge, step_reporter=report.step)
         if options.python_executor_factory is not None:
             results = [agent.judge_site(box, factory(), python_executor=options.python_executor_factory(), **kwargs)
                        for box in boxes]
@@ -188,7 +178,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
             report.message(f"collector: editor's note failed ({one_line(str(exc))}); using the plain digest")
     for outcome in failed + results:  # run records are published: no server paths in them
         outcome.error = outcome.error and without_paths(outcome.error, data_dir)
-    result = sync.merge(conn, run_id, failed + results, model=options.model, executor=options.executor,
+    result = sync.merge(conn, run_id, failed + results, model=judge.model, executor=judge.executor,
                         note=note, links=collect.cross_posts(sound), started=started)
     for site in results:
         landed = result.sites.get(site.source) == "ok"

@@ -5,6 +5,10 @@ judge (agent.py) starts from them. Nothing here imports the heavy libraries, so
 `newsreader --help` and `newsreader config` stay fast.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
 DEFAULT_PROFILE = (
     "A software engineer following programming languages (especially Python, Rust, Go), AI/ML and LLM "
     "engineering, databases and data tooling, developer tools, operating systems, systems and distributed "
@@ -18,3 +22,21 @@ DEFAULT_MAX_STEPS = 6
 MAX_CANDIDATES = 100  # stories judged per site and run: a front page has 25-30
 STEP_TIMEOUT_S = 60  # wall clock for one step of generated code (jail, docker)
 SITE_TIMEOUT_S = 900  # wall clock for one site's whole agent run
+
+
+@dataclass(frozen=True)
+class Judge:
+    """How one refresh or eval judges: built from the config (and flags), handed to the judge as one object."""
+
+    model: str = "rules"
+    model_options: dict = field(default_factory=dict)  # passed to LiteLLM
+    executor: str = DEFAULT_EXECUTOR
+    executor_options: dict = field(default_factory=dict)  # passed to the executor
+    max_steps: int = DEFAULT_MAX_STEPS
+    step_timeout: float = STEP_TIMEOUT_S
+    site_timeout: float = SITE_TIMEOUT_S
+    profile: str = DEFAULT_PROFILE
+
+    def but(self, **changes) -> Judge:
+        """A copy with some settings changed."""
+        return replace(self, **changes)

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from pipeline import agent, container, refresh, rules
+from pipeline.settings import Judge
 
 from .conftest import SNAPSHOT, ScriptedModel
 from .test_remote import judgments
@@ -34,7 +35,7 @@ def run(executor, code: str) -> str:
 def test_docker_refresh_matches_the_jail(tmp_path, image):
     local = refresh.refresh(refresh.Options(db=str(tmp_path / "local" / "news.db"), snapshot=SNAPSHOT))
     docker = refresh.refresh(refresh.Options(db=str(tmp_path / "docker" / "news.db"), snapshot=SNAPSHOT,
-                                             executor="docker"))
+                                             judge=Judge(executor="docker")))
     assert (local.status, docker.status) == ("ok", "ok")
     assert judgments(tmp_path / "docker" / "news.db") == judgments(tmp_path / "local" / "news.db")
     conn = sqlite3.connect(tmp_path / "docker" / "news.db")
@@ -84,8 +85,8 @@ def test_a_memory_hog_fails_its_site_and_the_other_lands(tmp_path, monkeypatch, 
     db = tmp_path / "news.db"
     models = iter([ScriptedModel("hog = bytearray(2 * 1024 ** 3)\nprint(len(hog))"), rules.RulesModel()])
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
-    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, executor="docker", max_steps=2,
-                                             step_timeout=10))
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT,
+                                             judge=Judge(executor="docker", max_steps=2, step_timeout=10)))
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -113,8 +114,8 @@ def test_a_step_that_never_ends_is_killed_at_the_step_timeout(tmp_path, monkeypa
     models = iter([ScriptedModel(endless), rules.RulesModel()])
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
     t0 = time.monotonic()
-    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, executor="docker", max_steps=3,
-                                             step_timeout=5))
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT,
+                                             judge=Judge(executor="docker", max_steps=3, step_timeout=5)))
     elapsed = time.monotonic() - t0
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
     assert elapsed < 3 * 5 + 10, elapsed  # 3 x the bound, plus two containers' start-up

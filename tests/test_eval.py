@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from pipeline import agent, evaluate
 from pipeline.cli import cli
 from pipeline.sandbox import reference_vocabulary
+from pipeline.settings import Judge
 
 from .conftest import FIXTURES, ScriptedModel
 
@@ -40,7 +41,8 @@ def labels(tmp_path):
 
 def test_metrics_on_a_hand_made_labels_file(labels, monkeypatch):
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: ScriptedModel(SCRIPT))
-    m = evaluate.evaluate(labels, html_dir=FIXTURES / "html", model_id="scripted", vocabulary=reference_vocabulary())
+    m = evaluate.evaluate(labels, html_dir=FIXTURES / "html", vocabulary=reference_vocabulary(),
+                          judge=Judge(model="scripted"))
     assert m["stories"] == 3 and m["pages"] == 1 and m["errors"] == []
     # relevance: TP=1 (story 1), FP=1 (story 2), FN=1 (story 3), TN=0
     assert m["relevance_accuracy"] == pytest.approx(1 / 3)

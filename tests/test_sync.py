@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from pipeline import agent, refresh, rules, sandbox, store, sync
 from pipeline.cli import cli
+from pipeline.settings import Judge
 
 from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
 
@@ -244,7 +245,7 @@ def test_cross_posted_story_is_linked_and_listed_once_in_the_digest(tmp_path):
 def test_a_model_that_never_finishes_leaves_history_without_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: ScriptedModel("print('thinking...')"))
     db = tmp_path / "news.db"
-    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, max_steps=2))
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, judge=Judge(max_steps=2)))
     assert report.status == "failed"
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM stories").fetchone() == (0,)

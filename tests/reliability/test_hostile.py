@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import agent, refresh, rules, sync
 from pipeline.progress import Reporter
+from pipeline.settings import Judge
 
 from ..conftest import SNAPSHOT, ScriptedModel
 from .conftest import record
@@ -57,8 +58,8 @@ def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_
     models = iter([ScriptedModel(code), ScriptedModel(rules.code_for)])
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
     reporter = Reporter(tmp_path / "logs", quiet=True)
-    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, max_steps=2, reporter=reporter,
-                                             executor_kwargs={"timeout_seconds": 8}))
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reporter=reporter,
+                                             judge=Judge(max_steps=2, executor_options={"timeout_seconds": 8})))
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
     conn = sqlite3.connect(db)
     assert sync.schema_of(conn) == schema

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import agent, jail, refresh, rules, sandbox, sync
+from pipeline.settings import Judge
 
 from ..conftest import SNAPSHOT, ScriptedModel
 from ..stub_llm import API_KEY, StubLLM, cli_refresh, completion, honest_or
@@ -231,7 +232,8 @@ def test_resource_attacks_fail_only_their_site(tmp_path, history, attack, reques
 def test_rules_judgments_are_identical_in_the_jail_and_in_process(tmp_path):
     def judgments(executor):
         db = tmp_path / executor / "news.db"
-        assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, executor=executor)).status == "ok"
+        assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT,
+                                               judge=Judge(executor=executor))).status == "ok"
         conn = sqlite3.connect(db)
         rows = conn.execute("SELECT story_id, relevant, score, summary, reason FROM judgments ORDER BY story_id"
                             ).fetchall() + conn.execute("SELECT * FROM story_tags ORDER BY story_id, tag").fetchall()

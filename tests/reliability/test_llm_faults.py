@@ -10,6 +10,7 @@ import time
 import pytest
 
 from pipeline import agent, refresh, rules
+from pipeline.settings import Judge
 
 from ..conftest import SNAPSHOT
 from ..stub_llm import RESET, SLOW, StubLLM, completion
@@ -39,7 +40,7 @@ def test_a_faulty_model_fails_its_site_and_the_other_lands(tmp_path, monkeypatch
         ])
         monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
         t0 = time.monotonic()
-        report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, max_steps=2))
+        report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, judge=Judge(max_steps=2)))
         elapsed = time.monotonic() - t0
         requests = len(stub.requests)
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}, report

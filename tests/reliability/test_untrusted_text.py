@@ -9,6 +9,7 @@ from datasette.app import Datasette
 
 from pipeline import agent, parse, refresh, rules, store, sync
 from pipeline.progress import Reporter
+from pipeline.settings import Judge
 
 from ..conftest import SNAPSHOT, ScriptedModel
 from ..stub_llm import StubLLM, completion
@@ -89,10 +90,10 @@ def test_api_keys_never_land_anywhere(tmp_path, monkeypatch):
             f"<code>\n{rules.code_for(_task(body))}</code>")]) as working:
         for stub, expected in ((failing, "failed"), (working, "ok")):
             db = tmp_path / f"news-{expected}.db"
-            report = refresh.refresh(refresh.Options(
-                db=str(db), data_dir=tmp_path / "data", snapshot=SNAPSHOT, model="openai/stub",
-                model_options={"api_base": stub.api_base, "max_retries": 0},
-                reporter=Reporter(tmp_path / "data" / "logs", quiet=True)))
+            report = refresh.refresh(refresh.Options(db=str(db), data_dir=tmp_path / "data", snapshot=SNAPSHOT,
+                                                     reporter=Reporter(tmp_path / "data" / "logs", quiet=True),
+                                                     judge=Judge(model="openai/stub", model_options={
+                                                         "api_base": stub.api_base, "max_retries": 0})))
             assert report.status == expected, report.errors
         headers_seen = len(failing.requests) + len(working.requests)
     assert list((tmp_path / "data" / "logs").glob("*.jsonl"))
