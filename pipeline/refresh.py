@@ -113,82 +113,126 @@ def refresh(options: Options) -> sync.SyncReport:
     return result
 
 
-def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, started: float) -> sync.SyncReport:
-    report = options.reporter
-    box_dir = data_dir / "sandboxes" / str(run_id)
-    failed: list[agent.SiteResult] = []
-    boxes: list[sandbox.Sandbox] = []
-    fetch_times = {}
-    vocabulary = dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall())
-    client = sources.make_client(options.transport) if options.snapshot is None else None
-    for source in options.sources:
-        t0 = time.monotonic()
-        try:
-            if client is None:
-                page = sources.read_snapshot(source, options.snapshot)
-            else:
-                page = sources.fetch(source, data_dir / "raw", url=options.source_urls.get(source), client=client)
-            report.stage(source, "fetch", "ok", str(page.path or page.url))
-            parsed = parse.parse_page(source, page.html)
-        except parse.SourceError as exc:
-            stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
-            report.stage(source, stage, "failed", exc.reason)
-            failed.append(agent.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
-            continue
-        fetch_times[source] = time.monotonic() - t0
-        stories, refused = parsed.stories[:options.max_candidates], list(parsed.refused)
-        if len(parsed.stories) > options.max_candidates:
-            refused.append(("page", f"{len(parsed.stories) - options.max_candidates} stories after the first "
-                                    f"{options.max_candidates} not judged (max_candidates)"))
-        box = sandbox.create(box_dir / f"{source}.db", source, run_id, started_at, stories, vocabulary)
-        box.rejected[:0] = refused
-        boxes.append(box)
-        report.stage(source, "parse", "ok", f"{len(box.candidates)} stories"
-                     + (f", {len(box.rejected)} refused: {box.rejected[0][1]}" if box.rejected else ""))
+@dataclass
+class Run:
+    """One run in progress: what every stage reads and adds to."""
 
-    if client is not None:
-        client.close()
-    judge = options.judge
-    factory = lambda: agent.make_model(judge.model, **judge.model_options)  # noqa: E731
-    results = []
-    if boxes:
-        kwargs = dict(vocabulary=vocabulary, judge=judge, step_reporter=report.step)
+    options: Options
+    conn: sqlite3.Connection
+    run_id: int
+    started_at: str
+    data_dir: Path
+    started: float
+    vocabulary: dict[str, str] = field(default_factory=dict)
+    boxes: list[sandbox.Sandbox] = field(default_factory=list)
+    failed: list[agent.SiteResult] = field(default_factory=list)  # sites that never reached the judge
+    results: list[agent.SiteResult] = field(default_factory=list)
+    fetch_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def box_dir(self) -> Path:
+        return self.data_dir / "sandboxes" / str(self.run_id)
+
+    def model(self):
+        return agent.make_model(self.options.judge.model, **self.options.judge.model_options)
+
+
+def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, started: float) -> sync.SyncReport:
+    """The stages of one run, in order; each site that fails a stage is recorded and the others go on."""
+    state = Run(options, conn, run_id, started_at, data_dir, started,
+                vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()))
+    read_pages(state)
+    judge_pages(state)
+    return land(state, *collect_digest(state))
+
+
+def read_pages(state: Run) -> None:
+    """Fetch (or read the snapshot of) each site's page, parse it, and preload its sandbox."""
+    options, report = state.options, state.options.reporter
+    client = sources.make_client(options.transport) if options.snapshot is None else None
+    try:
+        for source in options.sources:
+            t0 = time.monotonic()
+            try:
+                if client is None:
+                    page = sources.read_snapshot(source, options.snapshot)
+                else:
+                    page = sources.fetch(source, state.data_dir / "raw", url=options.source_urls.get(source),
+                                         client=client)
+                report.stage(source, "fetch", "ok", str(page.path or page.url))
+                parsed = parse.parse_page(source, page.html)
+            except parse.SourceError as exc:
+                stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
+                report.stage(source, stage, "failed", exc.reason)
+                state.failed.append(agent.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
+                continue
+            state.fetch_s[source] = time.monotonic() - t0
+            cap = options.max_candidates
+            stories, refused = parsed.stories[:cap], list(parsed.refused)
+            if len(parsed.stories) > cap:
+                refused.append(("page", f"{len(parsed.stories) - cap} stories after the first {cap} not judged "
+                                        "(max_candidates)"))
+            box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, stories,
+                                 state.vocabulary)
+            box.rejected[:0] = refused
+            state.boxes.append(box)
+            report.stage(source, "parse", "ok", f"{len(box.candidates)} stories"
+                         + (f", {len(box.rejected)} refused: {box.rejected[0][1]}" if box.rejected else ""))
+    finally:
+        if client is not None:
+            client.close()
+
+
+def judge_pages(state: Run) -> None:
+    """One agent per site, in parallel (or one at a time with the tests' stand-in executor)."""
+    options, report = state.options, state.options.reporter
+    if state.boxes:
+        kwargs = dict(vocabulary=state.vocabulary, judge=options.judge, step_reporter=report.step)
         if options.python_executor_factory is not None:
-            results = [agent.judge_site(box, factory(), python_executor=options.python_executor_factory(), **kwargs)
-                       for box in boxes]
+            state.results = [agent.judge_site(box, state.model(), python_executor=options.python_executor_factory(),
+                                              **kwargs) for box in state.boxes]
         else:
-            results = agent.judge_sites(boxes, factory, **kwargs)
-    sound = []
-    for result in results:
-        result.fetch_s = fetch_times.get(result.source, 0.0)
+            state.results = agent.judge_sites(state.boxes, state.model, **kwargs)
+    for result in state.results:
+        result.fetch_s = state.fetch_s.get(result.source, 0.0)
         report.stage(result.source, "judge", result.status,
                      result.error or f"{result.steps} step(s), {result.llm_calls} model call(s), "
                      f"{result.input_tokens + result.output_tokens} tokens, {result.judge_s:.1f} s")
         if result.status == "ok":
             problems = result.problems or []
             report.stage(result.source, "validate", "failed" if problems else "ok", "; ".join(problems))
-            if not problems:
-                sound.append(result.box)
 
+
+def collect_digest(state: Run) -> tuple[str | None, list]:
+    """The editor's note and the cross-posts, from the sites whose sandboxes are sound."""
+    sound = [r.box for r in state.results if r.status == "ok" and not r.problems]
     note = None
     if sound:
         try:
-            note = collect.editor_note(factory(), sound)
+            note = collect.editor_note(state.model(), sound)
         except Exception as exc:  # the digest falls back to the host's deterministic note
-            report.message(f"collector: editor's note failed ({one_line(str(exc))}); using the plain digest")
-    for outcome in failed + results:  # run records are published: no server paths in them
-        outcome.error = outcome.error and without_paths(outcome.error, data_dir)
-    result = sync.merge(conn, run_id, failed + results, model=judge.model, executor=judge.executor,
-                        note=note, links=collect.cross_posts(sound), started=started)
-    for site in results:
+            state.options.reporter.message(f"collector: editor's note failed ({one_line(str(exc))}); "
+                                           "using the plain digest")
+    return note, collect.cross_posts(sound)
+
+
+def land(state: Run, note: str | None, links: list) -> sync.SyncReport:
+    """Merge every site into history in one transaction; remove the sandboxes that landed."""
+    report, judge_settings = state.options.reporter, state.options.judge
+    outcomes = state.failed + state.results
+    for outcome in outcomes:  # run records are published: no server paths in them
+        outcome.error = outcome.error and without_paths(outcome.error, state.data_dir)
+    result = sync.merge(state.conn, state.run_id, outcomes, model=judge_settings.model,
+                        executor=judge_settings.executor, note=note, links=links, started=state.started)
+    for site in state.results:
         landed = result.sites.get(site.source) == "ok"
         if site.status == "ok":
             report.stage(site.source, "sync", "ok" if landed else "failed",
-                         f"run {run_id}" if landed else "kept in " + str(site.box.path))
+                         f"run {state.run_id}" if landed else "kept in " + str(site.box.path))
         if landed:
             site.box.path.unlink(missing_ok=True)
-    if box_dir.is_dir() and not any(box_dir.iterdir()):
-        box_dir.rmdir()
+    if state.box_dir.is_dir() and not any(state.box_dir.iterdir()):
+        state.box_dir.rmdir()
     return result
 
 
