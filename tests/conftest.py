@@ -9,12 +9,42 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from pipeline import store  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SNAPSHOT = FIXTURES / "snapshot"
 
 
 @pytest.fixture
 def history(tmp_path):
     """A fresh history database created from schema.sql."""
     return store.open_db(tmp_path / "news.db")
+
+
+@pytest.fixture(scope="session")
+def refreshed(tmp_path_factory):
+    """One history refreshed from the shipped snapshot (rules model, jail), built once per test session.
+
+    For tests that only read it; a test that adds to a history takes `refreshed_copy`.
+    """
+    from pipeline import refresh
+
+    db = tmp_path_factory.mktemp("refreshed") / "news.db"
+    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+    return db
+
+
+@pytest.fixture
+def refreshed_copy(refreshed, tmp_path):
+    """A private copy of the refreshed history at tmp_path/data/news.db (as if that refresh ran there)."""
+    import sqlite3
+
+    dest = tmp_path / "data" / "news.db"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source, target = sqlite3.connect(refreshed), sqlite3.connect(dest)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return dest
 
 
 @pytest.fixture
@@ -40,7 +70,6 @@ VOCABULARY = {
     "web": "web", "databases": "databases", "devops": "devops", "security": "security", "systems": "systems",
     "hardware": "hardware", "science": "science", "business": "business", "culture": "culture",
 }
-SNAPSHOT = FIXTURES / "snapshot"
 
 
 class ScriptedModel(Model):

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import refresh
-
-from .conftest import SNAPSHOT
 from .helpers import served
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output" / "browser"
@@ -55,9 +52,8 @@ class TextCollector(HTMLParser):
 
 
 @pytest.fixture
-def server(tmp_path):
-    db = tmp_path / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def server(refreshed_copy):
+    db = refreshed_copy
     with served(db) as (base, banner):
         yield base, db, banner
 

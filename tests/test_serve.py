@@ -17,9 +17,8 @@ from .conftest import SNAPSHOT
 
 
 @pytest.fixture(scope="module")
-def datasette(tmp_path_factory):
-    db = tmp_path_factory.mktemp("serve") / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def datasette(refreshed):
+    db = refreshed
     metadata = yaml.safe_load(store.METADATA_PATH.read_text())
     return Datasette([str(db)], metadata=metadata)
 

@@ -38,9 +38,8 @@ ATTACKS = {
 
 
 @pytest.fixture
-def history_before(tmp_path):
-    db = tmp_path / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def history_before(refreshed_copy):
+    db = refreshed_copy
     conn = sqlite3.connect(db)
     schema = sync.schema_of(conn)
     stories = conn.execute("SELECT count(*) FROM stories").fetchone()[0]

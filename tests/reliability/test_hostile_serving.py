@@ -29,9 +29,8 @@ HOSTILE = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    db = tmp_path_factory.mktemp("serve") / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def server(refreshed):
+    db = refreshed
     with served(db) as (base, _):
         yield base, db
 

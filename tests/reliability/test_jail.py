@@ -62,11 +62,9 @@ def run_one_rows(db) -> str:
 
 
 @pytest.fixture
-def history(tmp_path):
+def history(refreshed_copy):
     """A history with one earlier run in it (the built-in model, in the jail)."""
-    db = tmp_path / "data" / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
-    return db
+    return refreshed_copy
 
 
 @pytest.fixture
