@@ -154,25 +154,18 @@ CREATE TABLE IF NOT EXISTS stories (
 ) STRICT;
 
 -- Titles and authors are cleaned at the door (parse.py); these refuse whatever was not.
-CREATE TRIGGER IF NOT EXISTS stories_plain_text_insert
-BEFORE INSERT ON stories
-WHEN NEW.title GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                     || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-  OR NEW.author GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-BEGIN
-    SELECT RAISE(ABORT, 'title and author must be plain text: no invisible, bidi or control characters');
-END;
+-- The characters (see the top of this file) are written once, as a GLOB pattern in a view.
+CREATE VIEW IF NOT EXISTS invisible_characters AS
+SELECT '*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207) || char(8232) || '-'
+    || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*' AS glob;
 
-CREATE TRIGGER IF NOT EXISTS stories_plain_text_update
-BEFORE UPDATE OF title, author ON stories
-WHEN NEW.title GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                     || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-  OR NEW.author GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-BEGIN
-    SELECT RAISE(ABORT, 'title and author must be plain text: no invisible, bidi or control characters');
-END;
+CREATE TRIGGER IF NOT EXISTS stories_plain_text_insert BEFORE INSERT ON stories
+WHEN (NEW.title || ' ' || coalesce(NEW.author, '')) GLOB (SELECT glob FROM invisible_characters)
+BEGIN SELECT RAISE(ABORT, 'title and author must be plain text: no invisible, bidi or control characters'); END;
+
+CREATE TRIGGER IF NOT EXISTS stories_plain_text_update BEFORE UPDATE OF title, author ON stories
+WHEN (NEW.title || ' ' || coalesce(NEW.author, '')) GLOB (SELECT glob FROM invisible_characters)
+BEGIN SELECT RAISE(ABORT, 'title and author must be plain text: no invisible, bidi or control characters'); END;
 
 CREATE INDEX IF NOT EXISTS stories_canonical_url ON stories(canonical_url);
 CREATE INDEX IF NOT EXISTS stories_first_seen_run ON stories(first_seen_run);
@@ -240,25 +233,13 @@ BEGIN
     SELECT RAISE(ABORT, 'summary repeats the title: say what the story is and why it matters');
 END;
 
-CREATE TRIGGER IF NOT EXISTS judgments_plain_text_insert
-BEFORE INSERT ON judgments
-WHEN NEW.summary GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                       || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-  OR NEW.reason GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-BEGIN
-    SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters');
-END;
+CREATE TRIGGER IF NOT EXISTS judgments_plain_text_insert BEFORE INSERT ON judgments
+WHEN (NEW.summary || ' ' || NEW.reason) GLOB (SELECT glob FROM invisible_characters)
+BEGIN SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters'); END;
 
-CREATE TRIGGER IF NOT EXISTS judgments_plain_text_update
-BEFORE UPDATE OF summary, reason ON judgments
-WHEN NEW.summary GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                       || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-  OR NEW.reason GLOB ('*[' || char(128) || '-' || char(159) || char(1564) || char(8203) || '-' || char(8207)
-                      || char(8232) || '-' || char(8238) || char(8288) || '-' || char(8297) || char(65279) || ']*')
-BEGIN
-    SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters');
-END;
+CREATE TRIGGER IF NOT EXISTS judgments_plain_text_update BEFORE UPDATE OF summary, reason ON judgments
+WHEN (NEW.summary || ' ' || NEW.reason) GLOB (SELECT glob FROM invisible_characters)
+BEGIN SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters'); END;
 
 -- One to three vocabulary tags per judgment.
 CREATE TABLE IF NOT EXISTS story_tags (

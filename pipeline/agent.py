@@ -31,16 +31,7 @@ from smolagents.utils import AgentError
 
 from . import jail, prompt, sandbox
 from .rules import KeywordBaselineModel, RulesModel
-from .settings import (  # noqa: F401 - the judge's defaults, also read here
-    DEFAULT_EXECUTOR,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_PROFILE,
-    EXECUTORS,
-    MAX_CANDIDATES,
-    SITE_TIMEOUT_S,
-    STEP_TIMEOUT_S,
-    Judge,
-)
+from .settings import Judge
 from .text import describe, one_line
 
 # CPython 3.11 before 3.11.9 can fail with "SystemError: AST constructor recursion depth

@@ -18,18 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from . import schema, settings
 from .schema import reference_vocabulary
-from .settings import (
-    DEFAULT_EXECUTOR,
-    DEFAULT_MAX_STEPS,
-    DEFAULT_PROFILE,
-    EXECUTORS,
-    MAX_CANDIDATES,
-    SITE_TIMEOUT_S,
-    STEP_TIMEOUT_S,
-    Judge,
-)
+from .settings import Judge
 from .sites import SITES
 
 CONFIG_FILE = "newsreader.toml"
@@ -101,15 +92,15 @@ def defaults() -> Config:
         "data_dir": "data",
         "db": None,
         "retention_days": 14,
-        "max_steps": DEFAULT_MAX_STEPS,
-        "max_candidates": MAX_CANDIDATES,
-        "step_timeout": STEP_TIMEOUT_S,
-        "site_timeout": SITE_TIMEOUT_S,
+        "max_steps": settings.DEFAULT_MAX_STEPS,
+        "max_candidates": settings.MAX_CANDIDATES,
+        "step_timeout": settings.STEP_TIMEOUT_S,
+        "site_timeout": settings.SITE_TIMEOUT_S,
         "model.id": "rules",
         "model.options": {},
-        "executor.name": DEFAULT_EXECUTOR,
+        "executor.name": settings.DEFAULT_EXECUTOR,
         "executor.options": {},
-        "profile.interests": DEFAULT_PROFILE,
+        "profile.interests": settings.DEFAULT_PROFILE,
         "tags": reference_vocabulary(),
         **{f"sources.{s}.enabled": True for s in SITES},
         **{f"sources.{s}.url": site.front_page for s, site in SITES.items()},
@@ -153,8 +144,8 @@ def check(key: str, value: Any, expected: Any) -> Any:
         value = " ".join(value.split()) if key == "profile.interests" else value.strip()
     if key.startswith("sources.") and key.endswith(".url") and not re.match(r"https?://[^/\s]+", value):
         raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
-    if key == "executor.name" and value not in EXECUTORS:
-        raise ConfigError(f"{where} must be one of {', '.join(EXECUTORS)}, not {value!r}")
+    if key == "executor.name" and value not in settings.EXECUTORS:
+        raise ConfigError(f"{where} must be one of {', '.join(settings.EXECUTORS)}, not {value!r}")
     if key == "tags":
         if not value:
             raise ConfigError(f"{where} needs at least one tag")

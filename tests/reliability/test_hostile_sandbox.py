@@ -9,17 +9,11 @@ import sqlite3
 
 from pipeline import sync
 
+from ..helpers import ESCAPE_TO_PROCESS
 from ..stub_llm import StubLLM, cli_refresh, honest_or
 from .conftest import record
 
-ESCAPE = """
-g = (x for x in [1])
-fr = g.gi_frame
-ga = fr.f_locals['static_tools']['getattr']
-get = next(map(ga, map(ga, [fr], ['f_globals']), ['get']))
-mods = next(map(ga, map(ga, map(get, ['inspect']), ['sys']), ['modules']))
-connect = next(map(ga, map(mods.get, ['sqlite3']), ['connect']))
-"""
+ESCAPE = ESCAPE_TO_PROCESS + "connect = next(map(ga, map(mods.get, ['sqlite3']), ['connect']))\n"
 
 
 def hn_rows(db):

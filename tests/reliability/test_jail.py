@@ -25,22 +25,12 @@ from pipeline import agent, jail, refresh, rules, sandbox, sync
 from pipeline.settings import Judge
 
 from ..conftest import SNAPSHOT, ScriptedModel
+from ..helpers import ESCAPE_TO_PROCESS
 from ..stub_llm import API_KEY, StubLLM, cli_refresh, completion, honest_or
 from .conftest import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 
-# Out of the interpreter, lazily through map() so no module object is ever checked: the escape
-# the issue describes. `run(cmd)` is subprocess.getoutput in whatever process runs this code.
-ESCAPE = """
-g = (x for x in [1])
-fr = g.gi_frame
-ga = fr.f_locals['static_tools']['getattr']
-get = next(map(ga, map(ga, [fr], ['f_globals']), ['get']))
-mods = next(map(ga, map(ga, map(get, ['inspect']), ['sys']), ['modules']))
-run = next(map(ga, map(mods.get, ['subprocess']), ['getoutput']))
-environ = next(map(ga, map(mods.get, ['os']), ['environ']))
-"""
 
 
 def run_one_rows(db) -> str:
@@ -106,8 +96,8 @@ def test_the_frame_walk_escape_reaches_only_the_jail(tmp_path, history, listener
 
     def attack(step):
         if step == 1:
-            return ESCAPE + (
-                f"print('ESCAPED as', run('id -u'), 'pid', run('echo $$'))\n"
+            return ESCAPE_TO_PROCESS + (
+                f"print('ESCAPE_TO_PROCESSD as', run('id -u'), 'pid', run('echo $$'))\n"
                 f"print('data:', run('cat {data_canary} 2>&1'))\n"
                 f"print('home:', run('cat {home_canary} 2>&1'))\n"
                 f"print('write:', run('echo pwned > {outside} 2>&1; echo pwned > /sandbox/../{outside.name} 2>&1'))\n"
@@ -116,7 +106,7 @@ def test_the_frame_walk_escape_reaches_only_the_jail(tmp_path, history, listener
                 f"print('ls:', run('ls {history.parent} 2>&1'))\n"
             )
         # The real SqlTool object, reached through the same frame: point it at the history, allow everything.
-        return ESCAPE + (
+        return ESCAPE_TO_PROCESS + (
             "tool = fr.f_locals['static_tools']['sql']\n"
             f"tool.db_path = {str(history)!r}\n"
             "print('delete:', sql('DELETE FROM judgments'))\n"
@@ -136,7 +126,7 @@ def test_the_frame_walk_escape_reaches_only_the_jail(tmp_path, history, listener
         home_canary.unlink()
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    pid = int(seen.split("ESCAPED as 0 pid ")[1].split("\\n")[0])  # the escape really ran...
+    pid = int(seen.split("ESCAPE_TO_PROCESSD as 0 pid ")[1].split("\\n")[0])  # the escape really ran...
     assert pid < 20  # ...in the jail's own PID namespace...
     for secret in ("DATA-CANARY-1b2e", "HOME-CANARY-7c4d", API_KEY):  # ...and reached none of the host's secrets
         assert secret not in seen
@@ -198,7 +188,7 @@ def leftover_jails() -> list[str]:
     return [line for line in out.splitlines() if "pipeline.jail" in line and line.split()[0] == "1"]
 
 
-FORK_BOMB = ESCAPE + """
+FORK_BOMB = ESCAPE_TO_PROCESS + """
 fork = next(map(ga, map(mods.get, ['os']), ['fork']))
 n = 0
 while True:
@@ -246,7 +236,7 @@ def test_the_jail_has_no_environment_network_or_host_files(tmp_path):
     executor = jail.JailExecutor(step_timeout=20)
     try:
         executor.send_tools({"sql": None, "final_answer": None})
-        found = executor(ESCAPE + """
+        found = executor(ESCAPE_TO_PROCESS + """
 final_answer({
     'env': sorted(environ),
     'caps': run('grep CapEff /proc/self/status'),
