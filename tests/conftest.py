@@ -1,6 +1,7 @@
+"""Fixtures shared by the test modules (plain helpers live in helpers.py)."""
+
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -8,8 +9,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from pipeline import store  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
-SNAPSHOT = FIXTURES / "snapshot"
+from .helpers import FIXTURES, SNAPSHOT  # noqa: E402
 
 
 @pytest.fixture
@@ -53,51 +53,3 @@ def snapshot_dir(tmp_path):
     dest = tmp_path / "snapshot"
     shutil.copytree(FIXTURES / "snapshot", dest)
     return dest
-
-
-# --- judge helpers ------------------------------------------------------------------------
-
-
-import time  # noqa: E402
-
-from smolagents import ChatMessage, MessageRole, Model  # noqa: E402
-from smolagents.monitoring import TokenUsage  # noqa: E402
-
-from pipeline import parse, rules, sandbox  # noqa: E402
-
-VOCABULARY = {
-    "ai": "AI", "programming": "languages", "python": "Python", "rust": "Rust", "go": "Go", "javascript": "JS",
-    "web": "web", "databases": "databases", "devops": "devops", "security": "security", "systems": "systems",
-    "hardware": "hardware", "science": "science", "business": "business", "culture": "culture",
-}
-
-
-class ScriptedModel(Model):
-    """A model that answers step N with script[N](task) -> code (or a plain string reply)."""
-
-    def __init__(self, *script, delay: float = 0.0):
-        super().__init__(model_id="scripted")
-        self.script = list(script)
-        self.calls = 0
-        self.delay = delay
-        self.prompt_chars: list[int] = []  # size of what the model was shown, per call
-
-    def generate(self, messages, stop_sequences=None, **kwargs):
-        task = next(rules.text_of(m) for m in messages if rules.CANDIDATES_MARKER in rules.text_of(m))
-        self.prompt_chars.append(sum(len(rules.text_of(m)) for m in messages))
-        step = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        if self.delay:
-            time.sleep(self.delay)
-        code = step(task) if callable(step) else step
-        return ChatMessage(role=MessageRole.ASSISTANT, content=f"Thought: scripted.\n<code>\n{code}\n</code>",
-                           token_usage=TokenUsage(100, 20))
-
-
-def make_box(tmp_path, source="hn", run_id=1):
-    html = (SNAPSHOT / f"{source}.html").read_text()
-    return sandbox.create(tmp_path / f"{source}-{run_id}.db", source, run_id, "2026-11-25T08:00:00Z",
-                          parse.parse(source, html))
-
-
-from .stub_llm import StubLLM, completion  # noqa: E402,F401 - shared with the benchmarks

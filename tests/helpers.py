@@ -1,13 +1,22 @@
 """Helpers shared by test modules (fixtures live in conftest.py; plain functions live here)."""
 
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+from smolagents import ChatMessage, MessageRole, Model
+from smolagents.monitoring import TokenUsage
+
+from pipeline import agent, parse, rules, sandbox
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SNAPSHOT = FIXTURES / "snapshot"
 
 
 def free_port() -> int:
@@ -56,3 +65,58 @@ mods = next(map(ga, map(ga, map(get, ['inspect']), ['sys']), ['modules']))
 run = next(map(ga, map(mods.get, ['subprocess']), ['getoutput']))
 environ = next(map(ga, map(mods.get, ['os']), ['environ']))
 """
+
+
+VOCABULARY = {
+    "ai": "AI", "programming": "languages", "python": "Python", "rust": "Rust", "go": "Go", "javascript": "JS",
+    "web": "web", "databases": "databases", "devops": "devops", "security": "security", "systems": "systems",
+    "hardware": "hardware", "science": "science", "business": "business", "culture": "culture",
+}
+
+
+class ScriptedModel(Model):
+    """A model that answers step N with script[N](task) -> code (or a plain string reply)."""
+
+    def __init__(self, *script, delay: float = 0.0):
+        super().__init__(model_id="scripted")
+        self.script = list(script)
+        self.calls = 0
+        self.delay = delay
+        self.prompt_chars: list[int] = []  # size of what the model was shown, per call
+
+    def generate(self, messages, stop_sequences=None, **kwargs):
+        task = next(rules.text_of(m) for m in messages if rules.CANDIDATES_MARKER in rules.text_of(m))
+        self.prompt_chars.append(sum(len(rules.text_of(m)) for m in messages))
+        step = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        code = step(task) if callable(step) else step
+        return ChatMessage(role=MessageRole.ASSISTANT, content=f"Thought: scripted.\n<code>\n{code}\n</code>",
+                           token_usage=TokenUsage(100, 20))
+
+
+def make_box(tmp_path, source="hn", run_id=1):
+    html = (SNAPSHOT / f"{source}.html").read_text()
+    return sandbox.create(tmp_path / f"{source}-{run_id}.db", source, run_id, "2026-11-25T08:00:00Z",
+                          parse.parse(source, html))
+
+
+def judged_box(tmp_path, source="hn", run_id=1):
+    """A sandbox the rules model has fully judged, for a run started in `history`."""
+    box = make_box(tmp_path, source, run_id=run_id)
+    result = agent.judge_site(box, ScriptedModel(rules.code_for), vocabulary=VOCABULARY)
+    assert result.status == "ok", result.error
+    return result
+
+
+def judgments(db):
+    conn = sqlite3.connect(db)
+    return conn.execute(
+        """
+        SELECT s.source, s.source_id, j.relevant, j.score, j.summary, j.reason,
+               (SELECT group_concat(tag) FROM (SELECT tag FROM story_tags t WHERE t.run_id = j.run_id
+                 AND t.story_id = j.story_id ORDER BY tag))
+        FROM judgments j JOIN stories s ON s.id = j.story_id ORDER BY s.source, s.source_id
+        """
+    ).fetchall()

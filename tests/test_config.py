@@ -18,7 +18,7 @@ from pipeline import config
 from pipeline.cli import cli
 from pipeline.schedule import recipe
 
-from .conftest import SNAPSHOT
+from .helpers import SNAPSHOT
 
 
 @pytest.fixture

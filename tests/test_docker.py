@@ -9,8 +9,7 @@ import pytest
 from pipeline import agent, container, refresh, rules
 from pipeline.settings import Judge
 
-from .conftest import SNAPSHOT, ScriptedModel
-from .test_remote import judgments
+from .helpers import SNAPSHOT, ScriptedModel, judgments
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pipeline.cli import cli
 from pipeline.sandbox import reference_vocabulary
 from pipeline.settings import Judge
 
-from .conftest import FIXTURES, ScriptedModel
+from .helpers import FIXTURES, ScriptedModel
 
 LABELS = """source,file,rank,title,url,domain,native_tags,relevant,tags
 hn,hn_fben3-2024-08.html,1,Bypassing airport security via SQL injection,https://ian.sh/tsa,ian.sh,,1,security;web

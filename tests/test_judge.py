@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from pipeline import agent, rules, sandbox, sync
 from pipeline.cli import cli
 
-from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, StubLLM, completion, make_box
+from .helpers import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
+from .stub_llm import StubLLM, completion
 
 
 def judge(box, model, **kwargs):

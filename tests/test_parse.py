@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from pipeline.cli import cli
 from pipeline.parse import LayoutError, parse_hn, parse_lobsters
 
-from .conftest import FIXTURES
+from .helpers import FIXTURES
 
 PAGES = {
     "hn_fben3-2024-08.html": (parse_hn, 30),

@@ -2,7 +2,7 @@
 
 from pipeline import parse, prompt, sandbox
 
-from .conftest import SNAPSHOT
+from .helpers import SNAPSHOT
 
 
 def test_the_task_round_trips(tmp_path):

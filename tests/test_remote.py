@@ -4,20 +4,8 @@ import sqlite3
 
 from pipeline import agent, refresh, rules
 
-from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
+from .helpers import SNAPSHOT, VOCABULARY, ScriptedModel, judgments, make_box
 from .kernel_double import SubprocessKernel
-
-
-def judgments(db):
-    conn = sqlite3.connect(db)
-    return conn.execute(
-        """
-        SELECT s.source, s.source_id, j.relevant, j.score, j.summary, j.reason,
-               (SELECT group_concat(tag) FROM (SELECT tag FROM story_tags t WHERE t.run_id = j.run_id
-                 AND t.story_id = j.story_id ORDER BY tag))
-        FROM judgments j JOIN stories s ON s.id = j.story_id ORDER BY s.source, s.source_id
-        """
-    ).fetchall()
 
 
 def test_sandbox_round_trip_through_a_remote_kernel(tmp_path):

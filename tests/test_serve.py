@@ -13,7 +13,7 @@ from datasette.app import Datasette
 
 from pipeline import refresh, store
 
-from .conftest import SNAPSHOT
+from .helpers import SNAPSHOT
 
 
 @pytest.fixture(scope="module")

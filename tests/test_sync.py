@@ -9,11 +9,11 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, refresh, rules, sandbox, store, sync
+from pipeline import agent, refresh, sandbox, store, sync
 from pipeline.cli import cli
 from pipeline.settings import Judge
 
-from .conftest import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
+from .helpers import SNAPSHOT, ScriptedModel, judged_box
 
 
 def dump(path):
@@ -22,14 +22,6 @@ def dump(path):
         return list(conn.iterdump())
     finally:
         conn.close()
-
-
-def judged_box(tmp_path, source="hn", run_id=1):
-    """A sandbox the rules model has fully judged, for a run started in `history`."""
-    box = make_box(tmp_path, source, run_id=run_id)
-    result = agent.judge_site(box, ScriptedModel(rules.code_for), vocabulary=VOCABULARY)
-    assert result.status == "ok", result.error
-    return result
 
 
 @pytest.fixture

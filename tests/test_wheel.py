@@ -14,8 +14,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .conftest import SNAPSHOT
-from .helpers import free_port
+from .helpers import SNAPSHOT, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

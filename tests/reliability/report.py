@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .conftest import OUTPUT
+from .figures import OUTPUT
 
 ROOT = Path(__file__).resolve().parents[2]
 

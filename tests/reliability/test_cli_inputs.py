@@ -14,8 +14,8 @@ import pytest
 
 from pipeline import refresh
 
-from ..conftest import SNAPSHOT
-from .conftest import record
+from ..helpers import SNAPSHOT
+from .figures import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 LABELS_HEADER = "source,file,rank,title,url,domain,native_tags,relevant,tags\n"

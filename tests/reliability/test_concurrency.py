@@ -10,8 +10,8 @@ import httpx
 
 from pipeline import refresh
 
-from ..conftest import SNAPSHOT
-from .conftest import record, scale
+from ..helpers import SNAPSHOT
+from .figures import record, scale
 
 
 def test_refresh_while_serving_reads(tmp_path):

@@ -14,10 +14,9 @@ from click.testing import CliRunner
 from pipeline import refresh, store, sync
 from pipeline.cli import cli
 
-from ..conftest import SNAPSHOT
+from ..helpers import SNAPSHOT, judged_box
 from ..sandboxes import clone_for_run
-from ..test_sync import judged_box
-from .conftest import record, scale
+from .figures import record, scale
 
 
 def _merge_in_child(db_path, results, run_id):

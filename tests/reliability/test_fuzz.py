@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pipeline import parse, sandbox, store, sync
 
-from ..conftest import SNAPSHOT
-from .conftest import record, scale
+from ..helpers import SNAPSHOT
+from .figures import record, scale
 from .rules_py import judgment_ok, story_ok
 
 STORIES = parse.parse("hn", (SNAPSHOT / "hn.html").read_text())

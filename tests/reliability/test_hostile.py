@@ -14,8 +14,8 @@ from pipeline import agent, refresh, rules, sync
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
-from ..conftest import SNAPSHOT, ScriptedModel
-from .conftest import record
+from ..helpers import SNAPSHOT, ScriptedModel
+from .figures import record
 
 ATTACKS = {
     "import os": ("import os\nos.system('touch /tmp/pwned')", "Import of os is not allowed"),
@@ -79,7 +79,7 @@ def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_
 
 def test_printing_10_mb_reaches_the_model_bounded(tmp_path):
     """The executor truncates printed output, so the next prompt stays small."""
-    from ..conftest import VOCABULARY, make_box
+    from ..helpers import VOCABULARY, make_box
 
     model = ScriptedModel("print('x' * 10_000_000)", rules.code_for)
     result = agent.judge_site(make_box(tmp_path), model, vocabulary=VOCABULARY)

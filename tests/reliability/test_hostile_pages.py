@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import SNAPSHOT
-from .conftest import record
+from ..helpers import SNAPSHOT
+from .figures import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 HN_TITLE = "Bypassing airport security via SQL injection"

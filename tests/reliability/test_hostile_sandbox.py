@@ -11,7 +11,7 @@ from pipeline import sync
 
 from ..helpers import ESCAPE_TO_PROCESS
 from ..stub_llm import StubLLM, cli_refresh, honest_or
-from .conftest import record
+from .figures import record
 
 ESCAPE = ESCAPE_TO_PROCESS + "connect = next(map(ga, map(mods.get, ['sqlite3']), ['connect']))\n"
 

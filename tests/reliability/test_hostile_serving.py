@@ -13,9 +13,8 @@ import pytest
 
 from pipeline import refresh
 
-from ..conftest import SNAPSHOT
-from ..helpers import served
-from .conftest import record
+from ..helpers import SNAPSHOT, served
+from .figures import record
 
 LIMIT_S = 3.0  # sql_time_limit_ms that `newsreader serve` sets
 HOSTILE = {

@@ -24,10 +24,9 @@ import pytest
 from pipeline import agent, jail, refresh, rules, sandbox, sync
 from pipeline.settings import Judge
 
-from ..conftest import SNAPSHOT, ScriptedModel
-from ..helpers import ESCAPE_TO_PROCESS
+from ..helpers import ESCAPE_TO_PROCESS, SNAPSHOT, ScriptedModel
 from ..stub_llm import API_KEY, StubLLM, cli_refresh, completion, honest_or
-from .conftest import record
+from .figures import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 
@@ -293,7 +292,7 @@ def test_local_with_an_llm_model_warns_once(tmp_path, monkeypatch):
 
 
 def test_a_dead_jail_stops_the_agent_without_more_model_calls(tmp_path):
-    from ..conftest import VOCABULARY, make_box
+    from ..helpers import VOCABULARY, make_box
 
     model = ScriptedModel("import time\ntime.sleep(60)", rules.code_for)
     result = agent.judge_site(make_box(tmp_path), model, vocabulary=VOCABULARY, step_timeout=2)
@@ -312,7 +311,7 @@ def test_a_dead_jail_stops_the_agent_without_more_model_calls(tmp_path):
 ])
 def test_one_sql_value_is_bounded_in_size(tmp_path, statement, refusal):
     """One function call cannot build gigabytes, or spend seconds where the progress handler never runs."""
-    from ..conftest import make_box
+    from ..helpers import make_box
 
     tool = sandbox.SqlTool(str(make_box(tmp_path).path))
     assert tool(statement) == refusal

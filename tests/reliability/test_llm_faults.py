@@ -12,9 +12,9 @@ import pytest
 from pipeline import agent, refresh, rules
 from pipeline.settings import Judge
 
-from ..conftest import SNAPSHOT
+from ..helpers import SNAPSHOT
 from ..stub_llm import RESET, SLOW, StubLLM, completion
-from .conftest import record
+from .figures import record
 
 FAULTS = {
     "429 with Retry-After": [(429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"})],

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from pipeline import parse, rules, sandbox, store, sync
 
-from ..conftest import FIXTURES, SNAPSHOT
-from .conftest import record, scale
+from ..helpers import FIXTURES, SNAPSHOT
+from .figures import record, scale
 
 
 def trimmed(html: str, row_start: str, keep: int) -> str:

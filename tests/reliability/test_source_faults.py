@@ -7,8 +7,8 @@ import pytest
 
 from pipeline import refresh
 
-from ..conftest import SNAPSHOT
-from .conftest import record
+from ..helpers import SNAPSHOT
+from .figures import record
 
 GOOD = {"news.ycombinator.com": (SNAPSHOT / "hn.html").read_bytes(),
         "lobste.rs": (SNAPSHOT / "lobsters.html").read_bytes()}

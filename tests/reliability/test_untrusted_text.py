@@ -11,9 +11,9 @@ from pipeline import agent, parse, refresh, rules, store, sync
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
-from ..conftest import SNAPSHOT, ScriptedModel
+from ..helpers import SNAPSHOT, ScriptedModel
 from ..stub_llm import StubLLM, completion
-from .conftest import record
+from .figures import record
 from .rules_py import judgment_ok
 
 INJECTIONS = [
