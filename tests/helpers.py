@@ -1,5 +1,6 @@
 """Helpers shared by test modules (fixtures live in conftest.py; plain functions live here)."""
 
+import hashlib
 import socket
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
-from pipeline import agent, parse, rules, sandbox
+from pipeline import agent, parse, rules, sandbox, schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SNAPSHOT = FIXTURES / "snapshot"
@@ -120,3 +121,21 @@ def judgments(db):
         FROM judgments j JOIN stories s ON s.id = j.story_id ORDER BY s.source, s.source_id
         """
     ).fetchall()
+
+
+def run_one_rows(db) -> str:
+    """Content hash of everything run 1 wrote (rows later runs never change), and the schema."""
+    conn = sqlite3.connect(db)
+    digest = hashlib.sha256()
+    for query in ("SELECT * FROM runs WHERE id = 1", "SELECT * FROM run_sites WHERE run_id = 1",
+                  "SELECT * FROM sightings WHERE run_id = 1", "SELECT * FROM judgments WHERE run_id = 1",
+                  "SELECT * FROM story_tags WHERE run_id = 1", "SELECT * FROM digests WHERE run_id = 1",
+                  "SELECT id, source, source_id, title, url FROM stories WHERE first_seen_run = 1",
+                  "SELECT * FROM tags", "SELECT * FROM sources"):
+        rows = conn.execute(query).fetchall()
+        assert rows or "digests" in query or "FROM tags" not in query
+        for row in sorted(map(repr, rows)):
+            digest.update(row.encode())
+    digest.update(repr(schema.schema_of(conn)).encode())
+    conn.close()
+    return digest.hexdigest()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import SNAPSHOT
+from ..helpers import SNAPSHOT, run_one_rows
 from .figures import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
@@ -102,6 +102,32 @@ def test_a_hostile_story_costs_only_itself(tmp_path, name):
         SEEN["landed"] += 1
     assert counts == expected_counts  # every other story of both sites landed
     SEEN["cases"] += 1
+
+
+def test_every_hostile_edit_at_once_leaves_earlier_history_unchanged(tmp_path, refreshed_copy):
+    """All the edits above on one day's pages, refreshed into a history that has a day already."""
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, snapshot)
+    refused = {"hn": set(), "lobsters": set()}
+    for site, old, new, expected in CASES.values():
+        page = snapshot / f"{site}.html"
+        html = page.read_text(encoding="utf-8")
+        if old in html:  # edits of the same spot: the first one wins
+            page.write_text(html.replace(old, new, 1), encoding="utf-8")
+            if expected == "refused":
+                refused[site].add(old)
+    before = run_one_rows(refreshed_copy)
+    done = refresh(refreshed_copy, snapshot)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert run_one_rows(refreshed_copy) == before  # every row of the earlier run, and the schema, unchanged
+    conn = sqlite3.connect(refreshed_copy)
+    assert conn.execute("SELECT status FROM runs WHERE id = 2").fetchone() == ("partial",)
+    assert dict(conn.execute("SELECT source, status FROM run_sites WHERE run_id = 2")) == {"hn": "ok",
+                                                                                           "lobsters": "ok"}
+    assert conn.execute("SELECT count(*) FROM rejections WHERE run_id = 2").fetchone()[0] >= 2
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
 
 
 def test_parse_reports_refused_rows_on_stderr_and_prints_the_rest(tmp_path):

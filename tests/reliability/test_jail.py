@@ -8,7 +8,6 @@ Lobsters' agent gets honest code from the same stub, so every run must end `part
 """
 
 import ast
-import hashlib
 import json
 import os
 import socket
@@ -21,33 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import agent, jail, refresh, rules, sandbox, sync
+from pipeline import agent, jail, refresh, rules, sandbox
 from pipeline.settings import Judge
 
-from ..helpers import ESCAPE_TO_PROCESS, SNAPSHOT, ScriptedModel
+from ..helpers import ESCAPE_TO_PROCESS, SNAPSHOT, ScriptedModel, run_one_rows
 from ..stub_llm import API_KEY, StubLLM, cli_refresh, completion, honest_or
 from .figures import record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 
-
-
-def run_one_rows(db) -> str:
-    """Content hash of everything run 1 wrote (rows later runs never change), and the schema."""
-    conn = sqlite3.connect(db)
-    digest = hashlib.sha256()
-    for query in ("SELECT * FROM runs WHERE id = 1", "SELECT * FROM run_sites WHERE run_id = 1",
-                  "SELECT * FROM sightings WHERE run_id = 1", "SELECT * FROM judgments WHERE run_id = 1",
-                  "SELECT * FROM story_tags WHERE run_id = 1", "SELECT * FROM digests WHERE run_id = 1",
-                  "SELECT id, source, source_id, title, url FROM stories WHERE first_seen_run = 1",
-                  "SELECT * FROM tags", "SELECT * FROM sources"):
-        rows = conn.execute(query).fetchall()
-        assert rows or "digests" in query or "FROM tags" not in query
-        for row in sorted(map(repr, rows)):
-            digest.update(row.encode())
-    digest.update(repr(sync.schema_of(conn)).encode())
-    conn.close()
-    return digest.hexdigest()
 
 
 @pytest.fixture

@@ -32,10 +32,8 @@ def trimmed(html: str, row_start: str, keep: int) -> str:
     starts = [m.start() for m in re.finditer(row_start, html)]
     if len(starts) <= keep:
         return html
-    end = html.find(row_start, starts[keep - 1] + 1)
-    tail = html.rfind(row_start)
-    closing = html.find("</table>", tail) if "athing" in row_start else html.find("</ol>", tail)
-    return html[:end] + html[closing:] if closing > 0 else html[:end]
+    end_of_list = html.find("</table>" if "athing" in row_start else "</ol>", starts[-1])
+    return html[:starts[keep]] + html[end_of_list:]
 
 
 PAGES = []
