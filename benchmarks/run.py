@@ -196,7 +196,7 @@ def jail_overhead() -> None:
     per_step = (statistics.median(steps_jail) - step_local) * 1000
     record("Sandbox", "jail: start to first agent step (bwrap, worker imports, DB in, tools in, one step)",
            round(start, 3), "s", "≤ 0.3", start <= 0.3,
-           note="the jailed worker imports smolagents for LocalPythonExecutor (defence in depth), ~0.3 s of "
+           note="the jailed worker imports smolagents for LocalPythonExecutor (defence in depth), most of "
                 "it; a refresh posts tools and DB without waiting, so this runs during the model's first call")
     record("Sandbox", "jail: wait for the first step after a 0.5 s model call", round(waited * 1000, 1), "ms",
            ratio="start-up hidden behind the model call")
