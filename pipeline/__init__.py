@@ -1,23 +1,23 @@
 """newsreader: a daily Hacker News + Lobsters digest judged by an LLM CodeAgent.
 
-Modules, in the order data flows through them:
+Modules, in the order imports may flow (each imports only those above it; see
+ARCHITECTURE.md and tests/test_layout.py):
 
+    text, sites, settings -> helpers, the site registry, the judge's defaults
     sources   -> fetch the front pages, keep raw snapshots
-    parse     -> deterministic parsers: HTML -> Story records
-    sandbox   -> a per-site SQLite DB (from schema.sql)
+    schema    -> schema.sql as code
+    parse     -> deterministic parsers: HTML -> Story records the schema takes
     sqltool   -> the agent's one tool, `sql`, under a default-deny authorizer
+    sandbox   -> a per-site SQLite DB (from schema.sql), validated once
+    prompt    -> the task prompt, built and read back
     rules     -> the built-in deterministic `rules` model (and the keyword baseline)
-    agent     -> one CodeAgent per site, in parallel
     jail      -> where the agent's code runs by default: a bubblewrap process per site
     container -> or a locked-down Docker container per site (`--executor docker`)
+    agent     -> one CodeAgent per site, in parallel
     collect   -> cross-posts and the digest
-    sync      -> validate each sandbox and merge it atomically into history
+    sync      -> land every site's sandbox in history, atomically
     store     -> the history database (data/news.db)
-    serve     -> Datasette over the history (command line and the one plugin hook)
-
-Around them: refresh (one run, end to end), config (newsreader.toml), progress
-(terminal output and JSON logs), evaluate (`newsreader eval`), schedule (recipes)
-and cli (the `newsreader` command).
+    config, progress, refresh, evaluate, schedule, serve, cli -> the ways in
 """
 
 import os
