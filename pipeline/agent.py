@@ -229,15 +229,15 @@ def judge_site(
             return True
 
         if python_executor is None:
-            python_executor = own_executor = make_executor(executor, executor_kwargs or {}, step_timeout,
+            python_executor = own_executor = make_executor(executor, executor_kwargs, step_timeout,
                                                            site_deadline)
         agent = CodeAgent(
             tools=[tool],
             model=model,
             executor=python_executor,
             executor_type=executor if python_executor is None else "local",
-            executor_kwargs=({**LOCAL_EXECUTOR_DEFAULTS, **(executor_kwargs or {})} if executor == "local"
-                             else executor_kwargs or {}),
+            executor_kwargs=({**LOCAL_EXECUTOR_DEFAULTS, **executor_kwargs} if executor == "local"
+                             else executor_kwargs),
             max_steps=max_steps,
             final_answer_checks=[every_candidate_judged],
             return_full_result=True,
@@ -255,9 +255,7 @@ def judge_site(
             raise TimeoutError(reason) from None
         if remote:
             ship_out(agent.python_executor, box)
-        steps = [s for s in agent.memory.steps if isinstance(s, ActionStep)]
-        result.steps = len(steps)
-        result.llm_calls = sum(1 for s in steps if s.model_output_message is not None)
+        steps = count_steps(agent, result)
         if run.token_usage is not None:
             result.input_tokens = run.token_usage.input_tokens
             result.output_tokens = run.token_usage.output_tokens
@@ -274,9 +272,7 @@ def judge_site(
     except Exception as exc:  # a failed site must not stop the other one
         result.error = describe(exc) if not isinstance(exc, TimeoutError) else one_line(f"stopped: {exc}")
         if agent is not None:
-            steps = [s for s in agent.memory.steps if isinstance(s, ActionStep)]
-            result.steps = len(steps)
-            result.llm_calls = sum(1 for s in steps if s.model_output_message is not None)
+            count_steps(agent, result)
     finally:
         executor_to_clean = agent.python_executor if agent is not None else own_executor
         if executor_to_clean is not None and hasattr(executor_to_clean, "cleanup"):
@@ -286,6 +282,14 @@ def judge_site(
                 result.log.append(f"executor cleanup failed: {exc}")
         result.judge_s = time.monotonic() - started
     return result
+
+
+def count_steps(agent: CodeAgent, result: SiteResult) -> list[ActionStep]:
+    """The agent's action steps, counted into the result (steps taken, model calls made)."""
+    steps = [s for s in agent.memory.steps if isinstance(s, ActionStep)]
+    result.steps = len(steps)
+    result.llm_calls = sum(1 for s in steps if s.model_output_message is not None)
+    return steps
 
 
 def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model], **kwargs) -> list[SiteResult]:

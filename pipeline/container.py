@@ -31,6 +31,8 @@ from pathlib import Path
 from smolagents.monitoring import AgentLogger, LogLevel
 from smolagents.remote_executors import DockerExecutor, RemotePythonExecutor, _create_kernel_http
 
+from .jail import step_deadline
+
 RECIPE = {
     "suite": "bookworm",
     "mirror": "http://deb.debian.org/debian",
@@ -230,9 +232,8 @@ class SandboxContainerExecutor(DockerExecutor):
         """
         if self.dead:
             raise ContainerError(self.dead)
-        timeout, why = self.step_timeout, f"the step ran past its {self.step_timeout:g} s limit"
-        if self.site_deadline is not None and self.site_deadline - time.monotonic() < timeout:
-            timeout, why = max(self.site_deadline - time.monotonic(), 0.0), "the site ran past its time limit"
+        deadline, why = step_deadline(self.step_timeout, self.site_deadline)
+        killed = f"{why}: the container was killed"
         expired = threading.Event()
 
         def expire():
@@ -240,19 +241,18 @@ class SandboxContainerExecutor(DockerExecutor):
             with contextlib.suppress(Exception):  # already gone: the step fails either way
                 self.container.kill()
 
-        timer = threading.Timer(timeout, expire)
+        timer = threading.Timer(max(deadline - time.monotonic(), 0.0), expire)
         timer.start()
         try:
             return super().run_code_raise_errors(code)
         except Exception:
-            if expired.is_set():
-                self.dead = f"{why}: the container was killed"
-                raise ContainerError(self.dead) from None
-            raise
+            if not expired.is_set():
+                raise
+            raise ContainerError(killed) from None
         finally:
             timer.cancel()
-            if expired.is_set() and not self.dead:
-                self.dead = f"{why}: the container was killed"
+            if expired.is_set():
+                self.dead = killed
 
     def install_packages(self, additional_imports):
         """There is no network inside: everything the agent may import is in the image."""

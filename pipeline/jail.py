@@ -65,6 +65,15 @@ class JailError(Exception):
 # --- the host side ------------------------------------------------------------------------
 
 
+def step_deadline(step_timeout: float, site_deadline: float | None) -> tuple[float, str]:
+    """When a step must have answered (a `time.monotonic()` instant), and the reason to give if it has not:
+    the step's own bound, or the site's deadline if that comes first. The jail and docker both use it."""
+    deadline, why = time.monotonic() + step_timeout, f"the step ran past its {step_timeout:g} s limit"
+    if site_deadline is not None and site_deadline < deadline:
+        deadline, why = site_deadline, "the site ran past its time limit"
+    return deadline, why
+
+
 def bwrap_command(limits: dict) -> list[str]:
     """The bubblewrap command line: what the jail can see, and nothing else."""
     bwrap = shutil.which("bwrap")
@@ -176,12 +185,6 @@ class JailExecutor:
         for chunk in iter(lambda: self.process.stderr.read1(4096), b""):
             self.stderr_tail = (self.stderr_tail + chunk)[-4096:]
 
-    def _deadline(self, timeout: float) -> tuple[float, str]:
-        deadline, why = time.monotonic() + timeout, f"the step ran past its {timeout:g} s limit"
-        if self.site_deadline is not None and self.site_deadline < deadline:
-            deadline, why = self.site_deadline, "the site ran past its time limit"
-        return deadline, why
-
     def post(self, message: dict) -> None:
         """Send a message whose reply ("ok") is checked later, before the next request's.
 
@@ -193,7 +196,7 @@ class JailExecutor:
 
     def request(self, message: dict, timeout: float | None = None) -> dict:
         """Send one message, wait for its reply until the deadline; kill the jail on any fault."""
-        deadline, why = self._deadline(self.step_timeout if timeout is None else timeout)
+        deadline, why = step_deadline(self.step_timeout if timeout is None else timeout, self.site_deadline)
         self._write(message)
         while self.pending:
             self.pending -= 1

@@ -21,6 +21,7 @@ from .schema import (  # noqa: F401 - the schema's helpers, as callers of the hi
     apply_schema,
     connect_ro,
     reference_db,
+    reference_schema,
     savepoint,
     schema_sql,
     schema_version,
@@ -100,8 +101,7 @@ def refuse_foreign(path: Path) -> None:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open history database {path}: {exc}") from None
-    with reference_db() as reference:
-        ours = {row[0] for row in reference.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    ours = {name for kind, name, _ in reference_schema() if kind == "table"}
     foreign = {t for t in tables - ours if not t.startswith(("stories_fts", "sqlite_"))}
     if foreign:
         shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
