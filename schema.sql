@@ -20,7 +20,11 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 5  (PRAGMA user_version; bump it with a migration in pipeline/store.py)
+-- schema_version: 6  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- a table whose definition here changed is rebuilt with its rows, in one transaction)
+--
+-- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
+-- message ("CHECK constraint failed: summary_10_to_400_chars") tells the model what to fix.
 
 CREATE TABLE IF NOT EXISTS sources (
     slug TEXT PRIMARY KEY CHECK (slug IN ('hn', 'lobsters')),
@@ -79,6 +83,8 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_s REAL CHECK (duration_s >= 0),
     stories INTEGER CHECK (stories >= 0),
     rejected INTEGER NOT NULL DEFAULT 0 CHECK (rejected >= 0),
+    -- What the model calls cost, from LiteLLM's cost map; NULL when the model's price is unknown.
+    cost_usd REAL CHECK (cost_usd >= 0),
     error TEXT,
     CHECK ((status = 'running') = (finished_at IS NULL))
 ) STRICT;
@@ -92,13 +98,19 @@ CREATE TABLE IF NOT EXISTS run_sites (
     status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
     candidates INTEGER NOT NULL DEFAULT 0 CHECK (candidates >= 0),
     judged INTEGER NOT NULL DEFAULT 0 CHECK (judged >= 0),
+    -- Of the judged, carried over from an earlier run without a model call (see judgments.basis).
+    reused INTEGER NOT NULL DEFAULT 0 CHECK (reused >= 0 AND reused <= judged),
     steps INTEGER CHECK (steps >= 0),
     llm_calls INTEGER CHECK (llm_calls >= 0),
     input_tokens INTEGER CHECK (input_tokens >= 0),
     output_tokens INTEGER CHECK (output_tokens >= 0),
     fetch_s REAL CHECK (fetch_s >= 0),
     judge_s REAL CHECK (judge_s >= 0),
+    cost_usd REAL CHECK (cost_usd >= 0),
     error TEXT,
+    -- Something the reader should know about a site that landed (e.g. the agent ran out of
+    -- steps, but its sandbox was complete and valid).
+    note TEXT,
     PRIMARY KEY (run_id, source)
 ) STRICT;
 
@@ -186,19 +198,25 @@ CREATE INDEX IF NOT EXISTS sightings_story ON sightings(story_id);
 CREATE TABLE IF NOT EXISTS judgments (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     story_id INTEGER NOT NULL REFERENCES stories(id),
-    relevant INTEGER NOT NULL CHECK (relevant IN (0, 1)),
-    score INTEGER NOT NULL CHECK (score BETWEEN 0 AND 100),
-    summary TEXT NOT NULL CHECK (
-        length(summary) BETWEEN 10 AND 400
-        AND summary = trim(summary)
-        AND summary NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
-        AND instr(CAST(summary AS BLOB), x'00') = 0
-    ),
-    reason TEXT NOT NULL CHECK (
-        length(reason) BETWEEN 1 AND 300
-        AND reason NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
-        AND instr(CAST(reason AS BLOB), x'00') = 0
-    ),
+    relevant INTEGER NOT NULL CONSTRAINT relevant_is_0_or_1 CHECK (relevant IN (0, 1)),
+    score INTEGER NOT NULL CONSTRAINT score_is_0_to_100 CHECK (score BETWEEN 0 AND 100),
+    summary TEXT NOT NULL
+        CONSTRAINT summary_10_to_400_chars CHECK (length(summary) BETWEEN 10 AND 400)
+        CONSTRAINT summary_without_surrounding_spaces CHECK (summary = trim(summary))
+        CONSTRAINT summary_one_line_without_control_chars
+            CHECK (summary NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*'))
+        CONSTRAINT summary_without_nul CHECK (instr(CAST(summary AS BLOB), x'00') = 0),
+    reason TEXT NOT NULL
+        CONSTRAINT reason_1_to_300_chars CHECK (length(reason) BETWEEN 1 AND 300)
+        CONSTRAINT reason_one_line_without_control_chars
+            CHECK (reason NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*'))
+        CONSTRAINT reason_without_nul CHECK (instr(CAST(reason AS BLOB), x'00') = 0),
+    -- Set by the host, never by the judge: a SHA-256 of everything the judgment rests on (prompt,
+    -- model, profile, vocabulary, the story's title). A later run whose basis for the story is the
+    -- same carries the judgment over instead of asking the model again...
+    basis TEXT CHECK (basis IS NULL OR (length(basis) = 64 AND basis NOT GLOB '*[^0-9a-f]*')),
+    -- ...and says which run first made it.
+    reused_from INTEGER REFERENCES runs(id) CHECK (reused_from IS NULL OR reused_from < run_id),
     PRIMARY KEY (run_id, story_id)
 ) STRICT;
 

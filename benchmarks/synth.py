@@ -110,7 +110,8 @@ def generate(db_path: Path, days: int, seed: int = 7) -> dict:
             for tag in rng.sample(TAGS, rng.randint(1, 3)):
                 tags.append((run_id, sid, tag))
         conn.executemany("INSERT INTO sightings VALUES (?, ?, ?, ?, ?)", sightings)
-        conn.executemany("INSERT INTO judgments VALUES (?, ?, ?, ?, ?, ?)", judgments)
+        conn.executemany("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", judgments)
         conn.executemany("INSERT INTO story_tags VALUES (?, ?, ?)", tags)
         pair = [s for s in new[:4]]
         conn.execute("INSERT INTO story_links VALUES (?, ?, ?), (?, ?, ?)",

@@ -23,6 +23,7 @@ from .schema import (  # noqa: F401 - the schema's helpers, as callers of the hi
     reference_db,
     reference_schema,
     savepoint,
+    schema_of,
     schema_sql,
     schema_version,
     sync_tags,
@@ -32,9 +33,10 @@ from .schema import (  # noqa: F401 - the schema's helpers, as callers of the hi
 METADATA_PATH = shipped("metadata.yml")
 DEFAULT_DB = Path("data") / "news.db"
 
-# Changes that re-applying schema.sql cannot express (it only adds missing tables,
-# indexes, triggers, views and seed rows): statements keyed by the version they bring
-# a database up to. They run before schema.sql is re-applied, so dropping an object
+# Re-applying schema.sql adds missing tables, indexes, triggers, views and seed rows, and
+# `rebuild_changed_tables` brings a table whose definition changed up to date with its rows.
+# What neither expresses (a changed trigger or view): statements keyed by the version they
+# bring a database up to. They run before schema.sql is re-applied, so dropping an object
 # here makes schema.sql create its new definition.
 MIGRATIONS: dict[int, list[str]] = {
     4: ["DROP TRIGGER IF EXISTS story_tags_at_most_three"],  # re-inserting an existing tag was refused
@@ -80,12 +82,44 @@ def migrate(conn: sqlite3.Connection) -> int:
                 for version in range(current + 1, target + 1):
                     for stmt in MIGRATIONS.get(version, []):
                         conn.execute(stmt)
+                rebuilt = rebuild_changed_tables(conn)
             apply_schema(conn)
             db = sqlite_utils.Database(conn)
+            if current > 0 and "stories" in rebuilt:  # its search triggers went with the old table
+                db["stories"].disable_fts()
             if not db["stories"].detect_fts():
                 db["stories"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
             conn.execute(f"PRAGMA user_version = {target}")
     return current
+
+
+def rebuild_changed_tables(conn: sqlite3.Connection) -> list[str]:
+    """Re-create every table whose definition differs from schema.sql, keeping its rows.
+
+    SQLite cannot alter a CHECK or add a constrained column in place, so (as its docs
+    advise) each such table is copied aside, dropped, created from schema.sql and filled
+    again, columns matched by name. Foreign keys are deferred to the caller's commit, so
+    a parent table can be rebuilt under its children; rows the new definition refuses
+    make the whole migration fail, and the old database stays as it was.
+    """
+    have = {name: sql for kind, name, sql in schema_of(conn) if kind == "table"}
+    want = {name: sql for kind, name, sql in reference_schema() if kind == "table"}
+    changed = [name for name in want if name in have and have[name] != want[name]]
+    if not changed:
+        return []
+    conn.execute("PRAGMA defer_foreign_keys = ON")
+    columns = {}
+    for name in changed:
+        columns[name] = [row[1] for row in conn.execute(f"PRAGMA main.table_info({name})")]
+        conn.execute(f"CREATE TEMP TABLE old_{name} AS SELECT * FROM main.{name}")
+        conn.execute(f"DROP TABLE main.{name}")
+    apply_schema(conn)
+    for name in changed:
+        kept = [c for c in columns[name] if c in {row[1] for row in conn.execute(f"PRAGMA main.table_info({name})")}]
+        listed = ", ".join(kept)
+        conn.execute(f"INSERT INTO main.{name} ({listed}) SELECT {listed} FROM temp.old_{name}")
+        conn.execute(f"DROP TABLE temp.old_{name}")
+    return changed
 
 
 def refuse_foreign(path: Path) -> None:

@@ -25,7 +25,8 @@ SCRIPT = """
 special = {1: (1, 'security'), 2: (1, 'business'), 3: (0, 'ai')}
 for story_id in range(1, 31):
     relevant, tag = special.get(story_id, (0, 'culture'))
-    sql("INSERT INTO judgments VALUES (1, ?, ?, 50, 'A scripted judgment with enough words.', 'test')",
+    sql("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+        "VALUES (1, ?, ?, 50, 'A scripted judgment with enough words.', 'test')",
         [story_id, relevant])
     sql("INSERT INTO story_tags VALUES (1, ?, ?)", [story_id, tag])
 final_answer('done')

@@ -56,11 +56,14 @@ def test_constraint_violation_is_an_observation_and_the_fix_lands(tmp_path):
     def first(task):
         # Judges everything except story 1, whose summary just repeats the title.
         code = rules.code_for(task)
-        return code.replace("final_answer(", "print(sql('INSERT INTO judgments VALUES (1, 1, 1, 70, ?, ?)', "
+        return code.replace("final_answer(", "print(sql('INSERT INTO judgments "
+                                             "(run_id, story_id, relevant, score, summary, reason) "
+                                             "VALUES (1, 1, 1, 70, ?, ?)', "
                             f"[{title!r}, 'x']))\nfinal_answer(", 1).replace("rows = [[1,", "rows = [[999,", 1)
 
     def second(task):
-        return ("print(sql('INSERT INTO judgments VALUES (1, 1, 1, 70, ?, ?)', "
+        return ("print(sql('INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                           "VALUES (1, 1, 1, 70, ?, ?)', "
                 "['A browser developer argues for a smaller web that simple engines can render.', 'web']))\n"
                 "print(sql(\"INSERT INTO story_tags VALUES (1, 1, 'web')\"))\nfinal_answer('fixed')")
 

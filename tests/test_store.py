@@ -1,11 +1,14 @@
 """The history database: created from schema.sql, idempotent, migrated forward, searchable."""
 
+import shutil
 import sqlite3
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline import schema, store
 from pipeline.cli import cli
+from tests.helpers import FIXTURES
 
 
 def schema_dump(path):
@@ -63,11 +66,12 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
     store.open_db(path).conn.close()
     target = store.schema_version() + 1
     monkeypatch.setattr(store, "schema_version", lambda sql=None: target)
-    monkeypatch.setitem(store.MIGRATIONS, target, ["ALTER TABLE runs ADD COLUMN note TEXT"])
+    monkeypatch.setitem(store.MIGRATIONS, target, ["INSERT INTO runs (started_at, status, finished_at) "
+                                                   "VALUES ('2026-01-01T00:00:00Z', 'ok', '2026-01-01T00:00:01Z')"])
     db = store.open_db(path)
-    assert "note" in db["runs"].columns_dict
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     assert db.execute("PRAGMA user_version").fetchone()[0] == target
-    store.open_db(path)  # already current: nothing re-applied
+    assert store.open_db(path).execute("SELECT count(*) FROM runs").fetchone()[0] == 1  # current: not re-applied
 
 
 def test_a_newer_database_is_refused_clearly(tmp_path):
@@ -124,8 +128,29 @@ def test_re_inserting_a_tag_of_a_story_with_three_tags_is_a_no_op(history):
     run_id = history.execute("INSERT INTO runs (started_at) VALUES ('2026-11-25T08:00:00')").lastrowid
     history.execute("INSERT INTO stories (id, source, source_id, title, discussion_url) VALUES "
                     "(1, 'hn', '1', 'A title', 'https://news.ycombinator.com/item?id=1')")
-    history.execute("INSERT INTO judgments VALUES (?, 1, 1, 50, 'A summary that says more.', 'x')", [run_id])
+    history.execute("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                    "VALUES (?, 1, 1, 50, 'A summary that says more.', 'x')", [run_id])
     for tag in ("ai", "web", "security"):
         history.execute("INSERT INTO story_tags VALUES (?, 1, ?)", [run_id, tag])
     history.execute("INSERT INTO story_tags VALUES (?, 1, 'web') ON CONFLICT DO NOTHING", [run_id])
     assert history.execute("SELECT count(*) FROM story_tags").fetchone() == (3,)
+
+
+def test_a_version_5_history_is_rebuilt_to_the_current_schema_with_every_row(tmp_path):
+    """v6 named the judgments' CHECK constraints and added columns: SQLite cannot alter those in place,
+    so the changed tables are rebuilt from schema.sql, keeping every row (a real v5 refresh's history)."""
+    path = tmp_path / "news.db"
+    shutil.copy(FIXTURES / "history-v5.db", path)
+    before = sqlite3.connect(path)
+    counts = {t: before.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+              for t in ("runs", "run_sites", "stories", "judgments", "story_tags", "sightings")}
+    before.close()
+    db = store.open_db(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.schema_version()
+    fresh = store.open_db(tmp_path / "fresh.db")
+    assert schema.schema_differences(schema.schema_of(db.conn), schema.schema_of(fresh.conn)) == []
+    assert {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in counts} == counts
+    assert counts["judgments"] > 0 and db.execute("PRAGMA foreign_key_check").fetchall() == []
+    with pytest.raises(sqlite3.IntegrityError, match="summary_10_to_400_chars"):
+        db.execute("UPDATE judgments SET summary = 'short' WHERE rowid = 1")
+    assert db.execute("SELECT count(*) FROM stories_fts WHERE stories_fts MATCH 'security'").fetchone()[0] > 0

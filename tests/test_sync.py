@@ -129,7 +129,8 @@ def test_judgment_for_a_story_that_is_not_a_candidate_is_filtered(tmp_path, hist
     c = raw(result.box)
     c.execute("INSERT INTO stories (id, source, source_id, title, discussion_url) VALUES "
               "(500, 'hn', '1', 'Smuggled in', 'https://news.ycombinator.com/item?id=1')")
-    c.execute("INSERT INTO judgments VALUES (?, 500, 1, 100, 'A story the host never offered to the agent.', 'x')",
+    c.execute("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+              "VALUES (?, 500, 1, 100, 'A story the host never offered to the agent.', 'x')",
               [run_id])
     report = merge(conn, run_id, result)
     assert report.status == "partial"

@@ -88,7 +88,8 @@ def test_the_markdown_digest_groups_by_tag_and_escapes(tmp_path):
                                 "example.com", 10 * i, i, "someone", None)
             story_id = schema.insert_story(conn, None, story, run_id)
             schema.insert_sighting(conn, run_id, story_id, story)
-            conn.execute("INSERT INTO judgments VALUES (?, ?, 1, ?, ?, 'on topic')",
+            conn.execute("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                         "VALUES (?, ?, 1, ?, ?, 'on topic')",
                          [run_id, story_id, 90 - i, f"Why story number {i} matters to this reader."])
             for tag in tags:
                 conn.execute("INSERT INTO story_tags VALUES (?, ?, ?)", [run_id, story_id, tag])

@@ -73,7 +73,8 @@ def test_a_million_bogus_judgments_are_refused_whole(tmp_path):
     attack = ESCAPE + (
         "c = connect('sandbox.db')\n"
         "c.execute('INSERT INTO runs (id, started_at) VALUES (2, \\'2026-01-01T00:00:00Z\\')')\n"
-        "c.executemany('INSERT INTO judgments VALUES (2, ?, 1, 50, ?, ?)', "
+        "c.executemany('INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                       "VALUES (2, ?, 1, 50, ?, ?)', "
         "map(lambda i: (1 + i % 30, 'A bogus judgment number ' + str(i), 'bogus'), range(1000000)))\n"
         "print('wrote', c.total_changes)\n"
     )
