@@ -7,6 +7,13 @@ check run on the host refuses to finish until every candidate is judged and
 tagged and the sandbox is still sound, so the model keeps working instead of
 declaring victory.
 
+`JudgeAgent` is smolagents' CodeAgent with the judge's own system prompt
+(prompt.py's template), `run_id` and `candidates` as variables of the code, a
+compact memory (earlier steps' code is not repeated in full), replies that could
+not run (cut off at the token limit, empty, no code) named to the model, and no
+extra model call at max steps. Whenever the agent stops, for any reason, the host
+checks the sandbox: complete and valid, it lands.
+
 Executors: `local` (smolagents' LocalPythonExecutor, in process) or a remote one
 (`docker`, `e2b`, `modal`, `blaxel`). Remote kernels run the tool's source on
 their side, so the sandbox DB is shipped in as base64 before the run and read
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import sys
 import threading
 import time
@@ -25,9 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from smolagents import CodeAgent, LiteLLMModel, Model
+from smolagents.agents import ToolCall, populate_template
 from smolagents.memory import ActionStep
-from smolagents.monitoring import LogLevel
-from smolagents.utils import AgentError
+from smolagents.models import ChatMessage, MessageRole
+from smolagents.monitoring import LogLevel, Timing, TokenUsage
+from smolagents.utils import AgentError, AgentMaxStepsError, AgentParsingError
 
 from . import jail, prompt, sandbox
 from .rules import KeywordBaselineModel, RulesModel
@@ -64,18 +74,211 @@ def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -
     return prompt.build_task(box.source, box.run_id, profile, vocabulary, box.candidates)
 
 
+def code_variables(box: sandbox.Sandbox) -> dict:
+    """What the agent's code finds defined: the run's id and the candidates as plain data."""
+    return {"run_id": box.run_id,
+            "candidates": [{"id": i, "title": s.title, "domain": s.domain, "site_tags": list(s.tags),
+                            "points": s.points, "comments": s.comments, "kind": s.kind}
+                           for i, s in box.candidates.items()]}
+
+
+# --- the agent -----------------------------------------------------------------------
+
+CODE_KEPT = 600  # characters of a step's code repeated in later prompts (what it wrote is in the database)
+OUTPUT_KEPT = 2000  # characters of the latest step's output and error repeated; earlier steps keep...
+EARLIER_OUTPUT_KEPT = 400  # ...this many
+
+
+def reply_problem(message: ChatMessage | None, opening_tag: str) -> str | None:
+    """Why a model reply cannot be run as it stands, in words the model can act on; None if it can."""
+    if message is None:
+        return None
+    raw = getattr(message, "raw", None)
+    try:
+        finish = raw.choices[0].finish_reason
+    except (AttributeError, IndexError, KeyError, TypeError):
+        finish = None
+    if finish == "length":
+        tokens = message.token_usage.output_tokens if message.token_usage else "the maximum number of"
+        return (f"your reply was cut off after {tokens} tokens (the output limit), so none of its code ran: "
+                "write fewer judgments per code block (e.g. 10), then continue with the rest")
+    content = message.content
+    if content is None:
+        return "your reply had no text (null content): answer with a thought and one code block"
+    if isinstance(content, str):
+        if not content.strip():
+            return "your reply was empty: answer with a thought and one code block"
+        if opening_tag not in content and "```" not in content:
+            return (f"your reply had no code block, so nothing ran: put Python code between {opening_tag} and "
+                    f"{opening_tag.replace('<', '</')} that calls sql(...) (not JSON, not prose)")
+    return None
+
+
+def shortened(text: str, limit: int, what: str) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more characters of {what}]"
+
+
+def compact_reply(text: str, opening: str, closing: str) -> str:
+    """A reply as later prompts repeat it: its thought, and its code cut to CODE_KEPT characters."""
+    head, found, rest = text.partition(opening)
+    if not found:
+        return shortened(text, CODE_KEPT, "this reply")
+    code, _, tail = rest.partition(closing)
+    if len(code) > CODE_KEPT:
+        code = (code[:CODE_KEPT] + f"\n# [... {len(code) - CODE_KEPT} more characters of this code not repeated: "
+                "what it wrote is in the database]\n")
+    return shortened(head.strip(), CODE_KEPT, "this thought") + "\n" + opening + code + closing + tail
+
+
+class JudgeAgent(CodeAgent):
+    """smolagents' CodeAgent as the judge needs it (see the module docstring)."""
+
+    def __init__(self, *, facts: dict, **kwargs):
+        self.facts = facts  # the run's facts the system prompt states: run_id, the candidate id range
+        super().__init__(prompt_templates=prompt.templates(), **kwargs)
+
+    def initialize_system_prompt(self) -> str:
+        return populate_template(self.prompt_templates["system_prompt"], variables={
+            **self.facts, "max_steps": self.max_steps,
+            "code_block_opening_tag": self.code_block_tags[0], "code_block_closing_tag": self.code_block_tags[1]})
+
+    def write_memory_to_messages(self, summary_mode: bool = False) -> list[ChatMessage]:
+        """System prompt, task, then each step as its (compacted) reply and one message with what it printed
+        and its error: no duplicate 'Calling tools' copy of the code, earlier outputs cut shorter."""
+        messages = self.memory.system_prompt.to_messages(summary_mode=summary_mode)
+        actions = [step for step in self.memory.steps if isinstance(step, ActionStep)]
+        for step in self.memory.steps:
+            if not isinstance(step, ActionStep):
+                messages.extend(step.to_messages(summary_mode=summary_mode))
+                continue
+            keep = OUTPUT_KEPT if step is actions[-1] else EARLIER_OUTPUT_KEPT
+            if step.model_output:
+                text = compact_reply(str(step.model_output).strip(), *self.code_block_tags)
+                messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=[{"type": "text", "text": text}]))
+            parts = []
+            if step.observations:
+                parts.append("Observation:\n" + shortened(step.observations, keep, "output"))
+            if step.error is not None:
+                parts.append("Error:\n" + shortened(str(step.error), keep, "the error") + "\nFix it and go on.")
+            if parts:
+                text = "\n".join(parts)
+                messages.append(ChatMessage(role=MessageRole.USER, content=[{"type": "text", "text": text}]))
+        return messages
+
+    def _step_stream(self, memory_step: ActionStep):
+        """smolagents' step, but a reply that cannot run as it stands is named to the model, not run."""
+        inner = super()._step_stream(memory_step)
+        try:
+            for item in inner:
+                if isinstance(item, ToolCall):
+                    problem = reply_problem(memory_step.model_output_message, self.code_block_tags[0])
+                    if problem:
+                        raise AgentParsingError(problem, self.logger)
+                yield item
+        except AgentParsingError as exc:
+            problem = reply_problem(memory_step.model_output_message, self.code_block_tags[0])
+            if problem and str(exc) != problem:
+                raise AgentParsingError(problem, self.logger) from None
+            raise
+        finally:
+            inner.close()
+
+    def _handle_max_steps_reached(self, task: str):
+        """Out of steps: no extra 'give your final answer' call (smolagents makes one, uncounted). The host
+        looks at the sandbox instead."""
+        now = time.time()
+        step = ActionStep(step_number=self.step_number, timing=Timing(start_time=now, end_time=now),
+                          error=AgentMaxStepsError(f"no final_answer within {self.max_steps} steps", self.logger),
+                          token_usage=TokenUsage(0, 0))
+        self._finalize_step(step)
+        self.memory.steps.append(step)
+        return None
+
+
 # --- models ---------------------------------------------------------------------------
 
+OLLAMA_NUM_CTX = 16384  # tokens: the task, a few steps and their outputs, with room to spare
 
-def make_model(model_id: str | None, **options) -> Model:
+
+def cost_usd(model_id: str | None, input_tokens: int, output_tokens: int) -> float | None:
+    """What the tokens cost, from LiteLLM's bundled cost map; None when the model's price is unknown."""
+    if model_id in BUILTIN_MODELS:
+        return 0.0
+    if not model_id:
+        return None
+    import litellm
+
+    litellm.suppress_debug_info = True  # no "Provider List" banner for a model it does not know
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model_id, prompt_tokens=input_tokens, completion_tokens=output_tokens)
+    except Exception:  # litellm raises for a model it has no price for
+        return None
+    return round(prompt_cost + completion_cost, 6)
+
+
+def model_cost(model: Model, input_tokens: int, output_tokens: int) -> float | None:
+    """cost_usd for a model object: ours cost nothing, a LiteLLM model what the cost map says, others unknown."""
+    if isinstance(model, RulesModel):
+        return 0.0
+    if isinstance(model, LiteLLMModel):
+        return cost_usd(model.model_id, input_tokens, output_tokens)
+    return None
+
+
+class BudgetSpent(Exception):
+    """The refresh's budget_usd would be exceeded by the next model call."""
+
+
+class Budget:
+    """What one refresh may spend on model calls, shared by every call (both sites, the editor's note)."""
+
+    def __init__(self, limit_usd: float | None):
+        self.limit, self.spent, self.lock = limit_usd, 0.0, threading.Lock()
+
+    def check(self, model_id: str, messages) -> None:
+        """Refuse a call whose prompt alone (about 4 characters a token) would take spending past the limit."""
+        if self.limit is None:
+            return
+        characters = sum(len(str(getattr(m, "content", m))) for m in messages)
+        estimate = cost_usd(model_id, characters // 4, 0) or 0.0
+        with self.lock:
+            if self.spent + estimate > self.limit:
+                raise BudgetSpent(f"budget_usd {self.limit:g} reached: ${self.spent:.4f} spent, the next call "
+                                  f"would cost about ${estimate:.4f}; no more model calls this refresh")
+
+    def add(self, model_id: str, usage: TokenUsage | None) -> None:
+        if usage is not None:
+            with self.lock:
+                self.spent += cost_usd(model_id, usage.input_tokens, usage.output_tokens) or 0.0
+
+
+class BudgetedModel(LiteLLMModel):
+    """A LiteLLM model whose every call is checked against, and counted into, the refresh's budget."""
+
+    def __init__(self, *args, budget: Budget | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.budget = budget or Budget(None)
+
+    def generate(self, messages, *args, **kwargs) -> ChatMessage:
+        self.budget.check(self.model_id, messages)
+        message = super().generate(messages, *args, **kwargs)
+        self.budget.add(self.model_id, message.token_usage)
+        return message
+
+
+def make_model(model_id: str | None, budget: Budget | None = None, **options) -> Model:
     """`rules` (the default, offline), `keyword-baseline`, or any LiteLLM model id (keys from the environment)."""
     if not model_id or model_id == RulesModel.name:
         return RulesModel()
     if model_id == KeywordBaselineModel.name:
         return KeywordBaselineModel()
-    options = {"timeout": 120, "max_retries": 2, **options}
+    # drop_params: a parameter the model does not take (gpt-5's temperature) is dropped, not fatal.
+    options = {"timeout": 120, "max_retries": 2, "drop_params": True, **options}
+    if model_id.startswith(("ollama/", "ollama_chat/")):  # Ollama's default 2-4k context cannot hold the task
+        options.setdefault("num_ctx", OLLAMA_NUM_CTX)
     retry_wait = options.pop("retry_wait", 5.0)
-    model = LiteLLMModel(model_id=model_id, **options)
+    model = BudgetedModel(model_id=model_id, budget=budget, **options)
     # smolagents' own rate-limit retry starts at a 60 s wait; keep a refresh from hanging for minutes.
     model.retryer.wait_seconds = retry_wait
     model.retryer.max_attempts = min(model.retryer.max_attempts, 3)
@@ -95,7 +298,9 @@ class SiteResult:
     output_tokens: int = 0
     judge_s: float = 0.0
     fetch_s: float = 0.0
+    cost_usd: float | None = 0.0  # None when the model's price is unknown
     error: str | None = None
+    note: str | None = None  # for a site that landed: something the reader should know
     log: list[str] = field(default_factory=list)
     problems: list[str] | None = None  # sandbox.validate's verdict, taken once when the agent stopped...
     fingerprint: str | None = None  # ...on the sandbox file with this SHA-256
@@ -187,21 +392,30 @@ def judge_site(
     """Run one site's CodeAgent to completion; never raises, the result says what happened.
 
     `judge` holds the settings (see settings.Judge); `changes` override some of them
-    (`max_steps=2`), for a caller that wants the defaults but one.
+    (`max_steps=2`), for a caller that wants the defaults but one. A site whose stories
+    were all judged before (box.reused) needs no agent and lands as it is.
     """
     judge = (judge or Judge()).but(**changes)
     executor, executor_kwargs, max_steps = judge.executor, judge.executor_options, judge.max_steps
     step_timeout, site_timeout, profile = judge.step_timeout, judge.site_timeout, judge.profile
     result = SiteResult(source=box.source, box=box)
     started = time.monotonic()
+    if not box.candidates:
+        if box.reused:
+            result.status, result.note = "ok", f"all {len(box.reused)} stories judged before: no model call"
+            result.problems, result.fingerprint = sandbox.validate(box.path), sandbox.fingerprint(box.path)
+        else:
+            result.error = "no candidates to judge"
+        return result
     site_deadline = started + site_timeout
     remote = executor != "local" or python_executor is not None
     tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
     agent = own_executor = None
-    try:
-        if not box.candidates:
-            raise RuntimeError("no candidates to judge")
 
+    def alive() -> bool:
+        return agent is not None and not getattr(agent.python_executor, "dead", None)
+
+    try:
         def stop_reason() -> str | None:
             """Why the agent must stop now: its jail/container died or the site ran out of time."""
             dead = getattr(agent.python_executor, "dead", None)
@@ -212,9 +426,13 @@ def judge_site(
             return None
 
         def after_step(step, agent=None):
-            """Each agent step: stop at once when the executor is gone; report for --verbose and the log."""
+            """Each agent step: keep the host's copy of a remote sandbox current (a jail that dies later
+            loses nothing finished), stop at once when the executor is gone, report for --verbose."""
             if stop_reason():
                 agent.interrupt()
+            elif remote and isinstance(step, ActionStep) and step.code_action:
+                with contextlib.suppress(Exception):  # the host keeps its previous copy
+                    ship_out(agent.python_executor, box)
             if step_reporter and isinstance(step, ActionStep):
                 step_reporter(box.source, step.step_number,
                               one_line(f"{step.observations or ''} {step.error or ''}", 2000))
@@ -231,7 +449,9 @@ def judge_site(
         if python_executor is None:
             python_executor = own_executor = make_executor(executor, executor_kwargs, step_timeout,
                                                            site_deadline)
-        agent = CodeAgent(
+        ids = sorted(box.candidates)
+        agent = JudgeAgent(
+            facts={"run_id": box.run_id, "first_id": ids[0], "last_id": ids[-1]},
             tools=[tool],
             model=model,
             executor=python_executor,
@@ -244,36 +464,42 @@ def judge_site(
             verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
             step_callbacks=[after_step],
         )
+        agent.state.update(code_variables(box))  # sent to the executor by run(), not pasted into the task
         if remote:
             ship_in(agent.python_executor, box)
         try:
             run = agent.run(build_task(box, profile, vocabulary))
-        except AgentError:
+        except AgentError as exc:
             reason = stop_reason()
             if reason is None:
                 raise
-            raise TimeoutError(reason) from None
+            raise TimeoutError(reason) from exc
         if remote:
             ship_out(agent.python_executor, box)
-        steps = count_steps(agent, result)
-        if run.token_usage is not None:
-            result.input_tokens = run.token_usage.input_tokens
-            result.output_tokens = run.token_usage.output_tokens
-        result.log = [one_line(f"{s.observations or ''} {s.error or ''}", 2000) for s in steps]
         if run.state == "success":
             result.status = "ok"
+        else:
+            result.error = f"the agent did not call final_answer within {max_steps} steps"
+    except Exception as exc:  # a failed site must not stop the other one
+        if isinstance(exc, TimeoutError):
+            result.error = one_line(f"stopped: {exc}")
+        elif isinstance(exc, AgentError) and isinstance(exc.__cause__, BudgetSpent):
+            result.error = one_line(str(exc.__cause__))
+        else:
+            result.error = describe(exc)
+    finally:
+        if agent is not None:
+            steps = count_steps(agent, result)
+            result.log = [one_line(f"{s.observations or ''} {s.error or ''}", 2000) for s in steps]
+            last = last_error(steps)
+            if result.error and last and last not in result.error:
+                result.error += f" (last error: {last})"
+            result.cost_usd = model_cost(model, result.input_tokens, result.output_tokens)
+        if result.status != "ok":
+            settle(result, box)
+        elif result.status == "ok":
             result.fingerprint = sandbox.fingerprint(box.path)
             result.problems = sandbox.validate(box.path)  # once, on what will be merged
-        else:
-            last_error = next((s.error for s in reversed(steps) if s.error is not None), None)
-            result.error = f"{run.state}: the agent did not finish in {max_steps} steps" + (
-                f" (last error: {one_line(str(last_error))})" if last_error else ""
-            )
-    except Exception as exc:  # a failed site must not stop the other one
-        result.error = describe(exc) if not isinstance(exc, TimeoutError) else one_line(f"stopped: {exc}")
-        if agent is not None:
-            count_steps(agent, result)
-    finally:
         executor_to_clean = agent.python_executor if agent is not None else own_executor
         if executor_to_clean is not None and hasattr(executor_to_clean, "cleanup"):
             try:
@@ -284,11 +510,34 @@ def judge_site(
     return result
 
 
+def settle(result: SiteResult, box: sandbox.Sandbox) -> None:
+    """The agent stopped without finishing (out of steps, a refused final answer, a dead jail, a deadline):
+    if the host's copy of its sandbox is complete and valid anyway, the site lands, with a note."""
+    try:
+        problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates)
+    except Exception:  # an unreadable sandbox stays a failed site
+        return
+    if problems:
+        return
+    result.status, result.note, result.error = "ok", f"landed complete although {result.error}", None
+    result.fingerprint, result.problems = sandbox.fingerprint(box.path), []
+
+
+def last_error(steps: list[ActionStep]) -> str | None:
+    """The model's last real error (not smolagents' closing 'max steps' marker), as one line."""
+    for step in reversed(steps):
+        if step.error is not None and not isinstance(step.error, AgentMaxStepsError):
+            return one_line(str(step.error), 300)
+    return None
+
+
 def count_steps(agent: CodeAgent, result: SiteResult) -> list[ActionStep]:
     """The agent's action steps, counted into the result (steps taken, model calls made)."""
     steps = [s for s in agent.memory.steps if isinstance(s, ActionStep)]
-    result.steps = len(steps)
+    result.steps = len([s for s in steps if not isinstance(s.error, AgentMaxStepsError)])
     result.llm_calls = sum(1 for s in steps if s.model_output_message is not None)
+    result.input_tokens = sum(s.token_usage.input_tokens for s in steps if s.token_usage)
+    result.output_tokens = sum(s.token_usage.output_tokens for s in steps if s.token_usage)
     return steps
 
 

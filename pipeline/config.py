@@ -26,7 +26,7 @@ from .sites import SITES
 CONFIG_FILE = "newsreader.toml"
 # Upper bounds of the whole-number keys (the command-line flags use the same ranges).
 RANGES = {"retention_days": 36500, "max_steps": 50, "max_candidates": 500, "step_timeout": 3600,
-          "site_timeout": 86400}
+          "site_timeout": 86400, "reuse_days": 3650}
 TAG_SLUG = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
@@ -67,7 +67,8 @@ class Config:
         return Judge(model=self["model.id"], model_options=dict(self["model.options"]),
                      executor=self["executor.name"], executor_options=dict(self["executor.options"]),
                      max_steps=self["max_steps"], step_timeout=self["step_timeout"],
-                     site_timeout=self["site_timeout"], profile=self["profile.interests"])
+                     site_timeout=self["site_timeout"], profile=self["profile.interests"],
+                     budget_usd=self["budget_usd"])
 
     @property
     def vocabulary(self) -> dict[str, str]:
@@ -92,6 +93,8 @@ def defaults() -> Config:
         "data_dir": "data",
         "db": None,
         "retention_days": 14,
+        "reuse_days": settings.REUSE_DAYS,
+        "budget_usd": None,
         "max_steps": settings.DEFAULT_MAX_STEPS,
         "max_candidates": settings.MAX_CANDIDATES,
         "step_timeout": settings.STEP_TIMEOUT_S,
@@ -128,6 +131,10 @@ def check(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a file path")
         return value
+    if key == "budget_usd":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10**6:
+            raise ConfigError(f"{where} must be a positive amount of US dollars, not {value!r}")
+        return float(value)
     if isinstance(expected, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, not {value!r}")

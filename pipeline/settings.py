@@ -22,6 +22,7 @@ DEFAULT_MAX_STEPS = 6
 MAX_CANDIDATES = 100  # stories judged per site and run: a front page has 25-30
 STEP_TIMEOUT_S = 60  # wall clock for one step of generated code (jail, docker)
 SITE_TIMEOUT_S = 900  # wall clock for one site's whole agent run
+REUSE_DAYS = 7  # a judgment whose basis is unchanged is carried over this long instead of asking the model again
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Judge:
     step_timeout: float = STEP_TIMEOUT_S
     site_timeout: float = SITE_TIMEOUT_S
     profile: str = DEFAULT_PROFILE
+    budget_usd: float | None = None  # the refresh stops calling the model before spending more than this
 
     def but(self, **changes) -> Judge:
         """A copy with some settings changed."""

@@ -244,5 +244,5 @@ def test_a_model_that_never_finishes_leaves_history_without_the_run(tmp_path, mo
     assert conn.execute("SELECT count(*) FROM stories").fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM judgments").fetchone() == (0,)
     status, error = conn.execute("SELECT status, error FROM runs").fetchone()
-    assert status == "failed" and "max_steps_error" in error
+    assert status == "failed" and "did not call final_answer within 2 steps" in error
     assert sorted(p.name for p in (tmp_path / "sandboxes").rglob("*.db")) == ["hn.db", "lobsters.db"]  # kept

@@ -68,7 +68,7 @@ def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_
                         "(SELECT id FROM stories WHERE source = 'hn')", [report.run_id]).fetchone() == (0,)
     status, error = conn.execute("SELECT status, error FROM run_sites WHERE run_id = ? AND source = 'hn'",
                                  [report.run_id]).fetchone()
-    assert status == "failed" and "did not finish in 2 steps" in error
+    assert status == "failed" and "did not call final_answer within 2 steps" in error
     steps = [json.loads(line) for path in (tmp_path / "logs").glob("*.jsonl") for line in path.read_text().splitlines()]
     hn_steps = [s["detail"] for s in steps if s.get("site") == "hn" and s["status"] == "step"]
     assert any(re.search(refusal, detail) for detail in hn_steps), hn_steps
