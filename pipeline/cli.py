@@ -108,10 +108,12 @@ def init(db):
               help="Read DIR/hn.html and DIR/lobsters.html instead of fetching.")
 @click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
 @judge_options
+@click.option("--rejudge", is_flag=True,
+              help="Judge every story again, even one judged on the same basis within reuse_days.")
 @click.option("--no-wait", is_flag=True, help="Exit at once if another refresh is running.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors (for cron).")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each agent step.")
-def refresh(db, snapshot, only, judge, no_wait, quiet, verbose):
+def refresh(db, snapshot, only, judge, rejudge, no_wait, quiet, verbose):
     """Fetch, judge and store today's front pages.
 
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
@@ -130,6 +132,8 @@ def refresh(db, snapshot, only, judge, no_wait, quiet, verbose):
         reporter = Reporter(cfg.data_dir / "logs", quiet=quiet, verbose=verbose)
         options = refresh_module.Options.from_config(cfg, snapshot=snapshot, wait=not no_wait, reporter=reporter)
         options.sources = enabled
+        if rejudge:
+            options.reuse_days = 0
         report = refresh_module.refresh(options)
     except RefreshBusy as exc:
         raise click.ClickException(f"{exc}; not waiting (--no-wait)") from exc
@@ -141,8 +145,9 @@ def refresh(db, snapshot, only, judge, no_wait, quiet, verbose):
         raise click.ClickException(f"history database {cfg.db}: {exc}; nothing from this run was stored") from exc
     except OSError as exc:
         raise click.ClickException(f"cannot write under {cfg.data_dir}: {exc}") from exc
-    summary = (f"run {report.run_id}: {report.status} — {report.stories} stories, {report.judged} judged, "
-               f"{report.rejected} rejected")
+    cost = "cost unknown" if report.cost_usd is None else f"${report.cost_usd:.4f}"
+    summary = (f"run {report.run_id}: {report.status} — {report.stories} stories, {report.judged} judged "
+               f"({report.reused} carried over), {report.rejected} rejected, {report.llm_calls} model calls, {cost}")
     if report.status == "failed":
         click.echo(f"error: {summary}: {'; '.join(report.errors)}", err=True)
         sys.exit(1)

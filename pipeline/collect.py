@@ -13,6 +13,7 @@ import sqlite3
 from collections import defaultdict
 
 from smolagents import ChatMessage, MessageRole, Model
+from smolagents.monitoring import TokenUsage
 
 from . import schema, sites
 from .parse import canonical_url
@@ -24,7 +25,7 @@ def cross_posts(boxes: list[Sandbox]) -> list[tuple[tuple[str, str], tuple[str, 
     """Pairs of (source, source_id) keys whose stories link the same article."""
     by_url: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for box in boxes:
-        for story in box.candidates.values():
+        for story in box.stories:
             key = canonical_url(story.url)
             if key:
                 by_url[key].append((story.source, story.source_id))
@@ -54,13 +55,14 @@ def relevant_from_sandboxes(boxes: list[Sandbox]) -> list[tuple[str, str, str]]:
     return [(site, title, summary) for _, site, title, summary in rows]
 
 
-def editor_note(model: Model, boxes: list[Sandbox]) -> str | None:
-    """A short paragraph on the day's relevant stories: by the LLM, or None with `rules`."""
+def editor_note(model: Model, boxes: list[Sandbox]) -> tuple[str | None, TokenUsage | None]:
+    """A short paragraph on the run's newly judged relevant stories, by the LLM, and the call's token
+    usage; (None, None) with `rules` or when nothing new is relevant (no call is made)."""
     if isinstance(model, RulesModel):
-        return None
+        return None, None
     stories = relevant_from_sandboxes(boxes)[:25]
     if not stories:
-        return None
+        return None, None
     listing = "\n".join(f"- [{sites.label(site)}] {title}: {summary}" for site, title, summary in stories)
     prompt = (
         "Write a 2-4 sentence editor's note for today's tech news digest: the themes that connect these "
@@ -69,7 +71,7 @@ def editor_note(model: Model, boxes: list[Sandbox]) -> str | None:
     )
     message = model.generate([ChatMessage(role=MessageRole.USER, content=[{"type": "text", "text": prompt}])])
     text = " ".join((message.content or "").split()) if isinstance(message.content, str) else ""
-    return text[:1500] or None
+    return text[:1500] or None, message.token_usage or TokenUsage(0, 0)
 
 
 def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> str | None:

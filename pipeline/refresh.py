@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, collect, parse, sandbox, sources, store, sync
+from . import agent, collect, parse, prompt, sandbox, sources, store, sync
 from .progress import Reporter
-from .settings import MAX_CANDIDATES, Judge
+from .settings import MAX_CANDIDATES, REUSE_DAYS, Judge
 from .text import describe, one_line, without_paths
 
 
@@ -35,6 +35,7 @@ class Options:
     source_urls: dict[str, str] = field(default_factory=dict)
     judge: Judge = field(default_factory=Judge)  # model, executor, steps, deadlines, profile
     max_candidates: int = MAX_CANDIDATES
+    reuse_days: int = REUSE_DAYS  # carry over a judgment on the same basis this recent; 0 judges everything again
     vocabulary: dict[str, str] | None = None  # synced into the tags table; None keeps the history's
     retention_days: int = 14
     transport: object | None = None  # an httpx transport (tests: httpx.MockTransport)
@@ -48,7 +49,8 @@ class Options:
         return cls(
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
             source_urls=config.sources, judge=config.judge(), max_candidates=config["max_candidates"],
-            vocabulary=config.vocabulary, retention_days=config["retention_days"], **overrides,
+            vocabulary=config.vocabulary, retention_days=config["retention_days"], reuse_days=config["reuse_days"],
+            **overrides,
         )
 
 
@@ -128,19 +130,21 @@ class Run:
     failed: list[agent.SiteResult] = field(default_factory=list)  # sites that never reached the judge
     results: list[agent.SiteResult] = field(default_factory=list)
     fetch_s: dict[str, float] = field(default_factory=dict)
+    budget: agent.Budget | None = None  # what this refresh may still spend on model calls
 
     @property
     def box_dir(self) -> Path:
         return self.data_dir / "sandboxes" / str(self.run_id)
 
     def model(self):
-        return agent.make_model(self.options.judge.model, **self.options.judge.model_options)
+        return agent.make_model(self.options.judge.model, budget=self.budget, **self.options.judge.model_options)
 
 
 def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, started: float) -> sync.SyncReport:
     """The stages of one run, in order; each site that fails a stage is recorded and the others go on."""
     state = Run(options, conn, run_id, started_at, data_dir, started,
-                vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()))
+                vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()),
+                budget=agent.Budget(options.judge.budget_usd))
     read_pages(state)
     judge_pages(state)
     return land(state, *collect_digest(state))
@@ -172,15 +176,30 @@ def read_pages(state: Run) -> None:
             if len(parsed.stories) > cap:
                 refused.append(("page", f"{len(parsed.stories) - cap} stories after the first {cap} not judged "
                                         "(max_candidates)"))
-            box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, stories,
-                                 state.vocabulary)
+            box = make_sandbox(state, source, stories)
             box.rejected[:0] = refused
             state.boxes.append(box)
-            report.stage(source, "parse", "ok", f"{len(box.candidates)} stories"
+            report.stage(source, "parse", "ok", f"{len(box.stories)} stories"
+                         + (f", {len(box.reused)} judged before" if box.reused else "")
                          + (f", {len(box.rejected)} refused: {box.rejected[0][1]}" if box.rejected else ""))
     finally:
         if client is not None:
             client.close()
+
+
+def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
+    """The site's sandbox, holding only the stories to judge: one judged within reuse_days on the same
+    basis (prompt, model, reader, vocabulary, its own words) is carried over, not asked again."""
+    judge = state.options.judge
+    bases = {s.source_id: prompt.basis(judge.model, judge.profile, state.vocabulary, s) for s in stories}
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - state.options.reuse_days * 86400))
+    earlier = sync.reusable(state.conn, source, bases, since) if state.options.reuse_days else {}
+    fresh = [s for s in stories if s.source_id not in earlier]
+    box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, fresh,
+                         state.vocabulary)
+    box.reused = [(s, earlier[s.source_id]) for s in stories if s.source_id in earlier]
+    box.basis = bases
+    return box
 
 
 def judge_pages(state: Run) -> None:
@@ -197,33 +216,42 @@ def judge_pages(state: Run) -> None:
         result.fetch_s = state.fetch_s.get(result.source, 0.0)
         report.stage(result.source, "judge", result.status,
                      result.error or f"{result.steps} step(s), {result.llm_calls} model call(s), "
-                     f"{result.input_tokens + result.output_tokens} tokens, {result.judge_s:.1f} s")
+                     f"{result.input_tokens + result.output_tokens} tokens, {result.judge_s:.1f} s"
+                     + (f"; {result.note}" if result.note else ""))
         if result.status == "ok":
             problems = result.problems or []
             report.stage(result.source, "validate", "failed" if problems else "ok", "; ".join(problems))
 
 
-def collect_digest(state: Run) -> tuple[str | None, list]:
-    """The editor's note and the cross-posts, from the sites whose sandboxes are sound."""
+def collect_digest(state: Run) -> tuple[str | None, list, agent.SiteResult]:
+    """The editor's note (on what was newly judged) and the cross-posts, from the sites whose sandboxes
+    are sound; the note's model call is accounted like a site's."""
     sound = [r.box for r in state.results if r.status == "ok" and not r.problems]
+    usage = agent.SiteResult(source="collector", status="ok")
     note = None
-    if sound:
+    if any(box.candidates for box in sound):
+        model = state.model()
         try:
-            note = collect.editor_note(state.model(), sound)
+            note, tokens = collect.editor_note(model, sound)
         except Exception as exc:  # the digest falls back to the host's deterministic note
             state.options.reporter.message(f"collector: editor's note failed ({one_line(str(exc))}); "
                                            "using the plain digest")
-    return note, collect.cross_posts(sound)
+        else:
+            if tokens is not None:
+                usage.llm_calls, usage.input_tokens, usage.output_tokens = 1, tokens.input_tokens, tokens.output_tokens
+                usage.cost_usd = agent.model_cost(model, tokens.input_tokens, tokens.output_tokens)
+    return note, collect.cross_posts(sound), usage
 
 
-def land(state: Run, note: str | None, links: list) -> sync.SyncReport:
+def land(state: Run, note: str | None, links: list, collector: agent.SiteResult) -> sync.SyncReport:
     """Merge every site into history in one transaction; remove the sandboxes that landed."""
     report, judge_settings = state.options.reporter, state.options.judge
     outcomes = state.failed + state.results
     for outcome in outcomes:  # run records are published: no server paths in them
         outcome.error = outcome.error and without_paths(outcome.error, state.data_dir)
     result = sync.merge(state.conn, state.run_id, outcomes, model=judge_settings.model,
-                        executor=judge_settings.executor, note=note, links=links, started=state.started)
+                        executor=judge_settings.executor, note=note, links=links, started=state.started,
+                        collector=collector)
     for site in state.results:
         landed = result.sites.get(site.source) == "ok"
         if site.status == "ok":

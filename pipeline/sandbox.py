@@ -37,6 +37,15 @@ class Sandbox:
     run_id: int
     candidates: dict[int, Story] = field(default_factory=dict)  # sandbox story id -> story
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) refused at preload
+    # The site's other stories this run: judged before on the same basis, carried over by the sync
+    # from that run's judgment (story, history run id) instead of being put to the agent.
+    reused: list[tuple[Story, int]] = field(default_factory=list)
+    basis: dict[str, str] = field(default_factory=dict)  # source_id -> prompt.basis of its judgment
+
+    @property
+    def stories(self) -> list[Story]:
+        """Every story of the site this run: the candidates, then those carried over."""
+        return [*self.candidates.values(), *(story for story, _ in self.reused)]
 
 
 def create(path: Path, source: str, run_id: int, started_at: str, stories: list[Story],

@@ -72,6 +72,9 @@ class SyncReport:
     stories: int = 0
     judged: int = 0
     rejected: int = 0
+    reused: int = 0  # of the judged, carried over from an earlier run without a model call
+    llm_calls: int = 0
+    cost_usd: float | None = 0.0  # None when a model's price is unknown
     sites: dict[str, str] = field(default_factory=dict)  # source -> ok/failed
     errors: list[str] = field(default_factory=list)
     digest: str | None = None
@@ -87,8 +90,12 @@ def merge(
     note: str | None = None,
     links: list[tuple[tuple[str, str], tuple[str, str]]] = (),
     started: float | None = None,
+    collector: SiteResult | None = None,
 ) -> SyncReport:
-    """Validate and merge every site's sandbox, and finish the run record, in ONE transaction."""
+    """Validate and merge every site's sandbox, and finish the run record, in ONE transaction.
+
+    `collector` is the editor's-note call: its tokens and cost count in the run's totals.
+    """
     report = SyncReport(run_id=run_id, status="failed")
     conn.execute("PRAGMA foreign_keys = ON")
     with schema.transaction(conn):
@@ -115,16 +122,20 @@ def merge(
             report.status = "partial"
         else:
             report.status = "ok"
-        totals = [sum(getattr(o, attr) for o in outcomes)
-                  for attr in ("steps", "llm_calls", "input_tokens", "output_tokens")]
+        callers = [*outcomes, *([collector] if collector else [])]
+        steps = sum(o.steps for o in outcomes)
+        totals = [sum(getattr(o, attr) for o in callers) for attr in ("llm_calls", "input_tokens", "output_tokens")]
+        costs = [o.cost_usd for o in callers if o.llm_calls]
+        report.llm_calls = totals[0]
+        report.cost_usd = None if None in costs else round(sum(costs), 6)
         conn.execute(
             """
             UPDATE runs SET status = ?, finished_at = max(started_at, ?), model = ?, executor = ?, steps = ?,
-                   llm_calls = ?, input_tokens = ?, output_tokens = ?, duration_s = ?, stories = ?,
+                   llm_calls = ?, input_tokens = ?, output_tokens = ?, cost_usd = ?, duration_s = ?, stories = ?,
                    rejected = ?, error = ?
             WHERE id = ?
             """,
-            [report.status, now_iso(), model, executor, *totals,
+            [report.status, now_iso(), model, executor, steps, *totals, report.cost_usd,
              round(time.monotonic() - started, 3) if started is not None else None,
              report.stories, report.rejected, "; ".join(report.errors) or None, run_id],
         )
@@ -141,7 +152,7 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
         if problems:
             status, error = "failed", "sandbox rejected: " + "; ".join(problems)
             reject(conn, run_id, outcome.source, "sandbox", error)
-    judged = 0
+    judged = reused = 0
     if status == "ok":
         for item, reason in box.rejected:  # candidates the schema refused at preload
             reject(conn, run_id, outcome.source, item, reason)
@@ -152,20 +163,61 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
             ids[(story.source, story.source_id)] = history_id
             sandbox.insert_sighting(conn, run_id, history_id, story)
         judged = copy_judgments(conn, run_id, outcome.source, box, local_to_history)
-        report.stories += len(local_to_history)
+        for story, earlier_run in box.reused:
+            history_id = upsert_story(conn, run_id, story)
+            ids[(story.source, story.source_id)] = history_id
+            sandbox.insert_sighting(conn, run_id, history_id, story)
+            reused += carry_over(conn, run_id, outcome.source, history_id, earlier_run)
+        judged += reused
+        report.stories += len(box.stories)
         report.judged += judged
+        report.reused += reused
     if error:
         report.errors.append(f"{outcome.source}: {error}")
     conn.execute(
         """
-        INSERT INTO run_sites (run_id, source, status, candidates, judged, steps, llm_calls, input_tokens,
-                               output_tokens, fetch_s, judge_s, error)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        INSERT INTO run_sites (run_id, source, status, candidates, judged, reused, steps, llm_calls, input_tokens,
+                               output_tokens, fetch_s, judge_s, cost_usd, error, note)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
-        [run_id, outcome.source, status, len(box.candidates) if box else 0, judged, outcome.steps, outcome.llm_calls,
-         outcome.input_tokens, outcome.output_tokens, round(outcome.fetch_s, 3), round(outcome.judge_s, 3), error],
+        [run_id, outcome.source, status, len(box.stories) if box else 0, judged, reused, outcome.steps,
+         outcome.llm_calls, outcome.input_tokens, outcome.output_tokens, round(outcome.fetch_s, 3),
+         round(outcome.judge_s, 3), outcome.cost_usd, error, outcome.note if status == "ok" else None],
     )
     return status == "ok"
+
+
+def reusable(conn, source: str, bases: dict[str, str], since: str) -> dict[str, int]:
+    """source_id -> the latest run holding a tagged judgment of that story on the same basis, first made
+    at or after `since` (a carried-over judgment keeps the age of the run that made it)."""
+    found = {}
+    for source_id, basis in bases.items():
+        row = conn.execute(
+            """
+            SELECT j.run_id FROM stories AS s
+            JOIN judgments AS j ON j.story_id = s.id
+            JOIN runs AS r ON r.id = coalesce(j.reused_from, j.run_id)
+            WHERE s.source = ? AND s.source_id = ? AND j.basis = ? AND r.started_at >= ?
+              AND EXISTS (SELECT 1 FROM story_tags AS t WHERE t.run_id = j.run_id AND t.story_id = j.story_id)
+            ORDER BY j.run_id DESC LIMIT 1
+            """, [source, source_id, basis, since]).fetchone()
+        if row:
+            found[source_id] = row[0]
+    return found
+
+
+def carry_over(conn, run_id: int, source: str, story_id: int, earlier_run: int) -> int:
+    """Copy a story's judgment and tags from an earlier run into this one, through the history's
+    constraints; 1 if it landed."""
+    if not insert_row(conn, run_id, source, f"judgment for story {story_id} carried over from run {earlier_run}",
+                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, basis, reused_from) "
+                      "SELECT ?, story_id, relevant, score, summary, reason, basis, coalesce(reused_from, run_id) "
+                      "FROM judgments WHERE run_id = ? AND story_id = ?", [run_id, earlier_run, story_id]):
+        return 0
+    conn.execute("INSERT INTO story_tags (run_id, story_id, tag) "
+                 "SELECT ?, story_id, tag FROM story_tags WHERE run_id = ? AND story_id = ?",
+                 [run_id, earlier_run, story_id])
+    return 1
 
 
 def upsert_story(conn, run_id: int, story) -> int:
@@ -202,9 +254,10 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
             reject(conn, run_id, source, item, "not one of this run's candidates")
             continue
         if insert_row(conn, run_id, source, item,
-                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
-                      "VALUES (?, ?, ?, ?, ?, ?)",
-                      [run_id, local_to_history[local_id], relevant, score, summary, reason]):
+                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, basis) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      [run_id, local_to_history[local_id], relevant, score, summary, reason,
+                       box.basis.get(box.candidates[local_id].source_id)]):
             landed += 1
             conn.execute("UPDATE stories SET summary = ? WHERE id = ?", [summary, local_to_history[local_id]])
     for sb_run, local_id, tag in tags:

@@ -22,8 +22,30 @@ RESET = "reset"  # a reply that resets the connection
 SLOW = "slow"  # (SLOW, seconds, reply): answer late
 
 
+def as_dialect(path: str, payload: dict) -> dict:
+    """An OpenAI chat-completion payload as the API at `path` answers: Anthropic's /v1/messages and
+    Ollama's /api/chat speak their own shapes (LiteLLM reads each natively)."""
+    if "choices" not in payload:
+        return payload
+    choice, usage = payload["choices"][0], payload.get("usage", {})
+    content = choice["message"].get("content")
+    if path.endswith("/messages"):
+        stop = {"length": "max_tokens"}.get(choice.get("finish_reason"), "end_turn")
+        return {"id": "msg_1", "type": "message", "role": "assistant", "model": "stub", "stop_reason": stop,
+                "content": [{"type": "text", "text": content}] if content else [],
+                "usage": {"input_tokens": usage.get("prompt_tokens", 0),
+                          "output_tokens": usage.get("completion_tokens", 0)}}
+    if path.endswith("/api/chat"):
+        return {"model": "stub", "created_at": "2026-11-26T00:00:00Z", "done": True,
+                "done_reason": choice.get("finish_reason", "stop"),
+                "message": {"role": "assistant", "content": content or ""},
+                "prompt_eval_count": usage.get("prompt_tokens", 0), "eval_count": usage.get("completion_tokens", 0)}
+    return payload
+
+
 class StubLLM:
-    """A loopback OpenAI-compatible server: each POST pops the next scripted reply."""
+    """A loopback model server: each POST pops the next scripted reply (OpenAI-shaped, answered in the
+    dialect of the path asked: OpenAI chat completions, Anthropic messages or Ollama chat)."""
 
     def __init__(self, replies):
         self.replies = list(replies)
@@ -33,6 +55,7 @@ class StubLLM:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body["path"] = self.path
                 stub.requests.append(body)
                 reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
                 if reply == RESET:  # drop the connection with a TCP reset, no response
@@ -44,7 +67,7 @@ class StubLLM:
                     time.sleep(reply[1])
                     reply = reply[2]
                 status, payload, headers = reply(body) if callable(reply) else reply
-                data = json.dumps(payload).encode()
+                data = json.dumps(as_dialect(self.path, payload) if status == 200 else payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
