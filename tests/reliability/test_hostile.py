@@ -57,7 +57,7 @@ def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_
     models = iter([ScriptedModel(code), ScriptedModel(rules.code_for)])
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
     reporter = Reporter(tmp_path / "logs", quiet=True)
-    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reporter=reporter,
+    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reporter=reporter, reuse_days=0,
                                              judge=Judge(max_steps=2, executor_options={"timeout_seconds": 8})))
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
     conn = sqlite3.connect(db)
