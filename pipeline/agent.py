@@ -85,7 +85,7 @@ def code_variables(box: sandbox.Sandbox) -> dict:
 # --- the agent -----------------------------------------------------------------------
 
 CODE_KEPT = 600  # characters of a step's code repeated in later prompts (what it wrote is in the database)
-OUTPUT_KEPT = 2000  # characters of the latest step's output and error repeated; earlier steps keep...
+OUTPUT_KEPT = 1500  # characters of the latest step's output and error repeated; earlier steps keep...
 EARLIER_OUTPUT_KEPT = 400  # ...this many
 
 

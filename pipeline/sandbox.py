@@ -96,14 +96,25 @@ def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:
     wanted = set(candidate_ids)
     problems = []
     if wanted - judged:
-        problems.append(f"stories without a judgment: {sorted(wanted - judged)}")
+        problems.append(f"stories without a judgment: {id_ranges(wanted - judged)}")
     if judged - wanted:
-        problems.append(f"judgments for story ids that are not candidates: {sorted(judged - wanted)}")
+        problems.append(f"judgments for story ids that are not candidates: {id_ranges(judged - wanted)}")
     if (judged & wanted) - tagged:
-        problems.append(f"judged stories without any tag: {sorted((judged & wanted) - tagged)}")
+        problems.append(f"judged stories without any tag: {id_ranges((judged & wanted) - tagged)}")
     if other_runs:
         problems.append(f"{other_runs} judgment(s) use a run_id other than {run_id}")
     return problems
+
+
+def id_ranges(ids) -> str:
+    """Story ids as the model reads them best and shortest: [1-5, 9, 12-30]."""
+    spans = []
+    for i in sorted(ids):  # story_id is an INTEGER column of a STRICT table
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return "[" + ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans) + "]"
 
 
 def fingerprint(path: Path) -> str | None:

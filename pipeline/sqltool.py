@@ -127,8 +127,7 @@ class SqlTool(Tool):
             return (f"{message}: this tool runs SELECT on any table, and INSERT, UPDATE or DELETE on "
                     f"{' and '.join(self.writable.split())} only (no PRAGMA, ATTACH, CREATE, DROP or transactions)")
         if "syntax error" in message or "unrecognized token" in message or "unterminated" in message:
-            return (f"{message} (write values as ? placeholders and pass them in params instead of quoting them "
-                    "into the SQL: an apostrophe in a quoted value ends the string)")
+            return f"{message} (write values as ? placeholders in params: a quote inside a value ends the string)"
         if message.startswith("UNIQUE constraint failed: judgments"):
             return (f"{message} (that story already has a judgment: UPDATE it, or add ON CONFLICT DO NOTHING)")
         return message

@@ -123,9 +123,9 @@ def honest_or(attack):
     return reply
 
 
-def cli_refresh(db, stub, *args, env=None, timeout=120, snapshot=SNAPSHOT):
+def cli_refresh(db, stub, *args, env=None, timeout=120, snapshot=SNAPSHOT, model="openai/stub", api_base=None):
     """`newsreader refresh` with the stub as its LiteLLM model, as a user would run it."""
     environment = {**os.environ, "OPENAI_API_KEY": API_KEY, **(env or {})}
     return subprocess.run([NEWSREADER, "refresh", "--db", str(db), "--snapshot", str(snapshot),
-                           "--model", "openai/stub", "--api-base", stub.api_base, *args],
+                           "--model", model, "--api-base", api_base or stub.api_base, *args],
                           capture_output=True, text=True, env=environment, timeout=timeout)

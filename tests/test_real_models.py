@@ -18,7 +18,7 @@ from pipeline import prompt, refresh, rules
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge
 
 from .helpers import SNAPSHOT
-from .stub_llm import StubLLM, completion
+from .stub_llm import StubLLM, cli_refresh, completion
 
 MODEL = "openai/gpt-4.1-mini"  # priced in LiteLLM's bundled cost map: the run's cost is known
 
@@ -180,7 +180,7 @@ SCENARIOS = {
     "multi-row VALUES": ([multi_row_values], True, 1, None),
     "tuple and dict params": ([tuple_and_dict_params], True, 1, None),
     "f-string SQL with apostrophes": ([f_string_sql, insert_missing], True, 2, "write values as ? placeholders"),
-    "premature final_answer": ([finish, loop], True, 2, "stories without a judgment: [1, 2, 3"),
+    "premature final_answer": ([finish, loop], True, 2, "stories without a judgment: [1-30]"),
     "JSON instead of code, once": ([lambda t: json.dumps([{"id": 1, "relevant": True}]), loop], True, 2,
                                    "your reply had no code block, so nothing ran"),
     "reply cut by max_tokens": ([lambda t: reply(loop(t)[:900], finish="length", tokens=4096), loop], True, 2,
@@ -379,3 +379,37 @@ def test_rejudge_and_a_changed_profile_ask_the_model_again(tmp_path):
                                                                                "api_key": "sk-test"})
         changed = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, sources=("hn",), judge=judge))
         assert len(agent_requests(stub)) == before + 2 and changed.reused == 0
+
+
+# --- the README's model examples, each against a stub speaking that provider's API ----------
+
+def readme_models() -> list[str]:
+    readme = (SNAPSHOT.parents[2] / "README.md").read_text()
+    section = readme.split("### Models", 1)[1].split("###", 1)[0]
+    return re.findall(r"newsreader refresh --model (\S+)", section)
+
+
+def test_the_readme_names_the_four_model_families():
+    assert readme_models() == ["anthropic/claude-haiku-4-5", "openai/gpt-4.1-mini", "openai/gpt-5-mini",
+                               "ollama_chat/llama3.1:8b"]
+
+
+@pytest.mark.parametrize("model", readme_models())
+def test_every_readme_model_example_runs_against_the_stub(tmp_path, model):
+    """Through the CLI, as the README writes it, with the README's temperature = 0.2 in the config."""
+    config = tmp_path / "newsreader.toml"
+    config.write_text('[model]\noptions = { temperature = 0.2 }\n')
+    with StubLLM([scripted([loop])]) as stub:
+        base = stub.api_base if model.startswith("openai/") else stub.api_base.removesuffix("/v1")
+        done = cli_refresh(tmp_path / "news.db", stub, "--source", "hn", model=model, api_base=base,
+                           env={"ANTHROPIC_API_KEY": "sk-test", "NEWSREADER_CONFIG": str(config)})
+    assert done.returncode == 0, done.stderr
+    assert "run 1: ok — 30 stories, 30 judged" in done.stderr
+    first = stub.requests[0]
+    if model.startswith("ollama_chat/"):
+        assert first["path"] == "/api/chat" and first["options"]["num_ctx"] == 16384
+    elif model.startswith("anthropic/"):
+        assert first["path"] == "/v1/messages"
+    else:
+        assert first["path"] == "/v1/chat/completions"
+        assert ("temperature" in first) == (model != "openai/gpt-5-mini")  # dropped where unsupported

@@ -57,3 +57,8 @@ def test_every_row_of_a_multi_row_insert_is_diagnosed_and_nothing_is_written(too
 def test_named_placeholders_take_a_dict(tool):
     assert tool("INSERT INTO story_tags (run_id, story_id, tag) VALUES (:run, :story, :tag)",
                 {"run": 1, "story": 1, "tag": "rust"}) == "ok: 1 row(s) changed"
+
+
+def test_missing_stories_are_listed_as_ranges():
+    assert sandbox.id_ranges({1, 2, 3, 5, 7, 8, 30}) == "[1-3, 5, 7-8, 30]"
+    assert sandbox.id_ranges(range(1, 31)) == "[1-30]"
