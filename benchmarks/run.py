@@ -78,44 +78,57 @@ def percentile(values, p: float) -> float:
 # --- 1. LLM economy -------------------------------------------------------------------------
 
 
+ECONOMY_MODEL = "openai/gpt-4.1-mini"  # priced in LiteLLM's bundled cost map
+
+
 def llm_economy(tmp: Path) -> None:
-    print("1. LLM economy (LiteLLM -> loopback OpenAI-compatible stub answering with the rules' code)")
+    print(f"1. LLM economy ({ECONOMY_MODEL} via LiteLLM -> loopback stub answering with the rules' code; "
+          "tokens counted by its tokenizer, USD from LiteLLM's cost map)")
     import litellm
 
     sys.path.insert(0, str(ROOT))
     from tests.stub_llm import StubLLM, completion
+    from tests.test_real_models import with_new_stories
 
     def reply(body):
-        messages = body["messages"]
-        prompt_tokens = litellm.token_counter(model="gpt-4o", messages=messages)
-        text = "\n".join(m["content"] if isinstance(m["content"], str) else " ".join(
-            part.get("text", "") for part in m["content"]) for m in messages)
+        messages = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else " ".join(
+            part.get("text", "") for part in m["content"])} for m in body["messages"]]
+        prompt_tokens = litellm.token_counter(model="gpt-4.1-mini", messages=messages)
+        text = "\n".join(m["content"] for m in messages)
         if rules.CANDIDATES_MARKER not in text:  # the collector's editor's note
             answer = "Today's stories lean towards systems and security."
         else:
-            code = rules.code_for(text[text.index("You are judging"):])
-            answer = f"Thought: judge every candidate.\n<code>\n{code}</code>"
-        return completion(answer, prompt_tokens, litellm.token_counter(model="gpt-4o", text=answer))
+            answer = f"Thought: judge every candidate.\n<code>\n{rules.code_for(text)}</code>"
+        return completion(answer, prompt_tokens, litellm.token_counter(model="gpt-4.1-mini", text=answer))
 
+    db = tmp / "llm" / "news.db"
+    changed = tmp / "llm" / "snapshot-10-new"
+    shutil.copytree(SNAPSHOT, changed)
+    with_new_stories(changed, 10)
+    days = [("day 1 (a new history)", SNAPSHOT), ("day 2 (the same front pages)", SNAPSHOT),
+            ("day 2 (10 new stories on HN)", changed)]
     with StubLLM([reply]) as stub:
-        report = refresh.refresh(refresh.Options(db=str(tmp / "llm" / "news.db"), snapshot=SNAPSHOT,
-                                                 judge=Judge(model="openai/stub", model_options={
-                                                     "api_base": stub.api_base, "api_key": "x"})))
-        requests = len(stub.requests)
-    conn = sqlite3.connect(tmp / "llm" / "news.db")
-    for source, candidates, calls, steps, tin, tout in conn.execute(
-        "SELECT source, candidates, llm_calls, steps, input_tokens, output_tokens FROM run_sites WHERE run_id = ?",
-        [report.run_id],
-    ):
-        record("LLM economy", f"{source}: model calls per refresh", calls, "calls", "≤ 2", calls <= 2)
-        record("LLM economy", f"{source}: agent steps", steps, "steps")
-        per30 = tin * 30 / candidates
-        record("LLM economy", f"{source}: prompt tokens ({candidates} candidates)", tin, "tokens")
-        record("LLM economy", f"{source}: prompt tokens per 30 candidates", round(per30), "tokens", "≤ 6000",
-               per30 <= 6000)
-        record("LLM economy", f"{source}: completion tokens", tout, "tokens")
-    record("LLM economy", "HTTP requests to the model, whole refresh", requests, "requests",
-           note="2 sites + 1 collector note")
+        for label, snapshot in days:
+            before = len(stub.requests)
+            report = refresh.refresh(refresh.Options(db=str(db), snapshot=snapshot, judge=Judge(
+                model=ECONOMY_MODEL, model_options={"api_base": stub.api_base, "api_key": "x"})))
+            conn = sqlite3.connect(db)
+            tin, tout, cost, calls = conn.execute(
+                "SELECT input_tokens, output_tokens, cost_usd, llm_calls FROM runs WHERE id = ?",
+                [report.run_id]).fetchone()
+            fresh = report.judged - report.reused
+            record("LLM economy", f"{label}: model calls (both sites + editor's note)", calls, "calls",
+                   note=f"{len(stub.requests) - before} HTTP requests; {fresh} of {report.judged} stories judged "
+                        f"anew, {report.reused} carried over")
+            record("LLM economy", f"{label}: tokens per story judged anew",
+                   round((tin + tout) / fresh) if fresh else 0, "tokens", note=f"{tin} prompt + {tout} completion")
+            record("LLM economy", f"{label}: USD per refresh", round(cost, 5), "USD",
+                   "0 on an unchanged page" if label.startswith("day 2 (the same") else "",
+                   cost == 0 if label.startswith("day 2 (the same") else None)
+    for source, candidates, tin in sqlite3.connect(db).execute(
+            "SELECT source, candidates, input_tokens FROM run_sites WHERE run_id = 1"):
+        record("LLM economy", f"{source}: step 1 prompt tokens ({candidates} candidates)", tin, "tokens",
+               "≤ 2000 for 30", tin * 30 / candidates <= 2000)
 
 
 # --- 2. Parse speed ---------------------------------------------------------------------------

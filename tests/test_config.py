@@ -83,6 +83,9 @@ def test_config_command_says_where_each_value_came_from(workdir):
         (f"[tags]\nai = '{'x' * 201}'\n", "config key 'tags.ai' is refused by schema.sql"),
         ('[tags]\nai = "AI \\u0001 and ML"\n', "config key 'tags.ai' is refused by schema.sql"),
         (b"[profile]\ninterests = 'caf\xe9'\n", "is not UTF-8 text"),
+        ("budget_usd = 0\n", "config key 'budget_usd' must be a positive amount of US dollars, not 0"),
+        ("budget_usd = 'cheap'\n", "config key 'budget_usd' must be a positive amount of US dollars"),
+        ("reuse_days = 0\n", "config key 'reuse_days' must be a whole number from 1 to 3650"),
     ],
 )
 def test_bad_config_is_one_clear_error(workdir, toml, message):
@@ -130,6 +133,23 @@ def test_quiet_refresh_prints_nothing_and_writes_the_digest_file(workdir):
     assert CliRunner().invoke(cli, ["digest", "--date", "1999-01-01"]).exit_code == 1
     logs = (workdir / "data" / "logs").glob("*.jsonl")
     assert any('"stage": "sync"' in p.read_text() for p in logs)
+
+
+def test_budget_and_reuse_days_reach_the_refresh(workdir):
+    (workdir / "newsreader.toml").write_text("budget_usd = 0.25\nreuse_days = 3\n")
+    out = run("config").output
+    assert "budget_usd = 0.25  # newsreader.toml" in out and "reuse_days = 3  # newsreader.toml" in out
+    from pipeline import config, refresh
+    options = refresh.Options.from_config(config.load())
+    assert options.judge.budget_usd == 0.25 and options.reuse_days == 3
+
+
+def test_a_second_refresh_carries_judgments_over_and_rejudge_asks_again(workdir):
+    assert run("refresh", "-q", "--snapshot", str(SNAPSHOT)).exit_code == 0
+    second = run("refresh", "--snapshot", str(SNAPSHOT))
+    assert "55 judged (55 carried over)" in second.output and "0 model calls" in second.output
+    third = run("refresh", "--rejudge", "--snapshot", str(SNAPSHOT))
+    assert "55 judged (0 carried over)" in third.output
 
 
 def test_changing_the_profile_changes_the_digest(workdir):
