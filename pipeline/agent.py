@@ -89,7 +89,7 @@ OUTPUT_KEPT = 1500  # characters of the latest step's output and error repeated;
 EARLIER_OUTPUT_KEPT = 400  # ...this many
 
 
-def reply_problem(message: ChatMessage | None, opening_tag: str) -> str | None:
+def reply_problem(message: ChatMessage | None, tags: tuple[str, str]) -> str | None:
     """Why a model reply cannot be run as it stands, in words the model can act on; None if it can."""
     if message is None:
         return None
@@ -108,9 +108,11 @@ def reply_problem(message: ChatMessage | None, opening_tag: str) -> str | None:
     if isinstance(content, str):
         if not content.strip():
             return "your reply was empty: answer with a thought and one code block"
-        if opening_tag not in content and "```" not in content:
-            return (f"your reply had no code block, so nothing ran: put Python code between {opening_tag} and "
-                    f"{opening_tag.replace('<', '</')} that calls sql(...) (not JSON, not prose)")
+        opening, closing = tags
+        # Bare code too: smolagents adds the closing tag to a reply without one, and then cannot parse it.
+        if opening not in content and "```" not in content:
+            return (f"your reply had no code block, so nothing ran: put Python code that calls sql(...) between "
+                    f"{opening} and {closing} (not JSON, not prose)")
     return None
 
 
@@ -171,12 +173,12 @@ class JudgeAgent(CodeAgent):
         try:
             for item in inner:
                 if isinstance(item, ToolCall):
-                    problem = reply_problem(memory_step.model_output_message, self.code_block_tags[0])
+                    problem = reply_problem(memory_step.model_output_message, self.code_block_tags)
                     if problem:
                         raise AgentParsingError(problem, self.logger)
                 yield item
         except AgentParsingError as exc:
-            problem = reply_problem(memory_step.model_output_message, self.code_block_tags[0])
+            problem = reply_problem(memory_step.model_output_message, self.code_block_tags)
             if problem and str(exc) != problem:
                 raise AgentParsingError(problem, self.logger) from None
             raise

@@ -159,7 +159,7 @@ def refresh(db, snapshot, only, judge, rejudge, no_wait, quiet, verbose):
 
 RUNS_SQL = """
     SELECT id, started_at, status, model, executor, stories, rejected, llm_calls,
-           input_tokens, output_tokens, round(duration_s, 1) AS seconds, error
+           input_tokens, output_tokens, cost_usd, round(duration_s, 1) AS seconds, error
     FROM runs ORDER BY id DESC LIMIT ?
 """
 

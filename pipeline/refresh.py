@@ -91,6 +91,9 @@ def refresh(options: Options) -> sync.SyncReport:
     # Before the lock and the run record: an LLM model with no jail is refused here, with the fix.
     judge = options.judge = options.judge.but(
         executor=agent.choose_executor(options.judge.executor, options.judge.model, report.message))
+    if judge.budget_usd is not None and agent.cost_usd(judge.model, 1000, 1000) is None:
+        report.message(f"budget_usd {judge.budget_usd:g} cannot be enforced: LiteLLM has no price for model "
+                       f"{judge.model!r}, so its calls are counted but not costed")
     with refresh_lock(db_path, wait=options.wait,
                            on_wait=lambda: report.message("waiting for another refresh to finish...")):
         for folder in (data_dir / "sandboxes", data_dir / "raw"):

@@ -176,6 +176,8 @@ SCENARIOS = {
     "uses the run_id and candidates variables": ([helper_function], True, 1, None),
     "fenced ```python block": ([lambda t: loop(t).replace("<code>", "```python").replace("</code>", "```")],
                               True, 1, None),
+    "bare code, no block around it, once": ([lambda t: loop(t).split("<code>\n", 1)[1].replace("\n</code>", ""),
+                                             loop], True, 2, "your reply had no code block, so nothing ran"),
     "prose before the code": ([lambda t: "Sure! I'll go through the stories one by one.\n\n" + loop(t)], True, 1, None),
     "multi-row VALUES": ([multi_row_values], True, 1, None),
     "tuple and dict params": ([tuple_and_dict_params], True, 1, None),
