@@ -415,3 +415,18 @@ def test_every_readme_model_example_runs_against_the_stub(tmp_path, model):
     else:
         assert first["path"] == "/v1/chat/completions"
         assert ("temperature" in first) == (model != "openai/gpt-5-mini")  # dropped where unsupported
+
+
+def test_a_jail_killed_after_the_work_was_done_still_lands_it(tmp_path):
+    """Step 1 stores every judgment; step 2 never ends and the jail is killed at the step timeout.
+    The host's copy of the sandbox (taken after each step) is complete and valid, so it lands."""
+    db = tmp_path / "news.db"
+    never_ends = code("import time\nwhile True:\n    time.sleep(1)", "Thought: double-checking.")
+    with StubLLM([scripted([lambda t: loop(t, done=False), lambda t: never_ends])]) as stub:
+        judge = Judge(model=MODEL, step_timeout=3, model_options={"api_base": stub.api_base, "api_key": "sk-test"})
+        report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, sources=("hn",), judge=judge))
+        calls = len(agent_requests(stub))
+    status, note, error, judged = sqlite3.connect(db).execute(
+        "SELECT status, note, error, judged FROM run_sites").fetchone()
+    assert report.status == "ok" and (status, error, judged, calls) == ("ok", None, 30, 2)
+    assert note.startswith("landed complete although stopped: the step ran past its 3 s limit"), note
