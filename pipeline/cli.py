@@ -284,6 +284,22 @@ def parse_command(source, file):
     click.echo(json.dumps([story.to_dict() for story in page.stories], indent=2, ensure_ascii=False))
 
 
+@cli.command()
+@click.argument("file", type=click.File("rb"))
+@click.option("--url", help="The page's address (helps with relative links and metadata).")
+def article(file, url):
+    """Print what newsreader reads of one saved article page, as JSON (for debugging the extraction)."""
+    from . import articles
+
+    data = file.read(articles.MAX_BYTES + 1)
+    if len(data) > articles.MAX_BYTES:
+        raise click.ClickException(f"{file.name} is larger than {articles.MAX_BYTES // 1_000_000} MB, the cap "
+                                   "for an article page")
+    fields = articles.extract(data, url=url)
+    click.echo(json.dumps({"url": url, **fields, "characters": len(fields["text"] or "")}, ensure_ascii=False,
+                          indent=2))
+
+
 @cli.command(name="eval")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Labels CSV (source,file,rank,title,url,domain,native_tags,relevant,tags).")
