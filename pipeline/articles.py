@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -82,6 +83,7 @@ def extract(html: bytes | str, url: str | None = None) -> dict:
     """
     import trafilatura
 
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # an unreadable page is our verdict, not a log line
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lxml's FutureWarnings from inside trafilatura
         doc = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False)
@@ -105,7 +107,7 @@ class Refused(Exception):
     """A URL this reader will not request (the reason is the message)."""
 
 
-def check_address(host: str, allow_private: bool = False) -> None:
+def check_address(host: str) -> None:
     """Refuse a host that resolves to any non-public address (loopback, private, link-local, metadata...)."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
@@ -115,19 +117,20 @@ def check_address(host: str, allow_private: bool = False) -> None:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if getattr(address, "ipv4_mapped", None):
             address = address.ipv4_mapped
-        if not address.is_global and not allow_private:
+        if not address.is_global:
             raise Refused(f"{host} resolves to {address}, a non-public address")
 
 
-def check_url(url: str, allow_private: bool = False, resolve: bool = True) -> None:
-    """Refuse anything but a plain http(s) URL of a public host (`resolve=False`: a replay, no request leaves)."""
+def check_url(url: str, trusted: frozenset[str] = frozenset(), resolve: bool = True) -> None:
+    """Refuse anything but a plain http(s) URL of a public host. `trusted`: host:port pairs let through
+    (the tests' loopback servers); `resolve=False`: a replay, where no request leaves the process."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"not an http(s) URL: {url[:200]!r}")
     if parts.username or parts.password:
         raise Refused("a URL with user info")
-    if resolve:
-        check_address(parts.hostname, allow_private)
+    if resolve and parts.netloc not in trusted:
+        check_address(parts.hostname)
 
 
 def decoder(encoding: str):
@@ -142,13 +145,13 @@ def decoder(encoding: str):
     raise Refused(f"unsupported content encoding {encoding!r}")
 
 
-def read_body(response: httpx.Response, deadline: float) -> bytes:
+def read_body(response: httpx.Response, deadline: float, timeout: float) -> bytes:
     """The decoded body, stopped at MAX_BYTES (decompressed bytes) and at the deadline."""
     inflate = decoder(response.headers.get("content-encoding", ""))
     out = bytearray()
     for chunk in response.iter_raw(65536):
         if time.monotonic() > deadline:
-            raise Refused(f"slower than {ARTICLE_TIMEOUT_S:g} s")
+            raise Refused(f"slower than {timeout:g} s")
         data = chunk if inflate is None else inflate.decompress(chunk, MAX_BYTES + 1 - len(out))
         out += data
         if len(out) > MAX_BYTES or (inflate is not None and inflate.unconsumed_tail):
@@ -156,14 +159,15 @@ def read_body(response: httpx.Response, deadline: float) -> bytes:
     return bytes(out)
 
 
-def fetch_one(client: httpx.Client, url: str, allow_private: bool = False, resolve: bool = True) -> Article:
+def fetch_one(client: httpx.Client, url: str, trusted: frozenset[str] = frozenset(), resolve: bool = True,
+              timeout: float = ARTICLE_TIMEOUT_S) -> Article:
     """GET one article, following redirects by hand so every hop is checked; never raises."""
     article = Article(url=url, fetched_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    deadline = time.monotonic() + ARTICLE_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     target = url
     try:
         for _hop in range(MAX_REDIRECTS + 1):
-            check_url(target, allow_private, resolve)
+            check_url(target, trusted, resolve)
             with client.stream("GET", target, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
                                                        "Accept": "text/html,application/xhtml+xml"}) as response:
                 article.http_status, article.final_url = response.status_code, target
@@ -180,7 +184,7 @@ def fetch_one(client: httpx.Client, url: str, allow_private: bool = False, resol
                 if kind not in HTML_TYPES:
                     article.status, article.error = "not html", f"content type {kind or 'missing'}"
                     return article
-                body = read_body(response, deadline)
+                body = read_body(response, deadline, timeout)
             article.bytes, article.body = len(body), body
             article.__dict__.update(extract(body, url=target))
             article.status = "ok" if article.text else "failed"
@@ -196,14 +200,15 @@ def fetch_one(client: httpx.Client, url: str, allow_private: bool = False, resol
     return article
 
 
-def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None, allow_private: bool = False,
-              replay: Path | None = None, stage_timeout: float = STAGE_TIMEOUT_S,
+def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None,
+              trusted: frozenset[str] = frozenset(), replay: Path | None = None,
+              stage_timeout: float = STAGE_TIMEOUT_S, article_timeout: float = ARTICLE_TIMEOUT_S,
               done: Callable[[Article], None] | None = None) -> dict[str, Article]:
     """Fetch every URL at once within the limits (CONCURRENCY overall, PER_HOST per host) and the
     stage deadline; an article not finished by then is recorded as failed. `done` sees each as it ends.
 
     `replay`: answer from that WARC file instead of the network (no address is resolved).
-    `allow_private`: let loopback and private addresses through (the tests' loopback servers only).
+    `trusted`: host:port pairs whose address is not checked (the tests' loopback servers only).
     """
     resolve = replay is None
     if replay is not None:
@@ -220,7 +225,7 @@ def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None, 
         with lock:
             gate = hosts.setdefault(host, threading.Semaphore(PER_HOST))
         with gate:
-            article = fetch_one(client, url, allow_private, resolve)
+            article = fetch_one(client, url, trusted, resolve, article_timeout)
         with lock:
             results[url] = article
         if done:
