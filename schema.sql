@@ -20,7 +20,7 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 6  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 7  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
@@ -194,6 +194,43 @@ CREATE TABLE IF NOT EXISTS sightings (
 
 CREATE INDEX IF NOT EXISTS sightings_story ON sightings(story_id);
 
+-- What a story links to, as the host read it (pipeline/articles.py): keyed by the story's
+-- canonical URL, or, for a self post (Ask HN, a Lobsters text post), by its discussion URL,
+-- and then holding the post's own text. In a sandbox, `text` is the excerpt the judge gets.
+CREATE TABLE IF NOT EXISTS articles (
+    url TEXT PRIMARY KEY CHECK (length(url) BETWEEN 1 AND 2048),
+    status TEXT NOT NULL CHECK (status IN ('ok', 'not html', 'failed')),
+    http_status INTEGER CHECK (http_status IS NULL OR http_status BETWEEN 100 AND 599),
+    content_type TEXT CHECK (content_type IS NULL OR length(content_type) <= 200),
+    bytes INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+    fetched_at TEXT NOT NULL CHECK (fetched_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*'),
+    final_url TEXT CHECK (final_url IS NULL OR length(final_url) <= 2048),
+    title TEXT CHECK (title IS NULL OR length(title) <= 1000),
+    description TEXT CHECK (description IS NULL OR length(description) <= 2000),
+    author TEXT CHECK (author IS NULL OR length(author) <= 500),
+    published TEXT CHECK (published IS NULL OR length(published) <= 64),
+    language TEXT CHECK (language IS NULL OR length(language) <= 32),
+    text TEXT CHECK (text IS NULL OR length(text) <= 2000000),
+    error TEXT CHECK (error IS NULL OR length(error) <= 1000),
+    CHECK ((status = 'ok') = (text IS NOT NULL))
+) STRICT;
+
+-- The first comments of a story's discussion, in the site's order (the latest read of it).
+CREATE TABLE IF NOT EXISTS comments (
+    story_id INTEGER NOT NULL REFERENCES stories(id),
+    position INTEGER NOT NULL CHECK (position BETWEEN 1 AND 1000),
+    author TEXT CHECK (author IS NULL OR length(author) BETWEEN 1 AND 64),
+    depth INTEGER NOT NULL DEFAULT 0 CHECK (depth BETWEEN 0 AND 100),
+    text TEXT NOT NULL CHECK (length(text) BETWEEN 1 AND 4000),
+    PRIMARY KEY (story_id, position)
+) STRICT;
+
+-- Each story's article as the judge reads it: `SELECT * FROM story_articles WHERE story_id = ?`.
+CREATE VIEW IF NOT EXISTS story_articles AS
+SELECT s.id AS story_id, a.title, a.description, a.text
+FROM stories AS s JOIN articles AS a ON a.url = coalesce(s.canonical_url, s.discussion_url)
+WHERE a.status = 'ok';
+
 -- The judge's verdict on one story in one run. Written by the agent, in its sandbox.
 CREATE TABLE IF NOT EXISTS judgments (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -211,6 +248,17 @@ CREATE TABLE IF NOT EXISTS judgments (
         CONSTRAINT reason_one_line_without_control_chars
             CHECK (reason NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*'))
         CONSTRAINT reason_without_nul CHECK (instr(CAST(reason AS BLOB), x'00') = 0),
+    -- A verbatim quote from the story's article text that the summary rests on (NULL when no
+    -- article was read): a trigger below refuses a quote the article does not contain.
+    evidence TEXT
+        CONSTRAINT evidence_1_to_200_chars CHECK (evidence IS NULL OR length(evidence) BETWEEN 1 AND 200)
+        CONSTRAINT evidence_one_line_without_control_chars
+            CHECK (evidence IS NULL OR evidence NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
+    -- One sentence on what the discussion adds (NULL when there is none).
+    discussion TEXT
+        CONSTRAINT discussion_10_to_300_chars CHECK (discussion IS NULL OR length(discussion) BETWEEN 10 AND 300)
+        CONSTRAINT discussion_one_line_without_control_chars
+            CHECK (discussion IS NULL OR discussion NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
     -- Set by the host, never by the judge: a SHA-256 of everything the judgment rests on (prompt,
     -- model, profile, vocabulary, the story's title). A later run whose basis for the story is the
     -- same carries the judgment over instead of asking the model again...
@@ -258,6 +306,20 @@ BEGIN SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, 
 CREATE TRIGGER IF NOT EXISTS judgments_plain_text_update BEFORE UPDATE OF summary, reason ON judgments
 WHEN (NEW.summary || ' ' || NEW.reason) GLOB (SELECT glob FROM invisible_characters)
 BEGIN SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters'); END;
+
+CREATE TRIGGER IF NOT EXISTS judgments_evidence_insert BEFORE INSERT ON judgments
+WHEN NEW.evidence IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM story_articles AS a WHERE a.story_id = NEW.story_id AND instr(a.text, NEW.evidence) > 0)
+BEGIN
+    SELECT RAISE(ABORT, 'evidence must be copied exactly from this story''s text in story_articles (or be NULL)');
+END;
+
+CREATE TRIGGER IF NOT EXISTS judgments_evidence_update BEFORE UPDATE OF evidence, story_id ON judgments
+WHEN NEW.evidence IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM story_articles AS a WHERE a.story_id = NEW.story_id AND instr(a.text, NEW.evidence) > 0)
+BEGIN
+    SELECT RAISE(ABORT, 'evidence must be copied exactly from this story''s text in story_articles (or be NULL)');
+END;
 
 -- One to three vocabulary tags per judgment.
 CREATE TABLE IF NOT EXISTS story_tags (

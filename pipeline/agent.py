@@ -543,10 +543,18 @@ def count_steps(agent: CodeAgent, result: SiteResult) -> list[ActionStep]:
     return steps
 
 
-def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model], **kwargs) -> list[SiteResult]:
-    """One agent per site, all at once: the refresh takes as long as the slowest site."""
+def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model],
+                before: Callable[[sandbox.Sandbox], None] | None = None, **kwargs) -> list[SiteResult]:
+    """One agent per site, all at once: the refresh takes as long as the slowest site. `before` runs
+    first in the site's own thread (reading its articles), so no site waits on another's."""
     if not boxes:
         return []
+
+    def site(box: sandbox.Sandbox, model: Model) -> SiteResult:
+        if before is not None:
+            before(box)
+        return judge_site(box, model, **kwargs)
+
     with ThreadPoolExecutor(max_workers=len(boxes), thread_name_prefix="judge") as pool:
-        futures = [pool.submit(judge_site, box, model_factory(), **kwargs) for box in boxes]
+        futures = [pool.submit(site, box, model_factory()) for box in boxes]
         return [f.result() for f in futures]

@@ -35,8 +35,9 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import lxml.etree
 
-from . import __version__
+from . import __version__, discussions
 from .text import one_line
 
 USER_AGENT = f"newsreader/{__version__} (+https://github.com/newsreader/newsreader; article reader)"
@@ -160,8 +161,11 @@ def read_body(response: httpx.Response, deadline: float, timeout: float) -> byte
 
 
 def fetch_one(client: httpx.Client, url: str, trusted: frozenset[str] = frozenset(), resolve: bool = True,
-              timeout: float = ARTICLE_TIMEOUT_S) -> Article:
-    """GET one article, following redirects by hand so every hop is checked; never raises."""
+              timeout: float = ARTICLE_TIMEOUT_S, raw: bool = False) -> Article:
+    """GET one article, following redirects by hand so every hop is checked; never raises.
+
+    `raw`: a discussion page (HTML or JSON), kept as fetched, not read as an article.
+    """
     article = Article(url=url, fetched_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     deadline = time.monotonic() + timeout
     target = url
@@ -181,11 +185,14 @@ def fetch_one(client: httpx.Client, url: str, trusted: frozenset[str] = frozense
                     raise Refused(f"HTTP {response.status_code}")
                 kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 article.content_type = kind or None
-                if kind not in HTML_TYPES:
+                if kind not in HTML_TYPES + (("application/json",) if raw else ()):
                     article.status, article.error = "not html", f"content type {kind or 'missing'}"
                     return article
                 body = read_body(response, deadline, timeout)
             article.bytes, article.body = len(body), body
+            if raw:
+                article.status = "ok"
+                return article
             article.__dict__.update(extract(body, url=target))
             article.status = "ok" if article.text else "failed"
             article.error = None if article.text else "no article text found"
@@ -203,12 +210,14 @@ def fetch_one(client: httpx.Client, url: str, trusted: frozenset[str] = frozense
 def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None,
               trusted: frozenset[str] = frozenset(), replay: Path | None = None,
               stage_timeout: float = STAGE_TIMEOUT_S, article_timeout: float = ARTICLE_TIMEOUT_S,
-              done: Callable[[Article], None] | None = None) -> dict[str, Article]:
+              raw: frozenset[str] = frozenset(), done: Callable[[Article], None] | None = None
+              ) -> dict[str, Article]:
     """Fetch every URL at once within the limits (CONCURRENCY overall, PER_HOST per host) and the
     stage deadline; an article not finished by then is recorded as failed. `done` sees each as it ends.
 
     `replay`: answer from that WARC file instead of the network (no address is resolved).
     `trusted`: host:port pairs whose address is not checked (the tests' loopback servers only).
+    `raw`: URLs fetched as they are (discussion pages and JSON), not read as articles.
     """
     resolve = replay is None
     if replay is not None:
@@ -225,7 +234,7 @@ def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None,
         with lock:
             gate = hosts.setdefault(host, threading.Semaphore(PER_HOST))
         with gate:
-            article = fetch_one(client, url, trusted, resolve, article_timeout)
+            article = fetch_one(client, url, trusted, resolve, article_timeout, raw=url in raw)
         with lock:
             results[url] = article
         if done:
@@ -266,7 +275,7 @@ def write_warc(path: Path, articles: list[Article]) -> None:
             headers = [("Content-Type", a.content_type or "application/octet-stream")]
             status = StatusAndHeaders(f"{a.http_status} {'OK' if a.http_status == 200 else 'Other'}", headers,
                                       protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(a.final_url or a.url, "response",
+            writer.write_record(writer.create_warc_record(a.url, "response",
                                                           payload=io.BytesIO(a.body or b""), http_headers=status))
 
 
@@ -299,3 +308,49 @@ def replay_transport(path: Path) -> httpx.MockTransport:
         return httpx.Response(status, headers={"Content-Type": kind}, content=body)
 
     return httpx.MockTransport(answer)
+
+
+# --- one site's reading ---------------------------------------------------------------------------
+
+def key(story) -> str:
+    """Where a story's article is kept: its canonical URL, or a self post's discussion URL."""
+    return story.columns()["canonical_url"] or story.discussion_url
+
+
+@dataclass
+class Reading:
+    """What the host read for one site's stories (by source_id), and the responses for the archive."""
+
+    articles: dict[str, Article]
+    discussions: dict[str, discussions.Discussion]
+    fetched: list[Article]
+
+
+def read(source: str, stories: list, *, cached: dict[str, Article] | None = None, replay: Path | None = None,
+         transport: httpx.BaseTransport | None = None, trusted: frozenset[str] = frozenset(),
+         stage_timeout: float = STAGE_TIMEOUT_S) -> Reading:
+    """Each story's article (unless `cached` holds it by key) and discussion, fetched at once; a self
+    post's article is its own text from the discussion. Nothing here raises for one bad page."""
+    cached = cached or {}
+    article_urls = {s.source_id: s.url for s in stories if s.url and key(s) not in cached}
+    discussion_urls = {s.source_id: discussions.discussion_url(source, s.discussion_url) for s in stories}
+    fetched = fetch_all([*article_urls.values(), *discussion_urls.values()], replay=replay, transport=transport,
+                        trusted=trusted, stage_timeout=stage_timeout, raw=frozenset(discussion_urls.values()))
+    found, threads = {}, {}
+    for story in stories:
+        page = fetched.get(discussion_urls[story.source_id])
+        thread = None
+        if page is not None and page.status == "ok" and page.body:
+            try:
+                thread = discussions.parse(source, page.body, page.content_type or "")
+            except (ValueError, TypeError, AttributeError, lxml.etree.LxmlError):  # JSON errors are ValueErrors
+                thread = None
+        if thread is not None:
+            threads[story.source_id] = thread
+        if story.url:
+            found[story.source_id] = cached.get(key(story)) or fetched[article_urls[story.source_id]]
+        elif thread is not None and thread.self_text:
+            found[story.source_id] = Article(url=story.discussion_url, status="ok", http_status=page.http_status,
+                                             content_type=page.content_type, bytes=len(thread.self_text),
+                                             fetched_at=page.fetched_at, text=thread.self_text)
+    return Reading(found, threads, [a for a in fetched.values() if a.http_status is not None])

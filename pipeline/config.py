@@ -26,7 +26,7 @@ from .sites import SITES
 CONFIG_FILE = "newsreader.toml"
 # Upper bounds of the whole-number keys (the command-line flags use the same ranges).
 RANGES = {"retention_days": 36500, "max_steps": 50, "max_candidates": 500, "step_timeout": 3600,
-          "site_timeout": 86400, "reuse_days": 3650}
+          "site_timeout": 86400, "reuse_days": 3650, "article_cache_days": 3650}
 TAG_SLUG = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
@@ -94,6 +94,7 @@ def defaults() -> Config:
         "db": None,
         "retention_days": 14,
         "reuse_days": settings.REUSE_DAYS,
+        "article_cache_days": settings.ARTICLE_CACHE_DAYS,
         "budget_usd": None,
         "max_steps": settings.DEFAULT_MAX_STEPS,
         "max_candidates": settings.MAX_CANDIDATES,

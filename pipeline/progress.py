@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-STAGES = ("fetch", "parse", "judge", "validate", "sync")
+STAGES = ("fetch", "parse", "read", "judge", "validate", "sync")
 STYLES = {"ok": "green", "failed": "bold red", "partial": "yellow", "skipped": "yellow", "step": "dim"}
 
 

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, collect, parse, prompt, sandbox, sources, store, sync
+from . import agent, articles, collect, parse, prompt, sandbox, sources, store, sync
 from .progress import Reporter
-from .settings import MAX_CANDIDATES, REUSE_DAYS, Judge
+from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
 from .text import describe, one_line, without_paths
 
 
@@ -36,6 +36,9 @@ class Options:
     judge: Judge = field(default_factory=Judge)  # model, executor, steps, deadlines, profile
     max_candidates: int = MAX_CANDIDATES
     reuse_days: int = REUSE_DAYS  # carry over a judgment on the same basis this recent; 0 judges everything again
+    article_cache_days: int = ARTICLE_CACHE_DAYS  # an article read this recently (same key) is not fetched again
+    article_transport: object | None = None  # tests: an httpx transport for articles and discussions
+    article_trusted: frozenset[str] = frozenset()  # tests: loopback host:port pairs exempt from the address check
     vocabulary: dict[str, str] | None = None  # synced into the tags table; None keeps the history's
     retention_days: int = 14
     transport: object | None = None  # an httpx transport (tests: httpx.MockTransport)
@@ -50,7 +53,7 @@ class Options:
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
             source_urls=config.sources, judge=config.judge(), max_candidates=config["max_candidates"],
             vocabulary=config.vocabulary, retention_days=config["retention_days"], reuse_days=config["reuse_days"],
-            **overrides,
+            article_cache_days=config["article_cache_days"], **overrides,
         )
 
 
@@ -202,17 +205,63 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
                          state.vocabulary)
     box.reused = [(s, earlier[s.source_id]) for s in stories if s.source_id in earlier]
     box.basis = bases
+    box.cached = recent_articles(state, [s for s in fresh if s.url])
     return box
+
+
+def recent_articles(state: Run, stories: list) -> dict[str, articles.Article]:
+    """Articles of these stories already read within article_cache_days (by key): not fetched again."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - state.options.article_cache_days * 86400))
+    found = {}
+    for story in stories:
+        cursor = state.conn.execute("SELECT * FROM articles WHERE url = ? AND status = 'ok' AND fetched_at >= ?",
+                                    [articles.key(story), since])
+        row = cursor.fetchone()
+        if row is not None:
+            found[articles.key(story)] = articles.Article(**dict(zip([c[0] for c in cursor.description], row,
+                                                                     strict=True)))
+    return found
+
+
+def replay_file(options: Options) -> Path | None:
+    """A snapshot's recorded articles and discussions, if it has them."""
+    path = options.snapshot / "articles.warc.gz" if options.snapshot is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def read_site(state: Run, box: sandbox.Sandbox) -> None:
+    """Read what the site's candidates link to and what their discussions say, into its sandbox.
+    Runs in the site's own judging thread: one site's slow articles never hold up the other's judge."""
+    options = state.options
+    if not box.candidates or (options.snapshot is not None and replay_file(options) is None):
+        return
+    t0 = time.monotonic()
+    reading = articles.read(box.source, list(box.candidates.values()), cached=box.cached,
+                            replay=replay_file(options), transport=options.article_transport,
+                            trusted=options.article_trusted)
+    sandbox.add_reading(box, reading)
+    read = sum(1 for a in reading.articles.values() if a.status == "ok")
+    options.reporter.stage(box.source, "read", "ok",
+                           f"{read} of {len(box.candidates)} articles, {len(reading.discussions)} discussions "
+                           f"({len(box.cached)} articles cached), {time.monotonic() - t0:.1f} s")
 
 
 def judge_pages(state: Run) -> None:
     """One agent per site, in parallel (or one at a time with the tests' stand-in executor)."""
     options, report = state.options, state.options.reporter
+    if options.snapshot is not None and replay_file(options) is None and any(b.candidates for b in state.boxes):
+        report.message(f"articles were not available (no articles.warc.gz in {options.snapshot}): "
+                       "judging from the front page alone")
     if state.boxes:
-        kwargs = dict(vocabulary=state.vocabulary, judge=options.judge, step_reporter=report.step)
+        kwargs = dict(vocabulary=state.vocabulary, judge=options.judge, step_reporter=report.step,
+                      before=lambda box: read_site(state, box))
         if options.python_executor_factory is not None:
-            state.results = [agent.judge_site(box, state.model(), python_executor=options.python_executor_factory(),
-                                              **kwargs) for box in state.boxes]
+            before = kwargs.pop("before")
+            state.results = []
+            for box in state.boxes:
+                before(box)
+                state.results.append(agent.judge_site(box, state.model(),
+                                                      python_executor=options.python_executor_factory(), **kwargs))
         else:
             state.results = agent.judge_sites(state.boxes, state.model, **kwargs)
     for result in state.results:
@@ -252,6 +301,9 @@ def land(state: Run, note: str | None, links: list, collector: agent.SiteResult)
     outcomes = state.failed + state.results
     for outcome in outcomes:  # run records are published: no server paths in them
         outcome.error = outcome.error and without_paths(outcome.error, state.data_dir)
+    fetched = [a for box in state.boxes if box.reading for a in box.reading.fetched]
+    if fetched and state.options.snapshot is None:  # the raw responses, replayable with --snapshot
+        articles.write_warc(state.data_dir / "raw" / state.started_at[:10] / "articles.warc.gz", fetched)
     result = sync.merge(state.conn, state.run_id, outcomes, model=judge_settings.model,
                         executor=judge_settings.executor, note=note, links=links, started=state.started,
                         collector=collector)

@@ -17,7 +17,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import schema
+from . import articles, schema
 from .parse import Story
 from .schema import insert_sighting, insert_story, reference_vocabulary
 from .sqltool import SqlTool
@@ -41,6 +41,8 @@ class Sandbox:
     # from that run's judgment (story, history run id) instead of being put to the agent.
     reused: list[tuple[Story, int]] = field(default_factory=list)
     basis: dict[str, str] = field(default_factory=dict)  # source_id -> prompt.basis of its judgment
+    cached: dict[str, articles.Article] = field(default_factory=dict)  # article key -> read recently, in history
+    reading: articles.Reading | None = None  # what the host read for the candidates (None: nothing read)
 
     @property
     def stories(self) -> list[Story]:
@@ -82,6 +84,52 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
     finally:
         conn.close()
     return box
+
+
+SANDBOX_COMMENTS = 10  # per story: the judge reads the first comments, not the whole thread
+
+
+def add_reading(box: Sandbox, reading: articles.Reading) -> None:
+    """Give the judge what was read: each candidate's article excerpt and first comments, read-only
+    to it (the tool writes only judgments and tags). A row the schema refuses is left out, noted."""
+    box.reading = reading
+    conn = sqlite3.connect(box.path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        with schema.transaction(conn):
+            for local_id, story in box.candidates.items():
+                article = reading.articles.get(story.source_id)
+                if article is not None and article.status == "ok":
+                    excerpt = articles.Article(**{**article.row(), "url": articles.key(story),
+                                                  "text": (article.text or "")[:articles.EXCERPT_CHARS]})
+                    try:
+                        with schema.savepoint(conn, "article"):
+                            conn.execute(*article_sql(excerpt))
+                    except (sqlite3.Error, UnicodeError) as exc:
+                        box.rejected.append((f"article of story {story.source_id}", f"article refused: {exc}"))
+                thread = reading.discussions.get(story.source_id)
+                for position, comment in enumerate(thread.comments[:SANDBOX_COMMENTS] if thread else [], 1):
+                    try:
+                        with schema.savepoint(conn, "comment"):
+                            conn.execute(*comment_sql(local_id, position, comment))
+                    except (sqlite3.Error, UnicodeError):
+                        continue  # a comment the schema refuses is simply not shown to the judge
+    finally:
+        conn.close()
+
+
+def article_sql(article: articles.Article) -> tuple[str, list]:
+    """The INSERT of an article row (the same columns in a sandbox and in history); a later read of the
+    same key replaces the earlier one."""
+    row = article.row()
+    return (f"INSERT INTO articles ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+            f"ON CONFLICT (url) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in row if c != 'url')}",
+            list(row.values()))
+
+
+def comment_sql(story_id: int, position: int, comment) -> tuple[str, list]:
+    return ("INSERT OR REPLACE INTO comments (story_id, position, author, depth, text) VALUES (?, ?, ?, ?, ?)",
+            [story_id, position, comment.author, comment.depth, comment.text])
 
 
 def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:

@@ -22,6 +22,7 @@ DEFAULT_MAX_STEPS = 6
 MAX_CANDIDATES = 100  # stories judged per site and run: a front page has 25-30
 STEP_TIMEOUT_S = 60  # wall clock for one step of generated code (jail, docker)
 SITE_TIMEOUT_S = 900  # wall clock for one site's whole agent run
+ARTICLE_CACHE_DAYS = 7  # an article read this recently is not fetched again
 REUSE_DAYS = 7  # a judgment whose basis is unchanged is carried over this long instead of asking the model again
 
 

@@ -162,6 +162,7 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
             local_to_history[local_id] = history_id
             ids[(story.source, story.source_id)] = history_id
             sandbox.insert_sighting(conn, run_id, history_id, story)
+        store_reading(conn, run_id, outcome.source, box, local_to_history)
         judged = copy_judgments(conn, run_id, outcome.source, box, local_to_history)
         for story, earlier_run in box.reused:
             history_id = upsert_story(conn, run_id, story)
@@ -187,6 +188,25 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
     return status == "ok"
 
 
+def store_reading(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to_history: dict[int, int]) -> None:
+    """What the host read for the candidates, into history before their judgments (whose evidence must
+    quote it): the whole article text (the sandbox had an excerpt) and the latest first comments."""
+    if box.reading is None:
+        return
+    for local_id, history_id in local_to_history.items():
+        story = box.candidates[local_id]
+        article = box.reading.articles.get(story.source_id)
+        if article is not None and box.cached.get(sandbox.articles.key(story)) is not article:
+            stored = sandbox.articles.Article(**{**article.row(), "url": sandbox.articles.key(story)})
+            insert_row(conn, run_id, source, f"article of story {story.source_id}", *sandbox.article_sql(stored))
+        thread = box.reading.discussions.get(story.source_id)
+        if thread is not None:
+            conn.execute("DELETE FROM comments WHERE story_id = ?", [history_id])
+            for position, comment in enumerate(thread.comments, 1):
+                insert_row(conn, run_id, source, f"comment {position} of story {story.source_id}",
+                           *sandbox.comment_sql(history_id, position, comment))
+
+
 def reusable(conn, source: str, bases: dict[str, str], since: str) -> dict[str, int]:
     """source_id -> the latest run holding a tagged judgment of that story on the same basis, first made
     at or after `since` (a carried-over judgment keeps the age of the run that made it)."""
@@ -210,8 +230,9 @@ def carry_over(conn, run_id: int, source: str, story_id: int, earlier_run: int) 
     """Copy a story's judgment and tags from an earlier run into this one, through the history's
     constraints; 1 if it landed."""
     if not insert_row(conn, run_id, source, f"judgment for story {story_id} carried over from run {earlier_run}",
-                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, basis, reused_from) "
-                      "SELECT ?, story_id, relevant, score, summary, reason, basis, coalesce(reused_from, run_id) "
+                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, "
+                      "discussion, basis, reused_from) SELECT ?, story_id, relevant, score, summary, reason, evidence, "
+                      "discussion, basis, coalesce(reused_from, run_id) "
                       "FROM judgments WHERE run_id = ? AND story_id = ?", [run_id, earlier_run, story_id]):
         return 0
     conn.execute("INSERT INTO story_tags (run_id, story_id, tag) "
@@ -243,20 +264,21 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
     src = schema.connect_ro(box.path)
     src.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
-        judgments = src.execute("SELECT run_id, story_id, relevant, score, summary, reason FROM judgments").fetchall()
+        judgments = src.execute("SELECT run_id, story_id, relevant, score, summary, reason, evidence, discussion "
+                                "FROM judgments").fetchall()
         tags = src.execute("SELECT run_id, story_id, tag FROM story_tags").fetchall()
     finally:
         src.close()
     landed = 0
-    for sb_run, local_id, relevant, score, summary, reason in judgments:
+    for sb_run, local_id, relevant, score, summary, reason, evidence, discussion in judgments:
         item = f"judgment for story {local_id}"
         if sb_run != run_id or local_id not in local_to_history:
             reject(conn, run_id, source, item, "not one of this run's candidates")
             continue
         if insert_row(conn, run_id, source, item,
-                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, basis) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      [run_id, local_to_history[local_id], relevant, score, summary, reason,
+                      "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, "
+                      "discussion, basis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      [run_id, local_to_history[local_id], relevant, score, summary, reason, evidence, discussion,
                        box.basis.get(box.candidates[local_id].source_id)]):
             landed += 1
             conn.execute("UPDATE stories SET summary = ? WHERE id = ?", [summary, local_to_history[local_id]])

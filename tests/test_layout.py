@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
 ORDER = [
     "text", "sites", "settings",  # helpers and facts with no dependencies
     "sources", "schema", "parse",  # fetch a page; schema.sql as code; HTML -> stories the schema takes
-    "articles", "discussions",  # what the stories link to (fetched, read, archived) and their comments
+    "discussions", "articles",  # a story's comments; what it links to (fetched, read, archived)
     "sqltool", "sandbox", "prompt", "rules",  # the sandbox DB, its one tool, the task, the built-in models
     "jail", "container", "agent",  # where the agent's code runs; the judge
     "collect", "sync", "store",  # cross-posts and digest; landing a run; the history DB
