@@ -363,7 +363,7 @@ CREATE TABLE IF NOT EXISTS digests (
 -- digest all read this view.
 CREATE VIEW IF NOT EXISTS digest_stories AS
 SELECT j.run_id, r.started_at, s.id AS story_id, s.source, s.source_id, s.title,
-       coalesce(s.url, s.discussion_url) AS url, j.summary,
+       coalesce(s.url, s.discussion_url) AS url, j.summary, j.evidence, j.discussion,
        (SELECT group_concat(tag, ', ') FROM (
             SELECT st.tag FROM story_tags AS st JOIN tags AS t ON t.slug = st.tag
             WHERE st.run_id = j.run_id AND st.story_id = j.story_id ORDER BY t.rowid)) AS tags,

@@ -70,8 +70,14 @@ LOCAL_EXECUTOR_DEFAULTS = {"timeout_seconds": 30, "max_print_outputs_length": 20
 
 
 def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -> str:
-    """The prompt for one site's sandbox (see prompt.py)."""
-    return prompt.build_task(box.source, box.run_id, profile, vocabulary, box.candidates)
+    """The prompt for one site's sandbox (see prompt.py), saying what was read for it, if anything."""
+    read = None
+    if box.reading is not None:
+        ids = {s.source_id for s in box.candidates.values()}
+        read = (sum(1 for k, a in box.reading.articles.items() if k in ids and a.status == "ok"),
+                sum(1 for k, d in box.reading.discussions.items() if k in ids and d.comments))
+    return prompt.build_task(box.source, box.run_id, profile, vocabulary, box.candidates,
+                             read if read and any(read) else None)
 
 
 def code_variables(box: sandbox.Sandbox) -> dict:

@@ -77,7 +77,7 @@ def editor_note(model: Model, boxes: list[Sandbox]) -> tuple[str | None, TokenUs
 def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> str | None:
     """Markdown digest of the run's relevant stories as they landed in history (None if none did)."""
     rows = conn.execute(
-        "SELECT story_id, source, title, url, discussion_url, summary, points, comments, tags "
+        "SELECT story_id, source, title, url, discussion_url, summary, evidence, discussion, points, comments, tags "
         "FROM digest_stories WHERE run_id = ? ORDER BY score DESC, points DESC",
         [run_id],
     ).fetchall()
@@ -92,7 +92,7 @@ def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> s
         links[story_id].append((source, url))
     started = conn.execute("SELECT substr(started_at, 1, 10) FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     groups = defaultdict(list)
-    for story_id, source, title, link, discussion, summary, points, comments, tags in rows:
+    for story_id, source, title, link, discussion, summary, evidence, said, points, comments, tags in rows:
         discussions = [f"[{sites.label(source)}]({md_url(discussion)})"]
         for other_source, other_url in links.get(story_id, []):
             discussions.append(f"[{sites.label(other_source)}]({md_url(other_url)})")
@@ -100,6 +100,10 @@ def compose_digest(conn: sqlite3.Connection, run_id: int, note: str | None) -> s
                                           f"{comments} comments" if comments is not None else "") if x)
         where = " · ".join(discussions) + (f"; {numbers}" if numbers else "")
         line = f"- [{escape_md(title)}]({md_url(link)}) — {escape_md(summary)} ({where})"
+        if evidence:
+            line += f"\n  > {escape_md(evidence)}"
+        if said:
+            line += f"\n  {escape_md(said)}"
         groups[(tags or "untagged").split(", ")[0]].append(line)
     counts = ", ".join(f"{tag} ({len(lines)})" for tag, lines in sorted(groups.items(), key=lambda kv: -len(kv[1])))
     parts = [f"# newsreader digest — {started}", "",

@@ -55,9 +55,15 @@ class Candidate:
     points: int | None
     comments: int | None
     kind: str
+    lead: str = ""  # the start of its article text, once read (the rules model's reading step)
+    comment: str = ""  # the start of its first comment, once read
 
 
-def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str], candidates: dict) -> str:
+READING_MARKER = "ARTICLES:"
+
+
+def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str], candidates: dict,
+               read: tuple[int, int] | None = None) -> str:
     """The task: profile, vocabulary and the candidates (id -> Story) as JSON lines (the rules: the system prompt)."""
     site = sites.name(source)
     lines = [
@@ -71,6 +77,9 @@ def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str
         f"run_id: {run_id}",
         f"site: {source}",
         "",
+        *([f"{READING_MARKER} story_articles has the text of {read[0]} candidates (read it before judging them: "
+           "sql('SELECT description, text FROM story_articles WHERE story_id = ?', [id])); comments has the first "
+           f"comments of {read[1]}.", ""] if read else []),
         CANDIDATES_MARKER,
     ]
     for story_id, s in candidates.items():

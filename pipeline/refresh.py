@@ -210,11 +210,12 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
 
 
 def recent_articles(state: Run, stories: list) -> dict[str, articles.Article]:
-    """Articles of these stories already read within article_cache_days (by key): not fetched again."""
+    """Articles of these stories fetched within article_cache_days (by key) that got an answer (a page, a
+    404, a PDF...): not fetched again. One that got no answer at all (a timeout) is tried again."""
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - state.options.article_cache_days * 86400))
     found = {}
     for story in stories:
-        cursor = state.conn.execute("SELECT * FROM articles WHERE url = ? AND status = 'ok' AND fetched_at >= ?",
+        cursor = state.conn.execute("SELECT * FROM articles WHERE url = ? AND http_status IS NOT NULL AND fetched_at >= ?",
                                     [articles.key(story), since])
         row = cursor.fetchone()
         if row is not None:

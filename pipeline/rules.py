@@ -26,7 +26,7 @@ from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
 from . import sites
-from .prompt import CANDIDATES_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads the prompt
+from .prompt import CANDIDATES_MARKER, READING_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads it
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
              "systems"}
@@ -142,6 +142,7 @@ DOMAIN_HINTS: dict[str, list[str]] = {
 }
 
 TITLE_WEIGHT, NATIVE_WEIGHT, DOMAIN_WEIGHT = 1.0, 2.0, 0.75
+ARTICLE_WEIGHT, ARTICLE_CHARS = 0.25, 3000  # per topic word in the start of the article text (at most 3 count)
 
 
 def _pattern(words: list[str]) -> re.Pattern:
@@ -224,8 +225,12 @@ def evidence(c: Candidate, vocabulary: set[str]) -> dict[str, float]:
     return {tag: weight for tag, weight in found.items() if tag in vocabulary}
 
 
-def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests()) -> Verdict:
+def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
+          article_hits: dict[str, int] | None = None) -> Verdict:
     ev = evidence(c, vocabulary)
+    for tag, hits in (article_hits or {}).items():  # words of the article, weaker than the title's
+        if tag in vocabulary:
+            ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(hits, 3)
     if c.kind == "job":
         ev["business"] = ev.get("business", 0) + 3
     ranked = sorted(ev.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -274,15 +279,98 @@ def reason_for(ev: dict[str, float], relevant: int, c: Candidate) -> str:
 
 # --- reading the task, writing the code ---------------------------------------------
 
-def code_for(task: str, judge_fn=None) -> str:
-    """The Python the rules model 'writes': one INSERT per judgment and tag, then final_answer."""
+HITS_MARK = "ARTICLE-WORDS"
+
+
+def reading_code(task: str) -> str:
+    """Step 1 when articles were read: count each topic's words in the start of every article, in the
+    sandbox, and print one short line per story (the texts stay in the sandbox; the counts come back)."""
+    _, _, vocabulary, _, _ = parse_task(task)
+    patterns = {tag: pattern_for(tag).pattern for tag in sorted(vocabulary)}
+    return (
+        "import re\n"
+        f"PATTERNS = {{tag: re.compile(p, re.IGNORECASE) for tag, p in {patterns!r}.items()}}\n"
+        "for c in candidates:\n"
+        "    found = sql('SELECT text FROM story_articles WHERE story_id = ?', [c['id']]).split('\\n', 1)\n"
+        f"    text = found[1][:{ARTICLE_CHARS}] if len(found) > 1 else ''\n"
+        "    hits = {tag: len(p.findall(text)) for tag, p in PATTERNS.items()}\n"
+        "    hits = {tag: n for tag, n in hits.items() if n}\n"
+        f"    print('{HITS_MARK}', c['id'], ' '.join(f'{{t}}:{{n}}' for t, n in sorted(hits.items())))\n"
+    )
+
+
+def article_hits(messages) -> dict[int, dict[str, int]] | None:
+    """The per-story topic counts the reading step printed, if it ran (None: it has not)."""
+    text = "\n".join(text_of(m) for m in messages if role_of(m) != "system")
+    lines = re.findall(rf"^{HITS_MARK} (\d+)((?: [a-z][a-z0-9-]*:\d+)*)\s*$", text, re.MULTILINE)
+    if not lines:
+        return None
+    return {int(sid): {tag: int(n) for tag, n in re.findall(r"([a-z][a-z0-9-]*):(\d+)", found)}
+            for sid, found in lines}
+
+
+# Runs in the sandbox after the host's verdicts: what the reader gets from the article and the
+# discussion must be quoted from them, so it is picked where they are. A summary from the article
+# (its description, else its first full sentence of 40-200 characters, which is also the evidence);
+# the discussion line from the first comment's first sentence that is not a quote.
+QUOTING = r'''
+import re
+def first_row(statement, sid):
+    found = sql(statement, [sid]).split('\n', 1)
+    return found[1] if len(found) > 1 else ''
+def sentences(text):
+    return [s.strip() for line in text.split('\n') for s in re.findall(r'[A-Z0-9"][^.!?]*[.!?]', line)]
+def from_reading(sid, title, fallback):
+    text = first_row('SELECT text FROM story_articles WHERE story_id = ?', sid)[:3000]
+    about = first_row('SELECT description FROM story_articles WHERE story_id = ?', sid)
+    quote = next((s for s in sentences(text) if 40 <= len(s) <= 200 and s.lower() not in title.lower()), None)
+    if quote is None and text.strip():  # no full sentence: the start of the first line, cut at a word
+        line = text.strip().split('\n')[0]
+        quote = line if len(line) <= 200 else line[:200].rsplit(' ', 1)[0].strip() or line[:200]
+    about = ' '.join(about.split()) if about and about != 'None' else ''
+    summary = about if 10 <= len(about) <= 400 and about.lower() not in title.lower() else (quote or fallback)
+    comment = first_row('SELECT text FROM comments WHERE story_id = ? ORDER BY position LIMIT 1', sid)
+    lines = [l for l in comment.split('\n') if l and not l.startswith('>')]
+    said = next((s for s in sentences(' '.join(lines)) if 20 <= len(s) <= 250), None)
+    return summary, quote, ('Top comment: ' + said) if said else None
+'''
+
+
+def code_for(task: str, judge_fn=None, hits: dict[int, dict[str, int]] | None = None) -> str:
+    """The Python the rules model 'writes': one INSERT per judgment and tag, then final_answer.
+
+    With `hits` (the reading step's counts), relevance and tags weigh the article's words too, and
+    the summary, evidence and discussion line are taken from the article and comments in the sandbox.
+    """
     judge_fn = judge_fn or judge
     run_id, site, vocabulary, candidates, profile = parse_task(task)
     interests = interests_from(profile, vocabulary)
     rows = []
     for c in candidates:
-        v = judge_fn(c, vocabulary, site, interests)
+        v = judge_fn(c, vocabulary, site, interests, (hits or {}).get(c.id))
         rows.append([c.id, v.relevant, v.score, v.summary, v.reason, v.tags])
+    if hits is not None:
+        titles = {c.id: c.title for c in candidates}
+        return (
+            f"RUN = {run_id}\n"
+            f"rows = {rows!r}\n"
+            f"titles = {titles!r}\n"
+            + QUOTING +
+            "failed = []\n"
+            "for story_id, relevant, score, summary, reason, tags in rows:\n"
+            "    summary, quote, said = from_reading(story_id, titles[story_id], summary)\n"
+            "    r = sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, \"\n"
+            "            \"discussion) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\",\n"
+            "            [RUN, story_id, relevant, score, summary, reason, quote, said])\n"
+            "    if r.startswith('error'):\n"
+            "        failed.append((story_id, r))\n"
+            "        continue\n"
+            "    for tag in tags:\n"
+            "        sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING\",\n"
+            "            [RUN, story_id, tag])\n"
+            "print('failed:', failed)\n"
+            "final_answer(f'judged {len(rows) - len(failed)} of {len(rows)} stories')\n"
+        )
     return (
         f"RUN = {run_id}\n"
         f"rows = {rows!r}\n"
@@ -313,13 +401,18 @@ class RulesModel(Model):
     def __init__(self, **kwargs):
         super().__init__(model_id=self.name, **kwargs)
 
-    def judge(self, c: Candidate, vocabulary: set[str], site: str, interests: Interests) -> Verdict:
-        return judge(c, vocabulary, site, interests)
+    def judge(self, c: Candidate, vocabulary: set[str], site: str, interests: Interests,
+              hits: dict[str, int] | None = None) -> Verdict:
+        return judge(c, vocabulary, site, interests, hits)
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
         task = next(text_of(m) for m in messages if role_of(m) == "user" and CANDIDATES_MARKER in text_of(m))
-        code = code_for(task, self.judge)
-        content = f"Thought: judging every candidate with the deterministic rules.\n<code>\n{code}</code>"
+        hits = article_hits(messages)
+        if READING_MARKER in task and hits is None:
+            code, thought = reading_code(task), "reading the articles first: which topics their words are about."
+        else:
+            code, thought = code_for(task, self.judge, hits), "judging every candidate with the deterministic rules."
+        content = f"Thought: {thought}\n<code>\n{code}</code>"
         return ChatMessage(role=MessageRole.ASSISTANT, content=content, token_usage=TokenUsage(0, 0))
 
 
@@ -363,5 +456,6 @@ class KeywordBaselineModel(RulesModel):
 
     name = "keyword-baseline"
 
-    def judge(self, c: Candidate, vocabulary: set[str], site: str, interests: Interests) -> Verdict:
-        return keyword_baseline(c, vocabulary, site)  # the naive filter ignores the profile
+    def judge(self, c: Candidate, vocabulary: set[str], site: str, interests: Interests,
+              hits: dict[str, int] | None = None) -> Verdict:
+        return keyword_baseline(c, vocabulary, site)  # the naive filter ignores the profile and the article

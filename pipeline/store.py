@@ -40,6 +40,7 @@ DEFAULT_DB = Path("data") / "news.db"
 # here makes schema.sql create its new definition.
 MIGRATIONS: dict[int, list[str]] = {
     4: ["DROP TRIGGER IF EXISTS story_tags_at_most_three"],  # re-inserting an existing tag was refused
+    7: ["DROP VIEW IF EXISTS digest_stories"],  # shows each story's evidence and discussion line
 }
 
 FTS_COLUMNS = ["title", "summary"]

@@ -139,3 +139,34 @@ def run_one_rows(db) -> str:
     digest.update(repr(schema.schema_of(conn)).encode())
     conn.close()
     return digest.hexdigest()
+
+
+def snapshot_with_articles(dest: Path, skip: int = 3) -> Path:
+    """The real snapshot plus an articles.warc.gz built from real pages: each linked story's URL answers
+    with one of the shared benchmark's article pages, each discussion with a real HN item page or Lobsters
+    story JSON. Every `skip`-th linked story gets no article (a 404), as some links always fail."""
+    import gzip
+    import shutil
+
+    from pipeline import articles, discussions
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("hn.html", "lobsters.html"):
+        shutil.copy(SNAPSHOT / name, dest / name)
+    pages = [gzip.decompress(p.read_bytes()) for p in sorted((FIXTURES / "articles").glob("*.html.gz"))]
+    threads = {"hn": sorted((FIXTURES / "discussions").glob("hn_item_*.html.gz")),
+               "lobsters": sorted((FIXTURES / "discussions").glob("lobsters_story_*.json.gz"))}
+    records, linked = [], 0
+    for source in ("hn", "lobsters"):
+        for i, story in enumerate(parse.parse(source, (SNAPSHOT / f"{source}.html").read_text())):
+            if story.url:
+                linked += 1
+                if linked % skip:
+                    records.append(articles.Article(url=story.url, http_status=200, content_type="text/html",
+                                                    body=pages[linked % len(pages)]))
+            thread = threads[source][i % len(threads[source])]
+            records.append(articles.Article(url=discussions.discussion_url(source, story.discussion_url),
+                                            http_status=200, body=gzip.decompress(thread.read_bytes()),
+                                            content_type="application/json" if source == "lobsters" else "text/html"))
+    articles.write_warc(dest / "articles.warc.gz", records)
+    return dest
