@@ -215,8 +215,9 @@ def recent_articles(state: Run, stories: list) -> dict[str, articles.Article]:
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - state.options.article_cache_days * 86400))
     found = {}
     for story in stories:
-        cursor = state.conn.execute("SELECT * FROM articles WHERE url = ? AND http_status IS NOT NULL AND fetched_at >= ?",
-                                    [articles.key(story), since])
+        cursor = state.conn.execute(
+            "SELECT * FROM articles WHERE url = ? AND http_status IS NOT NULL AND fetched_at >= ?",
+            [articles.key(story), since])
         row = cursor.fetchone()
         if row is not None:
             found[articles.key(story)] = articles.Article(**dict(zip([c[0] for c in cursor.description], row,
