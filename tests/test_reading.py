@@ -8,11 +8,12 @@ same with an httpx transport standing in for the network.
 import gzip
 import json
 import sqlite3
+import time
 
 import httpx
 from click.testing import CliRunner
 
-from pipeline import agent, articles, refresh, rules
+from pipeline import agent, articles, parse, refresh, rules
 from pipeline.cli import cli
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
@@ -144,3 +145,27 @@ def test_a_hostile_article_costs_only_its_story(tmp_path):
     assert report.status == "ok" and report.judged == 55
     statuses = dict(sqlite3.connect(db).execute("SELECT status, count(*) FROM articles GROUP BY status"))
     assert statuses.get("ok") and statuses.get("not html")
+
+
+def test_no_site_waits_for_the_other_sites_articles(tmp_path):
+    """HN's articles answer 3 s late; Lobsters reads and its agent judges meanwhile (its steps are logged
+    as they happen, before HN's reading ends)."""
+    recorded = articles.read_warc(snapshot_with_articles(tmp_path / "recorded") / "articles.warc.gz")
+    hn_urls = {s.url for s in parse.parse("hn", (SNAPSHOT / "hn.html").read_text()) if s.url}
+
+    def network(request: httpx.Request) -> httpx.Response:
+        if str(request.url) in hn_urls:
+            time.sleep(3)
+        status, kind, body = recorded.get(str(request.url), (404, "text/plain", b"gone"))
+        return httpx.Response(status, headers={"Content-Type": kind}, content=body)
+
+    reporter = Reporter(tmp_path / "logs", quiet=True)
+    report = refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), reporter=reporter,
+                                             transport=httpx.MockTransport(front_pages),
+                                             article_transport=httpx.MockTransport(network)))
+    assert report.status == "ok"
+    events = [json.loads(line) for path in (tmp_path / "logs").glob("*.jsonl")
+              for line in path.read_text().splitlines()]
+    order = [(e.get("site"), e.get("stage"), e.get("status")) for e in events if e.get("stage") in ("read", "judge")]
+    lobsters_steps = [i for i, (site, _, status) in enumerate(order) if site == "lobsters" and status == "step"]
+    assert lobsters_steps and max(lobsters_steps) < order.index(("hn", "read", "ok")), order
