@@ -43,7 +43,7 @@ MIGRATIONS: dict[int, list[str]] = {
     7: ["DROP VIEW IF EXISTS digest_stories"],  # shows each story's evidence and discussion line
 }
 
-FTS_COLUMNS = ["title", "summary"]
+FTS_COLUMNS = {"stories": ["title", "summary"], "articles": ["title", "text"]}  # full-text search, per table
 
 
 def db_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -86,10 +86,11 @@ def migrate(conn: sqlite3.Connection) -> int:
                 rebuilt = rebuild_changed_tables(conn)
             apply_schema(conn)
             db = sqlite_utils.Database(conn)
-            if current > 0 and "stories" in rebuilt:  # its search triggers went with the old table
-                db["stories"].disable_fts()
-            if not db["stories"].detect_fts():
-                db["stories"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
+            for table, columns in FTS_COLUMNS.items():
+                if current > 0 and table in rebuilt:  # its search triggers went with the old table
+                    db[table].disable_fts()
+                if not db[table].detect_fts():
+                    db[table].enable_fts(columns, create_triggers=True, tokenize="porter")
             conn.execute(f"PRAGMA user_version = {target}")
     return current
 
@@ -137,7 +138,8 @@ def refuse_foreign(path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open history database {path}: {exc}") from None
     ours = {name for kind, name, _ in reference_schema() if kind == "table"}
-    foreign = {t for t in tables - ours if not t.startswith(("stories_fts", "sqlite_"))}
+    searchable = tuple(f"{table}_fts" for table in FTS_COLUMNS)  # sqlite-utils' full-text tables for ours
+    foreign = {t for t in tables - ours if not t.startswith((*searchable, "sqlite_"))}
     if foreign:
         shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
         raise StoreError(f"{path} is another application's SQLite database (tables newsreader does not have: "

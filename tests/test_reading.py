@@ -45,6 +45,9 @@ def test_every_story_with_an_article_gets_evidence_quoted_from_it(tmp_path):
     assert all(not summary.startswith("Article from") for summary, _ in summaries)  # from the article itself
     digest = conn.execute("SELECT body FROM digests").fetchone()[0]
     assert "\n  > " in digest and "\n  Top comment: " in digest
+    assert conn.execute("SELECT count(*) FROM articles_fts WHERE articles_fts MATCH 'government'").fetchone()[0] > 0
+    conn.close()
+    assert refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), snapshot=snapshot)).status == "ok"
 
 
 def test_a_made_up_quote_is_refused_and_the_model_is_told_why(tmp_path, monkeypatch):
