@@ -17,7 +17,7 @@ import pytest
 from pipeline import prompt, refresh, rules
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge
 
-from .helpers import SNAPSHOT
+from .helpers import SNAPSHOT, snapshot_with_articles
 from .stub_llm import StubLLM, cli_refresh, completion
 
 MODEL = "openai/gpt-4.1-mini"  # priced in LiteLLM's bundled cost map: the run's cost is known
@@ -270,9 +270,13 @@ def prompt_tokens(body) -> int:
          else "".join(part.get("text", "") for part in m["content"])} for m in body["messages"]])
 
 
-def test_step_one_for_30_candidates_fits_2000_tokens_and_a_recovering_step_two_1_5_times_that(tmp_path):
+@pytest.mark.parametrize("articles_read", [False, True])
+def test_step_one_for_30_candidates_fits_2000_tokens_and_a_recovering_step_two_1_5_times_that(tmp_path,
+                                                                                                articles_read):
+    snapshot = snapshot_with_articles(tmp_path / "snapshot") if articles_read else SNAPSHOT
     with StubLLM([scripted([f_string_sql, insert_missing])]) as stub:
-        judge_hn(tmp_path / "news.db", stub)
+        judge_hn(tmp_path / "news.db", stub, snapshot=snapshot)
+        assert (prompt.READING_MARKER in json.dumps(agent_requests(stub)[0])) == articles_read
     first, second = (prompt_tokens(body) for body in agent_requests(stub)[:2])
     candidates = prompt.parse_task(task_of(agent_requests(stub)[0]))[3]
     assert len(candidates) == 30
