@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import agent, parse, sandbox, schema
+from . import agent, articles, parse, sandbox, schema
 from .settings import Judge
 
 REQUIRED_COLUMNS = {"source", "file", "rank", "title", "relevant", "tags"}
@@ -78,10 +78,13 @@ def norm(text: str) -> str:
 
 
 def predict_page(source: str, html: str, judge: Judge, vocabulary: dict[str, str],
-                 workdir: Path) -> tuple[dict[int, Prediction], agent.SiteResult]:
-    """Judge one page through sandbox -> agent -> validation; predictions keyed by rank."""
+                 workdir: Path, replay: Path | None = None) -> tuple[dict[int, Prediction], agent.SiteResult]:
+    """Judge one page through sandbox -> agent -> validation; predictions keyed by rank. With `replay`
+    (the pages' articles.warc.gz), the judge reads the recorded articles and discussions first."""
     stories = parse.parse(source, html)
     box = sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories)
+    if replay is not None:
+        sandbox.add_reading(box, articles.read(source, list(box.candidates.values()), replay=replay))
     result = agent.judge_site(box, agent.make_model(judge.model, **judge.model_options), vocabulary=vocabulary,
                               judge=judge)
     if result.status != "ok":
@@ -168,6 +171,7 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dic
     judge = judge.but(executor=agent.choose_executor(judge.executor, judge.model,
                                                      notice=lambda text: print(f"notice: {text}", file=sys.stderr)))
     html_dir = Path(html_dir) if html_dir else Path(labels_path).parent / "html"
+    replay = html_dir / "articles.warc.gz" if (html_dir / "articles.warc.gz").is_file() else None
     by_file: dict[str, list[Label]] = defaultdict(list)
     for label in labels:
         by_file[label.file].append(label)
@@ -182,7 +186,7 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dic
                 raise EvalError(f"page {path} listed in {labels_path} does not exist (see --html-dir)")
             try:
                 predictions, result = predict_page(sources.pop(), path.read_text(encoding="utf-8", errors="replace"),
-                                                   judge, vocabulary, Path(scratch) / str(i))
+                                                   judge, vocabulary, Path(scratch) / str(i), replay)
             except parse.SourceError as exc:
                 raise EvalError(f"{path}: {exc}") from None
             results.append(result)

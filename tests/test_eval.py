@@ -1,6 +1,7 @@
 """`newsreader eval`: metrics computed through the real judge path, checked on a tiny labels file by hand."""
 
 import json
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -86,3 +87,17 @@ def test_bad_labels_are_a_clear_error(tmp_path):
     missing_page.write_text(LABELS)
     out = CliRunner().invoke(cli, ["eval", "--labels", str(missing_page), "--html-dir", str(tmp_path)])
     assert out.exit_code == 1 and "hn_fben3-2024-08.html listed in" in out.output and "Traceback" not in out.output
+
+
+def test_eval_reads_the_recorded_articles_when_the_pages_folder_has_them(tmp_path):
+    """A folder of labelled pages with an articles.warc.gz is judged as a live run would have been: reading first."""
+    from .helpers import snapshot_with_articles
+
+    pages = snapshot_with_articles(tmp_path / "html")
+    predictions, result = evaluate.predict_page("hn", (pages / "hn.html").read_text(), Judge(executor="local"),
+                                                reference_vocabulary(), tmp_path / "work",
+                                                replay=pages / "articles.warc.gz")
+    assert result.status == "ok" and len(predictions) == 30
+    conn = sqlite3.connect(tmp_path / "work" / "hn.db")
+    assert conn.execute("SELECT count(*) FROM story_articles").fetchone()[0] >= 15
+    assert conn.execute("SELECT count(*) FROM judgments WHERE evidence IS NOT NULL").fetchone()[0] >= 15
