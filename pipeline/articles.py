@@ -264,6 +264,7 @@ def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None,
                 future.result(timeout=remaining)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        client.close()  # a request still running past the stage deadline ends with an error nobody waits for
     with lock:
         for url in dict.fromkeys(urls):
             results.setdefault(url, Article(url=url, error=f"not fetched within the {stage_timeout:g} s stage limit",
