@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 
 def shipped(name: str):
-    """schema.sql or metadata.yml: the repository root holds the one copy; a wheel's build puts it in the
+    """schema.sql, feedback.sql or metadata.yml: the repository root holds the one copy; a wheel's build puts it in the
     package (pyproject.toml, force-include). Inside the package first, else the checkout's root."""
     from pathlib import Path
 

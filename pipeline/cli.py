@@ -325,19 +325,47 @@ def eval_command(labels, html_dir, judge, as_json):
 @cli.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8001, show_default=True, type=int)
-def serve(db, host, port):
-    """Browse the history in Datasette (read-only for visitors); prints the digest URL."""
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535),
+              help="Port; when the default is busy the next free one is taken.")
+@click.option("--allow-votes", is_flag=True,
+              help="Accept 👍/👎 votes when serving on another interface (on localhost they always are).")
+def serve(db, host, port, allow_votes):
+    """Browse the history in Datasette (read-only for visitors; votes go to feedback.db beside it)."""
     from . import serve as serving
+    from . import store
 
     cfg = settings(db=db)
     db = str(cfg.db)
     open_history(db)  # create / migrate first, so Datasette sees the current schema
-    base = f"http://{host}:{port}/{serving.database_name(db)}"
-    click.echo(f"Serving {db} at {base} - today's digest: {base}/digest", err=True)
+    try:
+        store.open_feedback(db).close()
+    except store.StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    chosen = click.get_current_context().get_parameter_source("port").name != "DEFAULT"
+    port = free_port(host, port, tries=1 if chosen else 20)
+    votes = host in serving.LOCAL_HOSTS or allow_votes
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    click.echo(f"Serving {db} at {base}/ - today's digest: {base}/digest"
+               + ("" if votes else " (voting off: not on localhost; --allow-votes turns it on)"), err=True)
     sys.stdout.flush()
-    args = serving.datasette_args(db, host, port)
+    args = serving.datasette_args(db, host, port, votes=votes, metadata_dir=cfg.data_dir)
     os.execv(args[0], args)
+
+
+def free_port(host: str, port: int, tries: int) -> int:
+    """`port`, or the next free one within `tries`; one clear error when none is."""
+    import socket
+
+    for candidate in range(port, min(port + tries, 65536)):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    raise click.ClickException(f"port {port} on {host} is in use" + ("" if tries == 1 else
+                               f", and so are the next {tries - 1}") + ": choose another with --port")
 
 
 if __name__ == "__main__":

@@ -1,36 +1,70 @@
-"""Serving the history with Datasette: the command line it runs, and one small plugin hook.
+"""Serving the history with Datasette: the command line it runs, and the plugin that adds the pages.
 
-Everything else about the UI (descriptions, facets, canned queries, the Atom feed,
-the chart) is configuration in metadata.yml. Configuration cannot show a title as
-a link to its story without rendering untrusted text as HTML (`render_cell` does,
-escaping the title and linking only http(s) URLs), nor bound what one anonymous
-query may allocate (`prepare_connection` does).
+Datasette's own extension points do all of it: metadata.yml (descriptions, facets, canned
+queries, the Atom feed, the chart, the writable `vote` query on feedback.db), templates in
+`pipeline/templates/`, and this module's plugin hooks:
+
+- `register_routes`: the day's page (`/digest`, `/digest/YYYY-MM-DD`), a story's page
+  (`/story/ID`) and a tag's page (`/tag/SLUG`), rendered from templates;
+- `render_cell`: a story title as a link to its story, the title text escaped;
+- `prepare_connection`: bounds on what one anonymous query may allocate.
+
+Nothing names a database: `newsreader serve` renames metadata.yml's placeholders (`history`,
+`feedback`) to whatever Datasette calls the files it serves, and tells the plugin which is which.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
+from pathlib import Path
 
 from datasette import hookimpl
+from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup, escape
 
-from . import store
+from . import sites, store
+
+TEMPLATES = Path(__file__).with_name("templates")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def datasette_args(db: str, host: str, port: int) -> list[str]:
-    """`python -m datasette serve ...` for the history DB, metadata.yml and the installed plugins."""
+def database_name(db: str | os.PathLike) -> str:
+    """The name Datasette gives a database file (its file name without the extension)."""
+    return os.path.splitext(os.path.basename(str(db)))[0]
+
+
+def metadata_for(history: str | os.PathLike, votes: bool) -> dict:
+    """metadata.yml for these files: placeholders renamed, and the vote queries only when voting is on."""
+    import yaml
+
+    names = {"history": database_name(history), "feedback": database_name(store.feedback_path(history))}
+    meta = yaml.safe_load(store.METADATA_PATH.read_text(encoding="utf-8"))
+    text = json.dumps(meta)
+    for placeholder, name in names.items():
+        text = text.replace(f'"/{placeholder}/', f'"/{name}/').replace(f'/{placeholder}/', f'/{name}/')
+        text = text.replace(f'"db": "{placeholder}"', f'"db": {json.dumps(name)}')
+    meta = json.loads(text)
+    meta["databases"] = {names[key]: value for key, value in meta["databases"].items()}
+    if not votes:
+        meta["databases"][names["feedback"]].pop("queries", None)
+    meta.setdefault("plugins", {})["newsreader"] = {**names, "votes": votes}
+    return meta
+
+
+def datasette_args(db: str, host: str, port: int, *, votes: bool, metadata_dir: Path) -> list[str]:
+    """`python -m datasette serve ...` for the history (read-only to visitors) and feedback.db."""
+    metadata_dir.mkdir(parents=True, exist_ok=True)
+    metadata = metadata_dir / "datasette-metadata.json"
+    metadata.write_text(json.dumps(metadata_for(db, votes), ensure_ascii=False, indent=1), encoding="utf-8")
     return [
-        sys.executable, "-m", "datasette", "serve", db,
-        "--metadata", str(store.METADATA_PATH),
+        sys.executable, "-m", "datasette", "serve", db, str(store.feedback_path(db)),
+        "--metadata", str(metadata), "--template-dir", str(TEMPLATES),
         "--host", host, "--port", str(port),
         "--setting", "sql_time_limit_ms", "3000",
     ]
-
-
-def database_name(db: str) -> str:
-    return os.path.splitext(os.path.basename(db))[0]
 
 
 SLOW_FUNCTIONS = {"printf", "format"}  # printf('%.*c', 2000000000, 'x'): seconds inside one call
@@ -62,3 +96,161 @@ def render_cell(row, value, column, table, database, datasette):
     if not isinstance(link, str) or not link.startswith(("https://", "http://")):
         return None
     return Markup('<a href="{}" rel="nofollow noopener">{}</a>').format(escape(link), escape(value))
+
+
+# --- the pages --------------------------------------------------------------------------------
+
+def config(datasette) -> dict:
+    """Which database is the history and which the votes (set by `newsreader serve`); for a Datasette
+    started by hand, the first database and no voting."""
+    found = datasette.plugin_config("newsreader") or {}
+    history = found.get("history") or datasette.get_database().name
+    return {"history": history, "feedback": found.get("feedback"), "votes": bool(found.get("votes"))}
+
+
+def http_link(url: str | None) -> str | None:
+    """Only http(s) links are ever put in an href."""
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+
+async def rows(db, sql: str, params=None) -> list[dict]:
+    return [dict(row) for row in await db.execute(sql, params or {})]
+
+
+async def votes_for(datasette, settings: dict, story_ids: list[int]) -> dict[int, str]:
+    if not settings["feedback"] or not story_ids:
+        return {}
+    feedback = datasette.get_database(settings["feedback"])
+    found = await feedback.execute(
+        f"SELECT story_id, vote FROM feedback WHERE story_id IN ({', '.join('?' * len(story_ids))})", story_ids)
+    return {row["story_id"]: row["vote"] for row in found}
+
+
+DAY_RUN = """
+SELECT id, started_at FROM runs
+WHERE status IN ('ok', 'partial') AND started_at >= :day AND started_at < date(:day, '+1 day')
+ORDER BY id DESC LIMIT 1
+"""
+LATEST_RUN = "SELECT id, started_at FROM runs WHERE status IN ('ok', 'partial') ORDER BY id DESC LIMIT 1"
+DIGEST_STORIES = """
+SELECT d.story_id, d.source, d.title, d.url, d.summary, d.evidence, d.discussion, d.tags, d.score,
+       d.discussion_url, d.also_discussed_at, d.points, d.comments, s.domain,
+       first.started_at >= :day AS new_today
+FROM digest_stories AS d
+JOIN stories AS s ON s.id = d.story_id
+JOIN runs AS first ON first.id = s.first_seen_run
+WHERE d.run_id = :run
+ORDER BY d.score DESC, d.points DESC
+"""
+NEIGHBOURS = """
+SELECT (SELECT substr(max(started_at), 1, 10) FROM runs
+        WHERE status IN ('ok', 'partial') AND started_at < :day) AS previous,
+       (SELECT substr(min(started_at), 1, 10) FROM runs
+        WHERE status IN ('ok', 'partial') AND started_at >= date(:day, '+1 day')) AS next
+"""
+
+
+def story_view(row: dict, votes: dict[int, str]) -> dict:
+    """A digest row as the template shows it: safe links, discussions by site, tags as a list."""
+    discussions = [(sites.label(row["source"]), http_link(row["discussion_url"]))]
+    for url in (row.get("also_discussed_at") or "").split():
+        other = next((slug for slug, site in sites.SITES.items() if url.startswith(site.base)), None)
+        discussions.append((sites.label(other) if other else "discussion", http_link(url)))
+    return {**row, "link": http_link(row["url"]), "discussions": [(label, url) for label, url in discussions if url],
+            "tag_list": [t for t in (row.get("tags") or "").split(", ") if t], "vote": votes.get(row["story_id"])}
+
+
+async def digest_page(request, datasette):
+    settings = config(datasette)
+    db = datasette.get_database(settings["history"])
+    day = request.url_vars.get("date")
+    found = await rows(db, DAY_RUN if day else LATEST_RUN, {"day": day} if day else {})
+    if not found:
+        if day:
+            raise NotFound(f"no digest for {day}")
+        return Response.html(await datasette.render_template(
+            "digest.html", {"day": None, "stories": [], "settings": settings}, request=request))
+    run = found[0]
+    day = run["started_at"][:10]
+    stories = await rows(db, DIGEST_STORIES, {"run": run["id"], "day": day})
+    votes = await votes_for(datasette, settings, [s["story_id"] for s in stories])
+    shown = [story_view(s, votes) for s in stories]
+    neighbours = (await rows(db, NEIGHBOURS, {"day": day}))[0]
+    context = {"day": day, "run": run, "settings": settings, "previous": neighbours["previous"],
+               "next": neighbours["next"], "new": [s for s in shown if s["new_today"]],
+               "still": [s for s in shown if not s["new_today"]], "stories": shown,
+               "markdown": (await rows(db, "SELECT body FROM digests WHERE run_id = :run", {"run": run["id"]})
+                            or [{"body": None}])[0]["body"]}
+    return Response.html(await datasette.render_template("digest.html", context, request=request))
+
+
+async def story_page(request, datasette):
+    settings = config(datasette)
+    db = datasette.get_database(settings["history"])
+    story_id = int(request.url_vars["story_id"])
+    found = await rows(db, "SELECT * FROM stories WHERE id = :id", {"id": story_id})
+    if not found:
+        raise NotFound(f"no story {story_id}")
+    story = found[0]
+    sightings = await rows(db, """
+        SELECT r.started_at, g.run_id, g.rank, g.points, g.comments FROM sightings AS g
+        JOIN runs AS r ON r.id = g.run_id WHERE g.story_id = :id ORDER BY g.run_id DESC LIMIT 500""", {"id": story_id})
+    judgments = await rows(db, """
+        SELECT j.*, r.started_at,
+               (SELECT group_concat(tag, ', ') FROM story_tags AS t
+                WHERE t.run_id = j.run_id AND t.story_id = j.story_id) AS tags
+        FROM judgments AS j JOIN runs AS r ON r.id = j.run_id
+        WHERE j.story_id = :id ORDER BY j.run_id DESC LIMIT 100""", {"id": story_id})
+    others = await rows(db, """
+        SELECT DISTINCT o.id, o.source, o.discussion_url
+        FROM story_links AS l JOIN stories AS o ON o.id = l.linked_story_id
+        WHERE l.story_id = :id""", {"id": story_id})
+    comments = await rows(db, "SELECT * FROM comments WHERE story_id = :id ORDER BY position", {"id": story_id})
+    article = await rows(db, "SELECT * FROM story_articles WHERE story_id = :id", {"id": story_id})
+    discussions = [(sites.label(story["source"]), http_link(story["discussion_url"]))] + [
+        (sites.label(o["source"]), http_link(o["discussion_url"])) for o in others]
+    votes = await votes_for(datasette, settings, [story_id])
+    context = {"story": story, "link": http_link(story["url"]), "sightings": sightings, "settings": settings,
+               "judgments": [{**j, "tag_list": [t for t in (j["tags"] or "").split(", ") if t]} for j in judgments],
+               "discussions": [(label, url) for label, url in discussions if url], "comments": comments,
+               "article": article[0] if article else None, "vote": votes.get(story_id)}
+    return Response.html(await datasette.render_template("story.html", context, request=request))
+
+
+async def tag_page(request, datasette):
+    settings = config(datasette)
+    db = datasette.get_database(settings["history"])
+    tag = request.url_vars["tag"]
+    known = await rows(db, "SELECT slug, description FROM tags WHERE slug = :tag", {"tag": tag})
+    if not known:
+        raise NotFound(f"no tag {tag}")
+    stories = await rows(db, """
+        SELECT s.id AS story_id, s.source, s.title, coalesce(s.url, s.discussion_url) AS url, s.domain,
+               s.discussion_url, j.summary, j.relevant, r.started_at
+        FROM (SELECT story_id, max(run_id) AS run_id FROM story_tags WHERE tag = :tag GROUP BY story_id
+              ORDER BY run_id DESC LIMIT 200) AS latest
+        JOIN judgments AS j ON j.run_id = latest.run_id AND j.story_id = latest.story_id
+        JOIN stories AS s ON s.id = latest.story_id JOIN runs AS r ON r.id = latest.run_id
+        ORDER BY latest.run_id DESC, j.score DESC""", {"tag": tag})
+    context = {"tag": known[0], "settings": settings,
+               "stories": [{**s, "link": http_link(s["url"]), "discussion": http_link(s["discussion_url"])}
+                           for s in stories]}
+    return Response.html(await datasette.render_template("tag.html", context, request=request))
+
+
+DATE = r"(?P<date>\d{4}-\d{2}-\d{2})"
+
+
+@hookimpl
+def register_routes():
+    return [
+        (r"^/digest$", digest_page),
+        (rf"^/digest/{DATE}$", digest_page),
+        (r"^/story/(?P<story_id>\d{1,18})$", story_page),
+        (r"^/tag/(?P<tag>[a-z][a-z0-9-]{0,31})$", tag_page),
+    ]
+
+
+@hookimpl
+def extra_template_vars(datasette):
+    return {"newsreader": config(datasette), "site_label": sites.label}

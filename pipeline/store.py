@@ -26,11 +26,13 @@ from .schema import (  # noqa: F401 - the schema's helpers, as callers of the hi
     schema_of,
     schema_sql,
     schema_version,
+    statements,
     sync_tags,
     transaction,
 )
 
 METADATA_PATH = shipped("metadata.yml")
+FEEDBACK_SQL = shipped("feedback.sql")
 DEFAULT_DB = Path("data") / "news.db"
 
 # Re-applying schema.sql adds missing tables, indexes, triggers, views and seed rows, and
@@ -144,6 +146,26 @@ def refuse_foreign(path: Path) -> None:
         shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
         raise StoreError(f"{path} is another application's SQLite database (tables newsreader does not have: "
                          f"{shown}); newsreader leaves it untouched: choose another --db")
+
+
+def feedback_path(history: str | os.PathLike) -> Path:
+    """The reader's votes live beside the history, in feedback.db."""
+    return Path(history).parent / "feedback.db"
+
+
+def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
+    """The votes database beside `history`, created from feedback.sql when missing."""
+    path = feedback_path(history)
+    if path.resolve() == Path(history).resolve():
+        raise StoreError(f"{history} is named feedback.db, the name of the votes database beside it: rename it")
+    try:
+        conn = connect(path)
+        with transaction(conn):
+            for stmt in statements(FEEDBACK_SQL.read_text(encoding="utf-8")):
+                conn.execute(stmt)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open the votes database {path}: {exc}") from exc
+    return conn
 
 
 def open_db(path: str | os.PathLike | None = None) -> sqlite_utils.Database:
