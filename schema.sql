@@ -20,7 +20,7 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 7  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 8  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
@@ -367,6 +367,9 @@ SELECT j.run_id, r.started_at, s.id AS story_id, s.source, s.source_id, s.title,
        (SELECT group_concat(tag, ', ') FROM (
             SELECT st.tag FROM story_tags AS st JOIN tags AS t ON t.slug = st.tag
             WHERE st.run_id = j.run_id AND st.story_id = j.story_id ORDER BY t.rowid)) AS tags,
+       (SELECT json_group_array(tag) FROM (
+            SELECT st.tag FROM story_tags AS st JOIN tags AS t ON t.slug = st.tag
+            WHERE st.run_id = j.run_id AND st.story_id = j.story_id ORDER BY t.rowid)) AS tag_list,
        j.score, s.discussion_url,
        (SELECT group_concat(o.discussion_url, ' ') FROM story_links AS l JOIN stories AS o ON o.id = l.linked_story_id
             WHERE l.run_id = j.run_id AND l.story_id = j.story_id) AS also_discussed_at,

@@ -15,6 +15,7 @@ Nothing names a database: `newsreader serve` renames metadata.yml's placeholders
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import sqlite3
@@ -67,6 +68,16 @@ def datasette_args(db: str, host: str, port: int, *, votes: bool, metadata_dir: 
     ]
 
 
+def app(db: str | os.PathLike, votes: bool = True):
+    """The same Datasette `newsreader serve` runs, in process (tests, benchmarks): history, votes,
+    rendered metadata and templates."""
+    from datasette.app import Datasette
+
+    store.open_feedback(db).close()
+    return Datasette([str(db), str(store.feedback_path(db))], metadata=metadata_for(db, votes),
+                     template_dir=str(TEMPLATES))
+
+
 SLOW_FUNCTIONS = {"printf", "format"}  # printf('%.*c', 2000000000, 'x'): seconds inside one call
 
 
@@ -84,6 +95,8 @@ def prepare_connection(conn, database, datasette):
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000)
     conn.set_authorizer(authorize)
+    # The Atom feed builds HTML in SQL: every stored text goes through this first.
+    conn.create_function("html_escape", 1, lambda v: html.escape(v) if isinstance(v, str) else v, deterministic=True)
 
 
 @hookimpl

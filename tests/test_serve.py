@@ -9,18 +9,16 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
-from datasette.app import Datasette
+from datasette_dashboards import replace_opts_in_query
 
-from pipeline import refresh, store
+from pipeline import refresh, serve, store
 
 from .helpers import SNAPSHOT
 
 
 @pytest.fixture(scope="module")
 def datasette(refreshed):
-    db = refreshed
-    metadata = yaml.safe_load(store.METADATA_PATH.read_text())
-    return Datasette([str(db)], metadata=metadata)
+    return serve.app(refreshed)
 
 
 def get_json(ds, path):
@@ -80,8 +78,30 @@ def test_atom_feed_has_one_entry_per_digest_story(datasette):
     assert [e.find("a:title", ns).text for e in entries] == [row["title"] for row in digest]
     first = entries[0]
     assert first.find("a:link", ns).get("href") == digest[0]["url"]
-    assert first.find("a:content", ns).get("type") == "text"
-    assert digest[0]["summary"] in first.find("a:content", ns).text
+    assert first.find("a:content", ns).get("type") == "html"
+    assert html.escape(digest[0]["summary"], quote=False) in first.find("a:content", ns).text
+    assert all(e.find("a:author/a:name", ns).text == "newsreader" for e in entries)  # RFC 4287 wants an author
+
+
+def test_the_feed_is_valid_on_an_empty_history(tmp_path):
+    store.open_db(tmp_path / "news.db").conn.close()
+    response = asyncio.run(serve.app(tmp_path / "news.db").client.get("/news/digest_feed.atom"))
+    assert response.status_code == 200
+    entries = ElementTree.fromstring(response.content).findall("{http://www.w3.org/2005/Atom}entry")
+    assert [e.findtext("{http://www.w3.org/2005/Atom}title") for e in entries] == ["No digest yet"]
+
+
+def test_search_with_an_empty_query_is_the_empty_state_not_an_error(datasette):
+    for query in ("", "%20%20"):
+        response = asyncio.run(datasette.client.get(f"/news/search?q={query}"))
+        assert response.status_code == 200 and "syntax error" not in response.text
+    assert get_json(datasette, "/news/search.json?_shape=array&q=") == []
+
+
+def test_the_tag_facet_counts_single_tags(datasette):
+    data = get_json(datasette, "/news/digest_stories.json?_facet_array=tag_list&_size=0")
+    values = {item["value"] for item in data["facet_results"]["tag_list"]["results"]}
+    assert values and all("," not in value for value in values) and "security" in values
 
 
 def test_tags_over_time_chart(datasette):
@@ -89,10 +109,15 @@ def test_tags_over_time_chart(datasette):
     assert response.status_code == 200
     assert "Stories per tag per day" in response.text
     assert "vega-lite.min.js" in response.text  # bundled with the plugin: renders offline
-    rows = get_json(datasette, "/news.json?_shape=array&sql=" + quote(
-        yaml.safe_load(store.METADATA_PATH.read_text())
-        ["plugins"]["datasette-dashboards"]["trends"]["charts"]["tags-over-time"]["query"]))
-    assert {"day", "tag", "stories"} <= set(rows[0])
+    chart = yaml.safe_load(store.METADATA_PATH.read_text())["plugins"]["datasette-dashboards"]["trends"]["charts"][
+        "tags-over-time"]
+    assert chart["display"]["encoding"]["color"]["scale"]["scheme"] == "category20"  # 15 tags, 15 distinct colours
+    for options in ({}, {"tag": "security"}):  # the dashboard's tag filter, as the plugin fills it in
+        sql = replace_opts_in_query(chart["query"], options)
+        rows = get_json(datasette, "/news.json?_shape=array&sql=" + quote(sql) + "".join(
+            f"&{key}={value}" for key, value in options.items()))
+        assert {"day", "tag", "stories"} <= set(rows[0])
+        assert not options or {row["tag"] for row in rows} == {"security"}
 
 
 HOSTILE_TITLE = "<script>alert(1)</script> SQL injection in Postgres"
@@ -112,8 +137,7 @@ def hostile(tmp_path_factory):
     db = folder / "news.db"
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=snap))
     assert report.status == "partial"  # the javascript: story was refused and recorded
-    metadata = yaml.safe_load(store.METADATA_PATH.read_text())
-    return Datasette([str(db)], metadata=metadata), db
+    return serve.app(db), db
 
 
 def test_javascript_link_is_refused_at_the_door_and_recorded(hostile):
@@ -168,9 +192,10 @@ BIG_TABLES = {"stories", "sightings", "judgments", "story_tags", "story_links", 
 
 def test_canned_queries_use_indexes_not_scans_of_history_tables(datasette):
     """EXPLAIN QUERY PLAN of every canned query (and the view under it): no full scan of a table that grows."""
-    metadata = yaml.safe_load(store.METADATA_PATH.read_text())
+    metadata = serve.metadata_for(datasette.databases["news"].path, votes=True)
     db = datasette.databases["news"].path
     conn = sqlite3.connect(db)
+    serve.prepare_connection(conn, "news", datasette)  # the SQL functions the served queries use
     views = " ".join(sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'view'"))
     params = {"date": "", "story_id": 1, "q": "security"}
     for name, query in metadata["databases"]["news"]["queries"].items():

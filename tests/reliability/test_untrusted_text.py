@@ -4,10 +4,7 @@ import asyncio
 import json
 import sqlite3
 
-import yaml
-from datasette.app import Datasette
-
-from pipeline import agent, parse, refresh, rules, store, sync
+from pipeline import agent, parse, refresh, rules, serve, sync
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
@@ -67,7 +64,7 @@ def test_injected_titles_stay_data(tmp_path, monkeypatch):
     stored = [t for t in INJECTIONS if parse.clean_text(t) in titles]
     assert len(stored) == len(INJECTIONS)  # kept as data (invisible and bidi characters stripped at the door)
     assert "RTL override: txet desrever" in titles
-    ds = Datasette([str(db)], metadata=yaml.safe_load(store.METADATA_PATH.read_text()))
+    ds = serve.app(db)
     pages = ["/news/stories", "/news/digest", "/news/digest_stories", "/news/search?q=instructions",
              "/news/digest_feed.atom"]
     for path in pages:
@@ -103,9 +100,11 @@ def test_api_keys_never_land_anywhere(tmp_path, monkeypatch):
             found.append(str(path))
     assert found == [], found
     for db in tmp_path.glob("news-*.db"):
-        ds = Datasette([str(db)], metadata=yaml.safe_load(store.METADATA_PATH.read_text()))
-        for page in ("/news/runs.json?_shape=array", "/news/run_sites.json?_shape=array", "/news/runs_health"):
-            assert SECRET not in asyncio.run(ds.client.get(page)).text
+        ds, name = serve.app(db), serve.database_name(db)
+        for page in (f"/{name}/runs.json?_shape=array", f"/{name}/run_sites.json?_shape=array",
+                     f"/{name}/runs_health"):
+            response = asyncio.run(ds.client.get(page))
+            assert response.status_code == 200 and SECRET not in response.text
     errors = [e for db in tmp_path.glob("news-*.db")
               for (e,) in sqlite3.connect(db).execute("SELECT error FROM run_sites WHERE error IS NOT NULL")]
     assert errors and all("[OPENAI_API_KEY]" in e for e in errors), errors
