@@ -87,8 +87,8 @@ def llm_economy(tmp: Path) -> None:
     import litellm
 
     sys.path.insert(0, str(ROOT))
+    from tests.helpers import with_new_stories
     from tests.stub_llm import StubLLM, completion
-    from tests.test_real_models import with_new_stories
 
     def reply(body):
         messages = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else " ".join(

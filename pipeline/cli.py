@@ -324,6 +324,30 @@ def eval_command(labels, html_dir, judge, as_json):
 
 @cli.command()
 @db_option
+@click.argument("story_id", type=click.IntRange(1))
+@click.argument("choice", metavar="up|down|clear", type=click.Choice(["up", "down", "clear"]))
+def vote(db, story_id, choice):
+    """Vote on a story, as the digest page's buttons do (stored in feedback.db beside the history)."""
+    from . import store
+
+    cfg = settings(db=db)
+    history = open_history(cfg.db)
+    found = history.execute("SELECT title FROM stories WHERE id = ?", [story_id]).fetchone()
+    if found is None:
+        raise click.ClickException(f"no story {story_id} in {cfg.db}")
+    try:
+        conn = store.open_feedback(cfg.db)
+    except store.StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with store.transaction(conn):  # the same SQL as the page's buttons: metadata.yml's canned queries
+        conn.execute(store.feedback_query("clear_vote" if choice == "clear" else "vote"),
+                     {"story_id": story_id, "vote": choice})
+    conn.close()
+    click.echo(f"{'cleared the vote on' if choice == 'clear' else choice + ':'} {found[0]}")
+
+
+@cli.command()
+@db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535),
               help="Port; when the default is busy the next free one is taken.")

@@ -38,7 +38,7 @@ def database_name(db: str | os.PathLike) -> str:
 
 
 def metadata_for(history: str | os.PathLike, votes: bool) -> dict:
-    """metadata.yml for these files: placeholders renamed, and the vote queries only when voting is on."""
+    """metadata.yml for these files: placeholders renamed, and the vote queries refused unless voting is on."""
     import yaml
 
     names = {"history": database_name(history), "feedback": database_name(store.feedback_path(history))}
@@ -49,8 +49,9 @@ def metadata_for(history: str | os.PathLike, votes: bool) -> dict:
         text = text.replace(f'"db": "{placeholder}"', f'"db": {json.dumps(name)}')
     meta = json.loads(text)
     meta["databases"] = {names[key]: value for key, value in meta["databases"].items()}
-    if not votes:
-        meta["databases"][names["feedback"]].pop("queries", None)
+    if not votes:  # the queries stay, refused to everyone (Datasette's permission block): 403, buttons hidden
+        for query in meta["databases"][names["feedback"]].get("queries", {}).values():
+            query["allow"] = False
     meta.setdefault("plugins", {})["newsreader"] = {**names, "votes": votes}
     return meta
 

@@ -169,6 +169,14 @@ def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
+def feedback_query(name: str) -> str:
+    """The SQL of one of feedback.db's writable canned queries in metadata.yml (`vote`, `clear_vote`)."""
+    import yaml
+
+    metadata = yaml.safe_load(METADATA_PATH.read_text(encoding="utf-8"))
+    return metadata["databases"]["feedback"]["queries"][name]["sql"]
+
+
 def open_db(path: str | os.PathLike | None = None) -> sqlite_utils.Database:
     """Open (creating and migrating as needed) the history database."""
     path = db_path(path)

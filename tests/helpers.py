@@ -170,3 +170,32 @@ def snapshot_with_articles(dest: Path, skip: int = 3) -> Path:
                                             content_type="application/json" if source == "lobsters" else "text/html"))
     articles.write_warc(dest / "articles.warc.gz", records)
     return dest
+
+
+def with_new_stories(snapshot_dir: Path, count: int) -> list[str]:
+    """The HN snapshot with `count` stories given new ids (new stories, same titles)."""
+    import re
+
+    html = (snapshot_dir / "hn.html").read_text()
+    ids = re.findall(r"<tr class=.athing[^>]*id=.(\d+)", html)[:count]
+    for old in ids:
+        html = re.sub(rf"\b{old}\b", old + "7", html)
+    (snapshot_dir / "hn.html").write_text(html)
+    return [old + "7" for old in ids]
+
+
+def two_day_history(db: Path) -> Path:
+    """A history of two days: yesterday's front pages (read, with articles), then today's, where 10 HN
+    stories are new and the rest are still on the front page."""
+    from pipeline import refresh
+
+    snapshot = snapshot_with_articles(db.parent / "snapshot")
+    assert refresh.refresh(refresh.Options(db=str(db), snapshot=snapshot)).status == "ok"
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE runs SET started_at = strftime('%Y-%m-%dT%H:%M:%SZ', started_at, '-1 day'), "
+                     "finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', finished_at, '-1 day')")
+    conn.close()
+    with_new_stories(snapshot, 10)
+    assert refresh.refresh(refresh.Options(db=str(db), snapshot=snapshot)).status in ("ok", "partial")
+    return db

@@ -17,7 +17,7 @@ import pytest
 from pipeline import prompt, refresh, rules
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge
 
-from .helpers import SNAPSHOT, snapshot_with_articles
+from .helpers import SNAPSHOT, snapshot_with_articles, with_new_stories
 from .stub_llm import StubLLM, cli_refresh, completion
 
 MODEL = "openai/gpt-4.1-mini"  # priced in LiteLLM's bundled cost map: the run's cost is known
@@ -331,16 +331,6 @@ def test_a_budget_stops_model_calls_and_says_so(tmp_path):
 
 
 # --- judge each story once ---------------------------------------------------------------------
-
-def with_new_stories(snapshot_dir, count):
-    """The HN snapshot with `count` stories given new ids (new stories, same titles)."""
-    html = (snapshot_dir / "hn.html").read_text()
-    ids = re.findall(r"<tr class=.athing[^>]*id=.(\d+)", html)[:count]
-    for old in ids:
-        html = re.sub(rf"\b{old}\b", old + "7", html)
-    (snapshot_dir / "hn.html").write_text(html)
-    return [old + "7" for old in ids]
-
 
 def test_a_second_refresh_of_the_same_page_makes_no_model_call(tmp_path):
     db = tmp_path / "news.db"
