@@ -78,11 +78,12 @@ VOCABULARY = {
 class ScriptedModel(Model):
     """A model that answers step N with script[N](task) -> code (or a plain string reply)."""
 
-    def __init__(self, *script, delay: float = 0.0):
+    def __init__(self, *script, delay: float = 0.0, meet: threading.Barrier | None = None):
         super().__init__(model_id="scripted")
         self.script = list(script)
         self.calls = 0
         self.delay = delay
+        self.meet = meet  # every model sharing it waits at its first call until all have arrived
         self.prompt_chars: list[int] = []  # size of what the model was shown, per call
 
     def generate(self, messages, stop_sequences=None, **kwargs):
@@ -92,6 +93,8 @@ class ScriptedModel(Model):
         self.calls += 1
         if self.delay:
             time.sleep(self.delay)
+        if self.meet is not None and self.calls == 1:
+            self.meet.wait()
         code = step(task) if callable(step) else step
         return ChatMessage(role=MessageRole.ASSISTANT, content=f"Thought: scripted.\n<code>\n{code}\n</code>",
                            token_usage=TokenUsage(100, 20))
