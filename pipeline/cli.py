@@ -107,13 +107,15 @@ def init(db):
 @click.option("--snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Read DIR/hn.html and DIR/lobsters.html instead of fetching.")
 @click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
+@click.option("--fallback-snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="When no front page can be fetched (offline), read this snapshot instead, in the same run.")
 @judge_options
 @click.option("--rejudge", is_flag=True,
               help="Judge every story again, even one judged on the same basis within reuse_days.")
 @click.option("--no-wait", is_flag=True, help="Exit at once if another refresh is running.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors (for cron).")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each agent step.")
-def refresh(db, snapshot, only, judge, rejudge, no_wait, quiet, verbose):
+def refresh(db, snapshot, only, fallback_snapshot, judge, rejudge, no_wait, quiet, verbose):
     """Fetch, judge and store today's front pages.
 
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
@@ -132,6 +134,7 @@ def refresh(db, snapshot, only, judge, rejudge, no_wait, quiet, verbose):
         reporter = Reporter(cfg.data_dir / "logs", quiet=quiet, verbose=verbose)
         options = refresh_module.Options.from_config(cfg, snapshot=snapshot, wait=not no_wait, reporter=reporter)
         options.sources = enabled
+        options.fallback_snapshot = fallback_snapshot
         if rejudge:
             options.reuse_days = 0
         report = refresh_module.refresh(options)

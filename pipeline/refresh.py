@@ -31,6 +31,7 @@ class Options:
     db: str | None = None
     data_dir: Path | None = None  # raw/, sandboxes/, digests/, logs/; default: the DB's folder
     snapshot: Path | None = None
+    fallback_snapshot: Path | None = None  # when no front page can be fetched (offline): read this snapshot instead
     sources: tuple[str, ...] = tuple(sources.SOURCES)
     source_urls: dict[str, str] = field(default_factory=dict)
     judge: Judge = field(default_factory=Judge)  # model, executor, steps, deadlines, profile
@@ -137,6 +138,7 @@ class Run:
     results: list[agent.SiteResult] = field(default_factory=list)
     fetch_s: dict[str, float] = field(default_factory=dict)
     budget: agent.Budget | None = None  # what this refresh may still spend on model calls
+    unreachable: set[str] = field(default_factory=set)  # sources whose page could not be fetched at all
 
     @property
     def box_dir(self) -> Path:
@@ -152,6 +154,12 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
                 vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()),
                 budget=agent.Budget(options.judge.budget_usd))
     read_pages(state)
+    if options.fallback_snapshot is not None and options.snapshot is None and \
+            state.unreachable == set(options.sources):
+        options.reporter.message(f"*** no front page could be fetched (no network?): FALLING BACK to the snapshot "
+                                 f"in {options.fallback_snapshot} ***")
+        options.snapshot, state.failed, state.unreachable = options.fallback_snapshot, [], set()
+        read_pages(state)
     judge_pages(state)
     return land(state, *collect_digest(state))
 
@@ -175,6 +183,8 @@ def read_pages(state: Run) -> None:
                 stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
                 report.stage(source, stage, "failed", exc.reason)
                 state.failed.append(agent.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
+                if stage == "fetch":
+                    state.unreachable.add(source)
                 continue
             state.fetch_s[source] = time.monotonic() - t0
             cap = options.max_candidates

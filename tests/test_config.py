@@ -299,3 +299,21 @@ def test_data_files_go_beside_an_explicit_database(workdir, tmp_path):
     assert run("refresh", "-q", "--db", str(elsewhere / "news.db"), "--snapshot", str(SNAPSHOT)).exit_code == 0
     assert (elsewhere / "digests").is_dir() and (elsewhere / "logs").is_dir()
     assert not (workdir / "data").exists()
+
+
+def test_offline_the_fallback_snapshot_is_read_in_the_same_run_and_no_failed_run_is_left(workdir, monkeypatch):
+    """`make run` offline: no front page can be fetched, so the bundled snapshot is read instead, loudly."""
+    import httpx
+
+    from pipeline import sources
+
+    def offline(request):
+        raise httpx.ConnectError("Name or service not known", request=request)
+
+    real = sources.make_client
+    monkeypatch.setattr(sources, "make_client", lambda transport=None: real(httpx.MockTransport(offline)))
+    out = run("refresh", "--fallback-snapshot", str(SNAPSHOT))
+    assert out.exit_code == 0, out.output
+    assert "FALLING BACK to the snapshot" in out.output
+    runs = sqlite3.connect(workdir / "data" / "news.db").execute("SELECT status FROM runs").fetchall()
+    assert runs == [("ok",)]
