@@ -27,7 +27,6 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import httpx  # noqa: E402
-import yaml  # noqa: E402
 
 from pipeline import agent, parse, refresh, rules, sandbox, store, sync  # noqa: E402
 from pipeline.settings import Judge
@@ -393,19 +392,20 @@ def sync_at_scale(tmp: Path, sizes: dict[str, int]) -> Path:
 
 
 def queries(db: Path, tmp: Path) -> None:
-    print("5. Canned queries and FTS through Datasette's in-process client")
-    from datasette.app import Datasette
+    print("5. Pages, canned queries and FTS through Datasette's in-process client (as `newsreader serve` runs it)")
+    from pipeline import serve
 
-    work = tmp / "news.db"  # the database must be called news for metadata.yml
+    work = tmp / "news.db"
     shutil.copy(db, work)
-    metadata = yaml.safe_load((ROOT / "metadata.yml").read_text())
-    ds = Datasette([str(work)], metadata=metadata)
+    ds = serve.app(work)
     conn = sqlite3.connect(work)
     story = conn.execute("SELECT story_id FROM sightings ORDER BY run_id DESC LIMIT 1").fetchone()[0]
     day = conn.execute("SELECT substr(started_at, 1, 10) FROM runs ORDER BY id DESC LIMIT 1 OFFSET "
                        "(SELECT min(100, count(*) / 2) FROM runs)").fetchone()[0]
     conn.close()
     paths = {
+        "the day's page /digest (its queries + template)": "/digest",
+        f"a past day's page /digest/{day}": f"/digest/{day}",
         "digest": "/news/digest.json?_shape=array",
         "digest (date)": f"/news/digest.json?_shape=array&date={day}",
         "digest_feed": "/news/digest_feed.json?_shape=array",
