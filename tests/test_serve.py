@@ -204,3 +204,8 @@ def test_canned_queries_use_indexes_not_scans_of_history_tables(datasette):
         scans = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params) if row[3].startswith("SCAN ")]
         scanned = {aliases.get(line.split()[1], line.split()[1]) for line in scans}
         assert not scanned & BIG_TABLES, (name, scans)
+
+
+def test_the_markdown_digest_is_rendered_where_datasette_shows_it(datasette):
+    page = asyncio.run(datasette.client.get("/news/digests")).text
+    assert "<h2>security</h2>" in page and "<li><a href=" in page  # rendered, by datasette-render-markdown
