@@ -134,3 +134,19 @@ def test_the_tag_page_lists_stories_with_that_tag_newest_first(elsewhere):
     titles = [title for (title,) in sqlite3.connect(db).execute(
         "SELECT DISTINCT s.title FROM story_tags t JOIN stories s ON s.id = t.story_id WHERE t.tag = 'security'")]
     assert titles and all(escape(t) in page for t in titles)
+
+
+def test_serve_takes_the_next_free_port_when_the_default_is_busy():
+    import socket
+
+    import click
+
+    from pipeline.cli import free_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert free_port("127.0.0.1", port, tries=20) > port  # the default: the next free one
+        with pytest.raises(click.ClickException, match=f"port {port} on 127.0.0.1 is in use: choose another"):
+            free_port("127.0.0.1", port, tries=1)  # a port the user chose: one clear error
