@@ -151,7 +151,8 @@ def test_javascript_link_is_refused_at_the_door_and_recorded(hostile):
 
 
 @pytest.mark.parametrize(
-    "path", ["/news/digest", "/news/stories", "/news/digest_stories", "/news/search?q=script", "/news/stories/1"]
+    "path", ["/news/digest", "/news/stories", "/news/digest_stories", "/news/search?q=script", "/news/stories/1",
+             "/digest", "/story/1", "/tag/security"]
 )
 def test_hostile_title_is_never_markup(hostile, path):
     ds, _ = hostile
@@ -168,6 +169,8 @@ def test_hostile_title_is_escaped_in_feed_and_markdown_digest(hostile):
     assert "<script>" not in feed and "&lt;script&gt;alert(1)&lt;/script&gt;" in feed
     body = sqlite3.connect(db).execute("SELECT body FROM digests").fetchone()[0]
     assert "\\<script\\>alert(1)\\</script\\>" in body
+    rendered = asyncio.run(ds.client.get("/news/digests")).text  # the Markdown, rendered and sanitised
+    assert "<script>alert(1)" not in rendered and "&lt;script&gt;alert(1)" in rendered
 
 
 def test_titles_link_to_their_story_as_escaped_text(datasette, hostile):
