@@ -275,10 +275,11 @@ class BudgetedModel(LiteLLMModel):
         return message
 
 
-def make_model(model_id: str | None, budget: Budget | None = None, **options) -> Model:
-    """`rules` (the default, offline), `keyword-baseline`, or any LiteLLM model id (keys from the environment)."""
+def make_model(model_id: str | None, budget: Budget | None = None, learned=None, **options) -> Model:
+    """`rules` (the default, offline), `keyword-baseline`, or any LiteLLM model id (keys from the environment).
+    `learned`: what the `rules` model learned from the reader's votes (an LLM reads them in its sandbox)."""
     if not model_id or model_id == RulesModel.name:
-        return RulesModel()
+        return RulesModel(learned=learned)
     if model_id == KeywordBaselineModel.name:
         return KeywordBaselineModel()
     # drop_params: a parameter the model does not take (gpt-5's temperature) is dropped, not fatal.

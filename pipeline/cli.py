@@ -308,19 +308,40 @@ def article(file, url):
               help="Labels CSV (source,file,rank,title,url,domain,native_tags,relevant,tags).")
 @click.option("--html-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Where the CSV's page files are [default: html/ next to the CSV].")
+@click.option("--learn-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Labels CSV treated as the reader's votes: score before and after learning from them.")
+@click.option("--curve", is_flag=True,
+              help="Accuracy and tag macro-F1 against the number of votes learned from (cross-validated by page).")
 @judge_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def eval_command(labels, html_dir, judge, as_json):
+def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
     from . import evaluate
     from .jail import JailError
+    from .learn import Learner
 
     cfg = settings(**judge)
+    run = functools.partial(evaluate.evaluate, labels, html_dir=html_dir, vocabulary=cfg.vocabulary,
+                            judge=cfg.judge())
     try:
-        metrics = evaluate.evaluate(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge())
+        if curve:
+            points = evaluate.curve(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge())
+            click.echo(json.dumps(points, indent=2) if as_json else evaluate.format_curve(points))
+            return
+        if learn_from:
+            before = run()
+            votes = [label.vote() for label in evaluate.load_labels(learn_from)]
+            metrics = run(learned=Learner(votes))
+            if as_json:
+                click.echo(json.dumps({"before": before, "after": metrics, "votes": len(votes)}, indent=2))
+            else:
+                click.echo(f"before learning\n{evaluate.format_report(before)}\n\n"
+                           f"after learning from {len(votes)} votes ({learn_from})\n{evaluate.format_report(metrics)}")
+        else:
+            metrics = run()
+            click.echo(json.dumps(metrics, indent=2) if as_json else evaluate.format_report(metrics))
     except (evaluate.EvalError, JailError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps(metrics, indent=2) if as_json else evaluate.format_report(metrics))
     if metrics["errors"]:
         sys.exit(1)
 

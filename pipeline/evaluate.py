@@ -16,10 +16,11 @@ import re
 import sys
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import agent, articles, parse, sandbox, schema
+from .learn import Learner, Vote
 from .settings import Judge
 
 REQUIRED_COLUMNS = {"source", "file", "rank", "title", "relevant", "tags"}
@@ -37,6 +38,12 @@ class Label:
     title: str
     relevant: int
     tags: list[str]
+    domain: str | None = None
+    native_tags: list[str] = field(default_factory=list)
+
+    def vote(self) -> Vote:
+        """The label as the reader's vote (relevance and tags), for learning."""
+        return Vote(self.title, self.domain, self.native_tags, self.relevant, self.tags or None)
 
 
 @dataclass
@@ -58,7 +65,9 @@ def load_labels(path: Path) -> list[Label]:
             for line, row in enumerate(reader, start=2):
                 try:
                     labels.append(Label(row["source"], row["file"], int(row["rank"]), row["title"],
-                                        int(row["relevant"]), [t for t in row["tags"].split(";") if t]))
+                                        int(row["relevant"]), [t for t in row["tags"].split(";") if t],
+                                        row.get("domain") or None,
+                                        [t for t in (row.get("native_tags") or "").split(";") if t]))
                 except (TypeError, ValueError):
                     raise EvalError(f"{path}:{line}: rank and relevant must be integers") from None
     except OSError as exc:
@@ -77,16 +86,17 @@ def norm(text: str) -> str:
     return re.sub(r"[\s.,:'\"-]", "", text.lower())
 
 
-def predict_page(source: str, html: str, judge: Judge, vocabulary: dict[str, str],
-                 workdir: Path, replay: Path | None = None) -> tuple[dict[int, Prediction], agent.SiteResult]:
+def predict_page(source: str, html: str, judge: Judge, vocabulary: dict[str, str], workdir: Path,
+                 replay: Path | None = None, learned: Learner | None = None
+                 ) -> tuple[dict[int, Prediction], agent.SiteResult]:
     """Judge one page through sandbox -> agent -> validation; predictions keyed by rank. With `replay`
     (the pages' articles.warc.gz), the judge reads the recorded articles and discussions first."""
     stories = parse.parse(source, html)
     box = sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories)
     if replay is not None:
         sandbox.add_reading(box, articles.read(source, list(box.candidates.values()), replay=replay))
-    result = agent.judge_site(box, agent.make_model(judge.model, **judge.model_options), vocabulary=vocabulary,
-                              judge=judge)
+    model = agent.make_model(judge.model, learned=learned, **judge.model_options)
+    result = agent.judge_site(box, model, vocabulary=vocabulary, judge=judge)
     if result.status != "ok":
         return {}, result
     problems = result.problems or []
@@ -164,9 +174,10 @@ def mean(values) -> float:
 
 
 def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[str, str],
-             judge: Judge | None = None) -> dict:
-    """Judge every labelled page with `judge.model` and score it against the labels."""
-    labels = load_labels(labels_path)
+             judge: Judge | None = None, learned: Learner | None = None, labels: list[Label] | None = None) -> dict:
+    """Judge every labelled page with `judge.model` and score it against the labels (`labels`: a subset of
+    the file's). `learned`: the reader's votes the model learns from first."""
+    labels = labels if labels is not None else load_labels(labels_path)
     judge = judge or Judge()
     judge = judge.but(executor=agent.choose_executor(judge.executor, judge.model,
                                                      notice=lambda text: print(f"notice: {text}", file=sys.stderr)))
@@ -186,7 +197,7 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dic
                 raise EvalError(f"page {path} listed in {labels_path} does not exist (see --html-dir)")
             try:
                 predictions, result = predict_page(sources.pop(), path.read_text(encoding="utf-8", errors="replace"),
-                                                   judge, vocabulary, Path(scratch) / str(i), replay)
+                                                   judge, vocabulary, Path(scratch) / str(i), replay, learned)
             except parse.SourceError as exc:
                 raise EvalError(f"{path}: {exc}") from None
             results.append(result)
@@ -210,6 +221,46 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dic
         errors=errors,
     )
     return metrics
+
+
+CURVE_SIZES = (0, 10, 25, 50, 100, None)  # votes learned from; None: every label of the other pages
+
+
+def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[str, str],
+          judge: Judge | None = None, sizes=CURVE_SIZES) -> list[dict]:
+    """Accuracy and tag macro-F1 against the number of votes, by cross-validation over pages: each page is
+    judged after learning from n labels of the *other* pages (the same seeded order for every n), so a page is
+    never in both; the figures are over all pages' stories."""
+    import random
+
+    labels = load_labels(labels_path)
+    pages = sorted({label.file for label in labels})
+    if len(pages) < 2:
+        raise EvalError(f"{labels_path}: --curve needs labels on at least two pages")
+    points = []
+    for n in sizes:
+        pairs_metrics = []
+        for page in pages:
+            pool = [label for label in labels if label.file != page]
+            random.Random(0).shuffle(pool)
+            learned = Learner([label.vote() for label in (pool if n is None else pool[:n])])
+            pairs_metrics.append(evaluate(labels_path, html_dir=html_dir, vocabulary=vocabulary, judge=judge,
+                                          learned=learned, labels=[lb for lb in labels if lb.file == page]))
+        stories = sum(m["stories"] for m in pairs_metrics)
+        votes = "all" if n is None else n
+        points.append({
+            "votes": votes,
+            "relevance_accuracy": sum(m["relevance_accuracy"] * m["stories"] for m in pairs_metrics) / stories,
+            "tag_macro_f1": sum(m["tag_macro_f1"] * m["stories"] for m in pairs_metrics) / stories,
+            "stories": stories,
+        })
+    return points
+
+
+def format_curve(points: list[dict]) -> str:
+    lines = [f"{'votes':>6} {'accuracy':>9} {'tag macro-F1':>13}"]
+    lines += [f"{p['votes']!s:>6} {p['relevance_accuracy']:9.3f} {p['tag_macro_f1']:13.3f}" for p in points]
+    return "\n".join(lines)
 
 
 def format_report(metrics: dict) -> str:

@@ -26,6 +26,7 @@ from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
 from . import sites
+from .learn import Learner
 from .prompt import CANDIDATES_MARKER, READING_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads it
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
@@ -142,6 +143,7 @@ DOMAIN_HINTS: dict[str, list[str]] = {
 }
 
 TITLE_WEIGHT, NATIVE_WEIGHT, DOMAIN_WEIGHT = 1.0, 2.0, 0.75
+LEARNED_WEIGHT = 0.25  # learned log-odds (at most 4) against the rules' evidence units (a title word is 1)
 ARTICLE_WEIGHT, ARTICLE_CHARS = 0.25, 3000  # per topic word in the start of the article text (at most 3 count)
 
 
@@ -226,11 +228,16 @@ def evidence(c: Candidate, vocabulary: set[str]) -> dict[str, float]:
 
 
 def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
-          article_hits: dict[str, int] | None = None) -> Verdict:
+          article_hits: dict[str, int] | None = None, learned: Learner | None = None) -> Verdict:
     ev = evidence(c, vocabulary)
     for tag, hits in (article_hits or {}).items():  # words of the article, weaker than the title's
         if tag in vocabulary:
             ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(hits, 3)
+    learning = learned is not None and learned.n > 0
+    if learning:  # the reader's own tags for stories like this one
+        for tag, odds in learned.tags(c.title, c.domain, c.site_tags).items():
+            if tag in vocabulary and odds > 0:
+                ev[tag] = ev.get(tag, 0) + LEARNED_WEIGHT * learned.weight * odds
     if c.kind == "job":
         ev["business"] = ev.get("business", 0) + 3
     ranked = sorted(ev.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -248,7 +255,10 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
         other += 0.5 * ev.get("hardware", 0)
     if site == "lobsters":
         technical += 0.5  # the community itself filters for computing
-    relevant = int(c.kind != "job" and technical > 0 and technical >= other)
+    margin = technical - other if technical > 0 else -0.25  # relevant: some technical evidence, not outweighed
+    if learning:  # ...and what the reader's votes say about stories like this one
+        margin += LEARNED_WEIGHT * learned.weight * learned.relevance(c.title, c.domain, c.site_tags)
+    relevant = int(c.kind != "job" and margin >= 0)
     engagement = min(20, ((c.points or 0) // 25) + ((c.comments or 0) // 25))
     score = max(0, min(100, (55 if relevant else 15) + int(10 * (technical - other)) + engagement))
     score = min(score, 45) if not relevant else max(score, 50)
@@ -398,12 +408,13 @@ class RulesModel(Model):
 
     name = "rules"
 
-    def __init__(self, **kwargs):
+    def __init__(self, learned: Learner | None = None, **kwargs):
         super().__init__(model_id=self.name, **kwargs)
+        self.learned = learned  # the reader's votes, learned at this refresh (None: the rules alone)
 
     def judge(self, c: Candidate, vocabulary: set[str], site: str, interests: Interests,
               hits: dict[str, int] | None = None) -> Verdict:
-        return judge(c, vocabulary, site, interests, hits)
+        return judge(c, vocabulary, site, interests, hits, self.learned)
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
         task = next(text_of(m) for m in messages if role_of(m) == "user" and CANDIDATES_MARKER in text_of(m))
