@@ -9,3 +9,11 @@ CREATE TABLE IF NOT EXISTS feedback (
     vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
     voted_at TEXT NOT NULL CHECK (voted_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*')
 ) STRICT;
+
+-- The reader's own tags for a story (`newsreader vote ID --tags a,b` or a labels CSV's tags):
+-- corrections of the judge's, which the rules model learns from with the votes.
+CREATE TABLE IF NOT EXISTS feedback_tags (
+    story_id INTEGER NOT NULL CHECK (story_id >= 1),
+    tag TEXT NOT NULL CHECK (length(tag) BETWEEN 1 AND 32 AND tag GLOB '[a-z]*' AND tag NOT GLOB '*[^a-z0-9-]*'),
+    PRIMARY KEY (story_id, tag)
+) STRICT;

@@ -20,7 +20,7 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 8  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 9  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
@@ -223,6 +223,16 @@ CREATE TABLE IF NOT EXISTS comments (
     depth INTEGER NOT NULL DEFAULT 0 CHECK (depth BETWEEN 0 AND 100),
     text TEXT NOT NULL CHECK (length(text) BETWEEN 1 AND 4000),
     PRIMARY KEY (story_id, position)
+) STRICT;
+
+-- The reader's recent votes, as examples of their taste: filled in a judge's sandbox only (from
+-- feedback.db, newest first, bounded), read-only to the judge. Always empty in the history: a vote
+-- is the reader's, never a judgment.
+CREATE TABLE IF NOT EXISTS reader_votes (
+    title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 300),
+    domain TEXT CHECK (domain IS NULL OR length(domain) <= 255),
+    tags TEXT CHECK (tags IS NULL OR length(tags) <= 200),
+    vote TEXT NOT NULL CHECK (vote IN ('up', 'down'))
 ) STRICT;
 
 -- Each story's article as the judge reads it: `SELECT * FROM story_articles WHERE story_id = ?`.

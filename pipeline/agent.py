@@ -77,7 +77,7 @@ def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -
         read = (sum(1 for k, a in box.reading.articles.items() if k in ids and a.status == "ok"),
                 sum(1 for k, d in box.reading.discussions.items() if k in ids and d.comments))
     return prompt.build_task(box.source, box.run_id, profile, vocabulary, box.candidates,
-                             read if read and any(read) else None)
+                             read if read and any(read) else None, box.votes)
 
 
 def code_variables(box: sandbox.Sandbox) -> dict:

@@ -348,17 +348,33 @@ def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
 
 @cli.command()
 @db_option
-@click.argument("story_id", type=click.IntRange(1))
-@click.argument("choice", metavar="up|down|clear", type=click.Choice(["up", "down", "clear"]))
-def vote(db, story_id, choice):
+@click.argument("story_id", type=click.IntRange(1), required=False)
+@click.argument("choice", metavar="up|down|clear", type=click.Choice(["up", "down", "clear"]), required=False)
+@click.option("--tags", help="Your own tags for the story, comma-separated (corrections the judge learns from).")
+@click.option("--import", "import_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Load a labels CSV (labels.csv format) as votes: relevant 1/0 as up/down, tags as your tags.")
+def vote(db, story_id, choice, tags, import_path):
     """Vote on a story, as the digest page's buttons do (stored in feedback.db beside the history)."""
     from . import store
 
     cfg = settings(db=db)
     history = open_history(cfg.db)
+    if import_path is not None:
+        if story_id is not None:
+            raise click.ClickException("give either STORY_ID up|down|clear or --import CSV, not both")
+        stored, missing = import_votes(history, cfg.db, import_path)
+        click.echo(f"imported {stored} votes from {import_path}"
+                   + (f"; {missing} labelled stories are not in {cfg.db} and were skipped" if missing else ""))
+        return
+    if story_id is None or choice is None:
+        raise click.ClickException("give STORY_ID and up, down or clear (or --import CSV)")
     found = history.execute("SELECT title FROM stories WHERE id = ?", [story_id]).fetchone()
     if found is None:
         raise click.ClickException(f"no story {story_id} in {cfg.db}")
+    given = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    unknown = [t for t in given if not history.execute("SELECT 1 FROM tags WHERE slug = ?", [t]).fetchone()]
+    if unknown:
+        raise click.ClickException(f"not in the vocabulary: {', '.join(unknown)}")
     try:
         conn = store.open_feedback(cfg.db)
     except store.StoreError as exc:
@@ -366,8 +382,38 @@ def vote(db, story_id, choice):
     with store.transaction(conn):  # the same SQL as the page's buttons: metadata.yml's canned queries
         conn.execute(store.feedback_query("clear_vote" if choice == "clear" else "vote"),
                      {"story_id": story_id, "vote": choice})
+        if given or choice == "clear":
+            conn.execute("DELETE FROM feedback_tags WHERE story_id = ?", [story_id])
+        conn.executemany("INSERT INTO feedback_tags (story_id, tag) VALUES (?, ?)", [(story_id, t) for t in given])
     conn.close()
-    click.echo(f"{'cleared the vote on' if choice == 'clear' else choice + ':'} {found[0]}")
+    click.echo(f"{'cleared the vote on' if choice == 'clear' else choice + ':'} {found[0]}"
+               + (f" [{', '.join(given)}]" if given else ""))
+
+
+def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
+    """A labels CSV as votes on the stories of this history it names (matched by site and title)."""
+    from . import evaluate, store
+
+    try:
+        labels = evaluate.load_labels(path)
+    except evaluate.EvalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    conn = store.open_feedback(db)
+    stored = missing = 0
+    with store.transaction(conn):
+        for label in labels:
+            row = history.execute("SELECT id FROM stories WHERE source = ? AND title = ? ORDER BY id DESC LIMIT 1",
+                                  [label.source, label.title]).fetchone()
+            if row is None:
+                missing += 1
+                continue
+            conn.execute(store.feedback_query("vote"), {"story_id": row[0], "vote": "up" if label.relevant else "down"})
+            conn.execute("DELETE FROM feedback_tags WHERE story_id = ?", [row[0]])
+            conn.executemany("INSERT OR IGNORE INTO feedback_tags (story_id, tag) VALUES (?, ?)",
+                             [(row[0], tag) for tag in label.tags])
+            stored += 1
+    conn.close()
+    return stored, missing
 
 
 @cli.command()

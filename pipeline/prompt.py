@@ -63,7 +63,7 @@ READING_MARKER = "ARTICLES:"
 
 
 def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str], candidates: dict,
-               read: tuple[int, int] | None = None) -> str:
+               read: tuple[int, int] | None = None, votes: int = 0) -> str:
     """The task: profile, vocabulary and the candidates (id -> Story) as JSON lines (the rules: the system prompt)."""
     site = sites.name(source)
     lines = [
@@ -80,6 +80,8 @@ def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str
         *([f"{READING_MARKER} story_articles has the text of {read[0]} candidates (read it before judging them: "
            "sql('SELECT description, text FROM story_articles WHERE story_id = ?', [id])); comments has the first "
            f"comments of {read[1]}.", ""] if read else []),
+        *([f"READER'S VOTES: reader_votes (title, domain, tags, vote up/down) holds {votes} of this reader's recent "
+           "votes: examples of their taste, to weigh with the interests above.", ""] if votes else []),
         CANDIDATES_MARKER,
     ]
     for story_id, s in candidates.items():

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import agent, articles, collect, parse, prompt, sandbox, sources, store, sync
+from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
 from .text import describe, one_line, without_paths
@@ -139,13 +140,16 @@ class Run:
     fetch_s: dict[str, float] = field(default_factory=dict)
     budget: agent.Budget | None = None  # what this refresh may still spend on model calls
     unreachable: set[str] = field(default_factory=set)  # sources whose page could not be fetched at all
+    votes: list[dict] = field(default_factory=list)  # the reader's recent votes (feedback.db), newest first
+    learned: Learner | None = None  # what the rules model learned from them
 
     @property
     def box_dir(self) -> Path:
         return self.data_dir / "sandboxes" / str(self.run_id)
 
     def model(self):
-        return agent.make_model(self.options.judge.model, budget=self.budget, **self.options.judge.model_options)
+        return agent.make_model(self.options.judge.model, budget=self.budget, learned=self.learned,
+                                **self.options.judge.model_options)
 
 
 def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, started: float) -> sync.SyncReport:
@@ -153,6 +157,10 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
     state = Run(options, conn, run_id, started_at, data_dir, started,
                 vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()),
                 budget=agent.Budget(options.judge.budget_usd))
+    # The reader's votes teach the judge: the rules model learns from them, an LLM reads them in its sandbox.
+    state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES)
+    state.learned = Learner([Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"])
+                             for v in state.votes])
     read_pages(state)
     if options.fallback_snapshot is not None and options.snapshot is None and \
             state.unreachable == set(options.sources):
@@ -162,6 +170,9 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
         read_pages(state)
     judge_pages(state)
     return land(state, *collect_digest(state))
+
+
+LEARN_VOTES = 500  # the most recent votes the rules model learns from at each refresh
 
 
 def read_pages(state: Run) -> None:
@@ -216,6 +227,7 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
     box.reused = [(s, earlier[s.source_id]) for s in stories if s.source_id in earlier]
     box.basis = bases
     box.cached = recent_articles(state, [s for s in fresh if s.url])
+    sandbox.add_votes(box, state.votes[:sandbox.SANDBOX_VOTES])
     return box
 
 

@@ -43,6 +43,7 @@ class Sandbox:
     basis: dict[str, str] = field(default_factory=dict)  # source_id -> prompt.basis of its judgment
     cached: dict[str, articles.Article] = field(default_factory=dict)  # article key -> read recently, in history
     reading: articles.Reading | None = None  # what the host read for the candidates (None: nothing read)
+    votes: int = 0  # rows of the reader's votes in its reader_votes table
 
     @property
     def stories(self) -> list[Story]:
@@ -87,6 +88,23 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
 
 
 SANDBOX_COMMENTS = 10  # per story: the judge reads the first comments, not the whole thread
+SANDBOX_VOTES = 30  # the reader's most recent votes the judge sees as examples (the prompt does not grow)
+
+
+def add_votes(box: Sandbox, votes: list[dict]) -> None:
+    """The reader's recent votes into the sandbox's `reader_votes`, read-only to the judge: examples of taste."""
+    box.votes = len(votes)
+    if not votes:
+        return
+    conn = sqlite3.connect(box.path, isolation_level=None)
+    try:
+        with schema.transaction(conn):
+            for v in votes:
+                tags = ", ".join(v["tags"] or v["site_tags"] or [])[:200] or None
+                conn.execute("INSERT INTO reader_votes (title, domain, tags, vote) VALUES (?, ?, ?, ?)",
+                             [v["title"][:300], v["domain"], tags, v["vote"]])
+    finally:
+        conn.close()
 
 
 def add_reading(box: Sandbox, reading: articles.Reading) -> None:

@@ -8,6 +8,7 @@ older database is migrated forward when it is opened instead of breaking.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -167,6 +168,31 @@ def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open the votes database {path}: {exc}") from exc
     return conn
+
+
+def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int) -> list[dict]:
+    """The reader's most recent votes (newest first, at most `limit`) on stories in this history: each story's
+    title, domain and site tags, the vote, and the reader's own tags if they corrected them."""
+    if not Path(feedback).is_file():
+        return []
+    conn = connect_ro(feedback)
+    try:
+        votes = conn.execute("SELECT story_id, vote FROM feedback ORDER BY voted_at DESC, story_id DESC LIMIT ?",
+                             [limit]).fetchall()
+        tags = {}
+        for story_id, tag in conn.execute("SELECT story_id, tag FROM feedback_tags ORDER BY story_id, tag"):
+            tags.setdefault(story_id, []).append(tag)
+    except sqlite3.DatabaseError:  # an older or damaged votes file teaches nothing, and breaks nothing
+        return []
+    finally:
+        conn.close()
+    found = []
+    for story_id, vote in votes:
+        row = history.execute("SELECT title, domain, native_tags FROM stories WHERE id = ?", [story_id]).fetchone()
+        if row is not None:
+            found.append({"story_id": story_id, "title": row[0], "domain": row[1],
+                          "site_tags": json.loads(row[2] or "[]"), "vote": vote, "tags": tags.get(story_id)})
+    return found
 
 
 def feedback_query(name: str) -> str:

@@ -13,8 +13,10 @@ import sqlite3
 
 import litellm
 import pytest
+from click.testing import CliRunner
 
 from pipeline import prompt, refresh, rules
+from pipeline.cli import cli
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge
 
 from .helpers import SNAPSHOT, snapshot_with_articles, with_new_stories
@@ -424,3 +426,17 @@ def test_a_jail_killed_after_the_work_was_done_still_lands_it(tmp_path):
         "SELECT status, note, error, judged FROM run_sites").fetchone()
     assert report.status == "ok" and (status, error, judged, calls) == ("ok", None, 30, 2)
     assert note.startswith("landed complete although stopped: the step ran past its 3 s limit"), note
+
+
+def test_the_prompt_with_the_readers_votes_stays_within_the_token_goal(tmp_path):
+    """Votes are read from the sandbox (30 at most), not pasted into the prompt: step 1 grows by one line."""
+    db = tmp_path / "news.db"
+    with StubLLM([scripted([loop])]) as stub:
+        judge_hn(db, stub)
+        imported = CliRunner().invoke(cli, ["vote", "--db", str(db), "--import", str(SNAPSHOT.parent / "labels.csv")])
+        assert "imported 30 votes" in imported.output, imported.output
+        before = len(agent_requests(stub))
+        judge_hn(db, stub, reuse_days=0)
+        first = agent_requests(stub)[before]
+    assert "READER'S VOTES: reader_votes" in json.dumps(first)
+    assert prompt_tokens(first) <= 2000, prompt_tokens(first)
