@@ -316,9 +316,8 @@ def article(file, url):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
-    from . import evaluate
+    from . import evaluate, rules
     from .jail import JailError
-    from .learn import Learner
 
     cfg = settings(**judge)
     run = functools.partial(evaluate.evaluate, labels, html_dir=html_dir, vocabulary=cfg.vocabulary,
@@ -331,7 +330,7 @@ def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
         if learn_from:
             before = run()
             votes = [label.vote() for label in evaluate.load_labels(learn_from)]
-            metrics = run(learned=Learner(votes))
+            metrics = run(learned=rules.teach(votes, cfg.vocabulary))
             if as_json:
                 click.echo(json.dumps({"before": before, "after": metrics, "votes": len(votes)}, indent=2))
             else:

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, parse, sandbox, schema
+from . import agent, articles, parse, rules, sandbox, schema
 from .learn import Learner, Vote
 from .settings import Judge
 
@@ -243,7 +243,7 @@ def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[s
         for page in pages:
             pool = [label for label in labels if label.file != page]
             random.Random(0).shuffle(pool)
-            learned = Learner([label.vote() for label in (pool if n is None else pool[:n])])
+            learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary)
             pairs_metrics.append(evaluate(labels_path, html_dir=html_dir, vocabulary=vocabulary, judge=judge,
                                           learned=learned, labels=[lb for lb in labels if lb.file == page]))
         stories = sum(m["stories"] for m in pairs_metrics)

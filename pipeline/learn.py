@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 STOPWORDS = frozenset("""a an the and or but of to in on for with at by from as is are was were be been it its this that
 these those how why what when who which your you we our i my me us they them their he she his her not no do does did
@@ -34,15 +34,18 @@ class Vote:
     site_tags: list[str]
     relevant: int
     tags: list[str] | None = None
+    topics: list[str] = field(default_factory=list)  # what the rules found it is about (rules.teach fills it)
 
 
-def features(title: str, domain: str | None, site_tags) -> set[str]:
-    """Title words (lower case, no stop words), the domain, the site's own tags."""
+def features(title: str, domain: str | None, site_tags, topics=()) -> set[str]:
+    """Title words (lower case, no stop words), the domain, the site's own tags, and the topics the rules
+    found: the dense feature that carries one reader's taste from one page to the next."""
     words = {w for w in re.findall(r"[a-z0-9][a-z0-9+#.-]*[a-z0-9+#]|[a-z0-9]", title.lower()) if w not in STOPWORDS}
     found = {f"w:{w}" for w in words}
     if domain:
         found.add(f"d:{domain.lower().split('/')[0].removeprefix('www.')}")
     found |= {f"t:{t.lower()}" for t in site_tags or []}
+    found |= {f"topic:{t}" for t in topics}
     return found
 
 
@@ -59,10 +62,10 @@ class Learner:
         self.tag_counts: dict[str, Counter] = defaultdict(Counter)
         self.all_counts: Counter = Counter()
         for vote in votes:
-            found = features(vote.title, vote.domain, vote.site_tags)
+            found = features(vote.title, vote.domain, vote.site_tags, vote.topics)
             self.counts[1 if vote.relevant else 0].update(found)
         for vote in self.tagged:
-            found = features(vote.title, vote.domain, vote.site_tags)
+            found = features(vote.title, vote.domain, vote.site_tags, vote.topics)
             self.all_counts.update(found)
             for tag in set(vote.tags):
                 self.tag_docs[tag] += 1
@@ -78,16 +81,16 @@ class Learner:
                 score += math.log((yes[f] + 1) / (yes_docs + 2)) - math.log((no[f] + 1) / (no_docs + 2))
         return max(-CLAMP, min(CLAMP, score))
 
-    def relevance(self, title: str, domain: str | None, site_tags) -> float:
+    def relevance(self, title: str, domain: str | None, site_tags, topics=()) -> float:
         """Learned log-odds that the reader wants this story (0 with no votes)."""
         if not self.n:
             return 0.0
-        return self.log_odds(features(title, domain, site_tags), self.counts[1], self.docs[1], self.counts[0],
-                             self.docs[0])
+        return self.log_odds(features(title, domain, site_tags, topics), self.counts[1], self.docs[1],
+                             self.counts[0], self.docs[0])
 
-    def tags(self, title: str, domain: str | None, site_tags) -> dict[str, float]:
+    def tags(self, title: str, domain: str | None, site_tags, topics=()) -> dict[str, float]:
         """Learned log-odds of each tag the reader has used, for this story."""
-        found = features(title, domain, site_tags)
+        found = features(title, domain, site_tags, topics)
         total = len(self.tagged)
         return {tag: self.log_odds(found, counts, self.tag_docs[tag],
                                    self.all_counts - counts, total - self.tag_docs[tag])

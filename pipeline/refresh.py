@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, collect, parse, prompt, sandbox, sources, store, sync
+from . import agent, articles, collect, parse, prompt, rules, sandbox, sources, store, sync
 from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
@@ -159,8 +159,8 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
                 budget=agent.Budget(options.judge.budget_usd))
     # The reader's votes teach the judge: the rules model learns from them, an LLM reads them in its sandbox.
     state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES)
-    state.learned = Learner([Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"])
-                             for v in state.votes])
+    state.learned = rules.teach([Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"])
+                                 for v in state.votes], state.vocabulary)
     read_pages(state)
     if options.fallback_snapshot is not None and options.snapshot is None and \
             state.unreachable == set(options.sources):

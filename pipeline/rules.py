@@ -26,7 +26,7 @@ from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
 from . import sites
-from .learn import Learner
+from .learn import Learner, Vote
 from .prompt import CANDIDATES_MARKER, READING_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads it
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
@@ -227,6 +227,21 @@ def evidence(c: Candidate, vocabulary: set[str]) -> dict[str, float]:
     return {tag: weight for tag, weight in found.items() if tag in vocabulary}
 
 
+def topics_of(ev: dict[str, float]) -> list[str]:
+    """The tags the rules' evidence points to (what a story is about, before any learning)."""
+    return sorted(tag for tag, weight in ev.items() if weight >= 0.75)
+
+
+def teach(votes: list[Vote], vocabulary) -> Learner:
+    """A learner from the reader's votes, each with the topics the rules find in it."""
+    taught = []
+    for v in votes:
+        c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, "story")
+        taught.append(Vote(v.title, v.domain, list(v.site_tags or []), v.relevant, v.tags,
+                           topics_of(evidence(c, set(vocabulary)))))
+    return Learner(taught)
+
+
 def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
           article_hits: dict[str, int] | None = None, learned: Learner | None = None) -> Verdict:
     ev = evidence(c, vocabulary)
@@ -234,13 +249,16 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
         if tag in vocabulary:
             ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(hits, 3)
     learning = learned is not None and learned.n > 0
+    topics = topics_of(ev)
+    tag_ev = dict(ev)  # what ranks the tags; relevance weighs the rules' evidence and the learned relevance
     if learning:  # the reader's own tags for stories like this one
-        for tag, odds in learned.tags(c.title, c.domain, c.site_tags).items():
+        for tag, odds in learned.tags(c.title, c.domain, c.site_tags, topics).items():
             if tag in vocabulary and odds > 0:
-                ev[tag] = ev.get(tag, 0) + LEARNED_WEIGHT * learned.weight * odds
+                tag_ev[tag] = tag_ev.get(tag, 0) + LEARNED_WEIGHT * learned.weight * odds
     if c.kind == "job":
         ev["business"] = ev.get("business", 0) + 3
-    ranked = sorted(ev.items(), key=lambda kv: (-kv[1], kv[0]))
+        tag_ev["business"] = tag_ev.get("business", 0) + 3
+    ranked = sorted(tag_ev.items(), key=lambda kv: (-kv[1], kv[0]))
     tags = [tag for tag, weight in ranked if weight >= 0.75][:3]
     if not tags:
         # Lobsters is computing-focused; an HN story with no evidence is most likely general interest.
@@ -257,7 +275,7 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
         technical += 0.5  # the community itself filters for computing
     margin = technical - other if technical > 0 else -0.25  # relevant: some technical evidence, not outweighed
     if learning:  # ...and what the reader's votes say about stories like this one
-        margin += LEARNED_WEIGHT * learned.weight * learned.relevance(c.title, c.domain, c.site_tags)
+        margin += LEARNED_WEIGHT * learned.weight * learned.relevance(c.title, c.domain, c.site_tags, topics)
     relevant = int(c.kind != "job" and margin >= 0)
     engagement = min(20, ((c.points or 0) // 25) + ((c.comments or 0) // 25))
     score = max(0, min(100, (55 if relevant else 15) + int(10 * (technical - other)) + engagement))
