@@ -399,6 +399,7 @@ def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
         raise click.ClickException(str(exc)) from exc
     conn = store.open_feedback(db)
     stored = missing = 0
+    vote_sql = store.feedback_query("vote")
     with store.transaction(conn):
         for label in labels:
             row = history.execute("SELECT id FROM stories WHERE source = ? AND title = ? ORDER BY id DESC LIMIT 1",
@@ -406,7 +407,7 @@ def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
             if row is None:
                 missing += 1
                 continue
-            conn.execute(store.feedback_query("vote"), {"story_id": row[0], "vote": "up" if label.relevant else "down"})
+            conn.execute(vote_sql, {"story_id": row[0], "vote": "up" if label.relevant else "down"})
             conn.execute("DELETE FROM feedback_tags WHERE story_id = ?", [row[0]])
             conn.executemany("INSERT OR IGNORE INTO feedback_tags (story_id, tag) VALUES (?, ?)",
                              [(row[0], tag) for tag in label.tags])

@@ -28,15 +28,19 @@ TASK_VERSION = 2  # bump when build_task changes what the model is told (judgmen
 
 
 @functools.cache
+def template_text() -> str:
+    return TEMPLATES_PATH.read_text(encoding="utf-8")
+
+
 def templates() -> dict:
     """smolagents' prompt templates for the judge (system prompt and the unused planning/final keys)."""
-    return yaml.safe_load(TEMPLATES_PATH.read_text(encoding="utf-8"))
+    return yaml.safe_load(template_text())
 
 
 def basis(model: str, profile: str, vocabulary: dict[str, str], story) -> str:
     """SHA-256 of what a judgment of `story` rests on: prompt, model, reader, vocabulary and the story's
     own words (title, link, kind, site tags; not its points, which change every run)."""
-    facts = [TASK_VERSION, TEMPLATES_PATH.read_text(encoding="utf-8"), model, " ".join(profile.split()),
+    facts = [TASK_VERSION, template_text(), model, " ".join(profile.split()),
              sorted(vocabulary.items()), story.title, story.domain, story.kind, story.tags, story.url]
     return hashlib.sha256(json.dumps(facts, ensure_ascii=False).encode("utf-8")).hexdigest()
 
