@@ -44,8 +44,10 @@ def metadata_for(history: str | os.PathLike, votes: bool) -> dict:
     names = {"history": database_name(history), "feedback": database_name(store.feedback_path(history))}
     meta = yaml.safe_load(store.METADATA_PATH.read_text(encoding="utf-8"))
     text = json.dumps(meta)
-    for placeholder, name in names.items():
-        text = text.replace(f'"/{placeholder}/', f'"/{name}/').replace(f'/{placeholder}/', f'/{name}/')
+    from datasette.utils import tilde_encode
+
+    for placeholder, name in names.items():  # links take Datasette's URL form of the name; config keys the name
+        text = text.replace(f'/{placeholder}/', f'/{tilde_encode(name)}/')
         text = text.replace(f'"db": "{placeholder}"', f'"db": {json.dumps(name)}')
     meta = json.loads(text)
     meta["databases"] = {names[key]: value for key, value in meta["databases"].items()}

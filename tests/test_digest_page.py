@@ -150,3 +150,18 @@ def test_serve_takes_the_next_free_port_when_the_default_is_busy():
         assert free_port("127.0.0.1", port, tries=20) > port  # the default: the next free one
         with pytest.raises(click.ClickException, match=f"port {port} on 127.0.0.1 is in use: choose another"):
             free_port("127.0.0.1", port, tries=1)  # a port the user chose: one clear error
+
+
+def test_a_history_file_with_spaces_and_dots_in_its_name_is_served_too(tmp_path):
+    from pipeline import refresh
+
+    from .helpers import SNAPSHOT
+
+    db = tmp_path / "my news.v2.db"
+    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+    ds = serve.app(db)
+    index = get(ds, "/").text
+    links = set(re.findall(r'href="(/my\+news~2Ev2/[^"#]*)"', index))
+    assert links >= {"/my+news~2Ev2/search", "/my+news~2Ev2/runs_health"}, links  # the index's own links work
+    for path in ["/digest", "/story/1", "/tag/security", "/-/dashboards/trends", *links]:
+        assert get(ds, path).status_code == 200, path
