@@ -5,7 +5,8 @@ queries, the Atom feed, the chart, the writable `vote` query on feedback.db), te
 `pipeline/templates/`, and this module's plugin hooks:
 
 - `register_routes`: the day's page (`/digest`, `/digest/YYYY-MM-DD`), a story's page
-  (`/story/ID`) and a tag's page (`/tag/SLUG`), rendered from templates;
+  (`/story/ID`) and a tag's page (`/tag/SLUG`), rendered from templates (`extra_template_vars`
+  gives them the site labels);
 - `render_cell`: a story title as a link to its story, the title text escaped;
 - `prepare_connection`: bounds on what one anonymous query may allocate.
 
@@ -268,5 +269,5 @@ def register_routes():
 
 
 @hookimpl
-def extra_template_vars(datasette):
-    return {"newsreader": config(datasette), "site_label": sites.label}
+def extra_template_vars():
+    return {"site_label": sites.label}
