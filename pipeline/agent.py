@@ -420,10 +420,6 @@ def judge_site(
     remote = executor != "local" or python_executor is not None
     tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
     agent = own_executor = None
-
-    def alive() -> bool:
-        return agent is not None and not getattr(agent.python_executor, "dead", None)
-
     try:
         def stop_reason() -> str | None:
             """Why the agent must stop now: its jail/container died or the site ran out of time."""

@@ -219,8 +219,8 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
     basis (prompt, model, reader, vocabulary, its own words) is carried over, not asked again."""
     judge = state.options.judge
     bases = {s.source_id: prompt.basis(judge.model, judge.profile, state.vocabulary, s) for s in stories}
-    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - state.options.reuse_days * 86400))
-    earlier = sync.reusable(state.conn, source, bases, since) if state.options.reuse_days else {}
+    earlier = sync.reusable(state.conn, source, bases, days_ago(state.options.reuse_days)) \
+        if state.options.reuse_days else {}
     fresh = [s for s in stories if s.source_id not in earlier]
     box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, fresh,
                          state.vocabulary)
@@ -231,10 +231,15 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
     return box
 
 
+def days_ago(days: int) -> str:
+    """The UTC time `days` ago, in the form runs.started_at and articles.fetched_at compare with."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
+
+
 def recent_articles(state: Run, stories: list) -> dict[str, articles.Article]:
     """Articles of these stories fetched within article_cache_days (by key) that got an answer (a page, a
     404, a PDF...): not fetched again. One that got no answer at all (a timeout) is tried again."""
-    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - state.options.article_cache_days * 86400))
+    since = days_ago(state.options.article_cache_days)
     found = {}
     for story in stories:
         cursor = state.conn.execute(
@@ -253,16 +258,16 @@ def replay_file(options: Options) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def read_site(state: Run, box: sandbox.Sandbox) -> None:
-    """Read what the site's candidates link to and what their discussions say, into its sandbox.
-    Runs in the site's own judging thread: one site's slow articles never hold up the other's judge."""
+def read_site(state: Run, box: sandbox.Sandbox, replay: Path | None) -> None:
+    """Read what the site's candidates link to and what their discussions say, into its sandbox (`replay`:
+    the snapshot's recorded responses). Runs in the site's own judging thread: one site's slow articles
+    never hold up the other's judge."""
     options = state.options
-    if not box.candidates or (options.snapshot is not None and replay_file(options) is None):
+    if not box.candidates or (options.snapshot is not None and replay is None):
         return
     t0 = time.monotonic()
-    reading = articles.read(box.source, list(box.candidates.values()), cached=box.cached,
-                            replay=replay_file(options), transport=options.article_transport,
-                            trusted=options.article_trusted)
+    reading = articles.read(box.source, list(box.candidates.values()), cached=box.cached, replay=replay,
+                            transport=options.article_transport, trusted=options.article_trusted)
     sandbox.add_reading(box, reading)
     read = sum(1 for a in reading.articles.values() if a.status == "ok")
     options.reporter.stage(box.source, "read", "ok",
@@ -273,12 +278,13 @@ def read_site(state: Run, box: sandbox.Sandbox) -> None:
 def judge_pages(state: Run) -> None:
     """One agent per site, in parallel (or one at a time with the tests' stand-in executor)."""
     options, report = state.options, state.options.reporter
-    if options.snapshot is not None and replay_file(options) is None and any(b.candidates for b in state.boxes):
+    replay = replay_file(options)
+    if options.snapshot is not None and replay is None and any(b.candidates for b in state.boxes):
         report.message(f"articles were not available (no articles.warc.gz in {options.snapshot}): "
                        "judging from the front page alone")
     if state.boxes:
         kwargs = dict(vocabulary=state.vocabulary, judge=options.judge, step_reporter=report.step,
-                      before=lambda box: read_site(state, box))
+                      before=lambda box: read_site(state, box, replay))
         if options.python_executor_factory is not None:
             before = kwargs.pop("before")
             state.results = []

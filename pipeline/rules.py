@@ -250,14 +250,13 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
             ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(hits, 3)
     learning = learned is not None and learned.n > 0
     topics = topics_of(ev)
+    if c.kind == "job":
+        ev["business"] = ev.get("business", 0) + 3
     tag_ev = dict(ev)  # what ranks the tags; relevance weighs the rules' evidence and the learned relevance
     if learning:  # the reader's own tags for stories like this one
         for tag, odds in learned.tags(c.title, c.domain, c.site_tags, topics).items():
             if tag in vocabulary and odds > 0:
                 tag_ev[tag] = tag_ev.get(tag, 0) + LEARNED_WEIGHT * learned.weight * odds
-    if c.kind == "job":
-        ev["business"] = ev.get("business", 0) + 3
-        tag_ev["business"] = tag_ev.get("business", 0) + 3
     ranked = sorted(tag_ev.items(), key=lambda kv: (-kv[1], kv[0]))
     tags = [tag for tag, weight in ranked if weight >= 0.75][:3]
     if not tags:
