@@ -118,11 +118,9 @@ def add_reading(box: Sandbox, reading: articles.Reading) -> None:
             for local_id, story in box.candidates.items():
                 article = reading.articles.get(story.source_id)
                 if article is not None and article.status == "ok":
-                    excerpt = articles.Article(**{**article.row(), "url": articles.key(story),
-                                                  "text": (article.text or "")[:articles.EXCERPT_CHARS]})
                     try:
                         with schema.savepoint(conn, "article"):
-                            conn.execute(*article_sql(excerpt))
+                            conn.execute(*article_sql(article, story, excerpt=True))
                     except (sqlite3.Error, UnicodeError) as exc:
                         box.rejected.append((f"article of story {story.source_id}", f"article refused: {exc}"))
                 thread = reading.discussions.get(story.source_id)
@@ -136,10 +134,12 @@ def add_reading(box: Sandbox, reading: articles.Reading) -> None:
         conn.close()
 
 
-def article_sql(article: articles.Article) -> tuple[str, list]:
-    """The INSERT of an article row (the same columns in a sandbox and in history); a later read of the
-    same key replaces the earlier one."""
-    row = article.row()
+def article_sql(article: articles.Article, story: Story, excerpt: bool = False) -> tuple[str, list]:
+    """The INSERT of `story`'s article row, under the story's key (the same columns in a sandbox and in
+    history; `excerpt`: the judge's cut of the text); a later read of the same key replaces the earlier one."""
+    row = {**article.row(), "url": articles.key(story)}
+    if excerpt:
+        row["text"] = (row["text"] or "")[:articles.EXCERPT_CHARS]
     return (f"INSERT INTO articles ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
             f"ON CONFLICT (url) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in row if c != 'url')}",
             list(row.values()))

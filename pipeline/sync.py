@@ -197,8 +197,8 @@ def store_reading(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to
         story = box.candidates[local_id]
         article = box.reading.articles.get(story.source_id)
         if article is not None and box.cached.get(sandbox.articles.key(story)) is not article:
-            stored = sandbox.articles.Article(**{**article.row(), "url": sandbox.articles.key(story)})
-            insert_row(conn, run_id, source, f"article of story {story.source_id}", *sandbox.article_sql(stored))
+            insert_row(conn, run_id, source, f"article of story {story.source_id}",
+                       *sandbox.article_sql(article, story))
         thread = box.reading.discussions.get(story.source_id)
         if thread is not None:
             conn.execute("DELETE FROM comments WHERE story_id = ?", [history_id])
