@@ -330,7 +330,7 @@ def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
         if learn_from:
             before = run()
             votes = [label.vote() for label in evaluate.load_labels(learn_from)]
-            metrics = run(learned=rules.teach(votes, cfg.vocabulary))
+            metrics = run(learned=rules.teach(votes, cfg.vocabulary, cfg.judge().profile))
             if as_json:
                 click.echo(json.dumps({"before": before, "after": metrics, "votes": len(votes)}, indent=2))
             else:

@@ -43,7 +43,9 @@ class Label:
 
     def vote(self) -> Vote:
         """The label as the reader's vote (relevance and tags), for learning."""
-        return Vote(self.title, self.domain, self.native_tags, self.relevant, self.tags or None)
+        kind = "show" if re.match(r"(show|launch) hn\b", self.title, re.IGNORECASE) else \
+            "ask" if re.match(r"ask hn\b", self.title, re.IGNORECASE) else "story"
+        return Vote(self.title, self.domain, self.native_tags, self.relevant, self.tags or None, self.source, kind)
 
 
 @dataclass
@@ -174,11 +176,29 @@ def mean(values) -> float:
 
 
 def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[str, str],
-             judge: Judge | None = None, learned: Learner | None = None, labels: list[Label] | None = None) -> dict:
-    """Judge every labelled page with `judge.model` and score it against the labels (`labels`: a subset of
-    the file's). `learned`: the reader's votes the model learns from first."""
-    labels = labels if labels is not None else load_labels(labels_path)
+             judge: Judge | None = None, learned: Learner | None = None) -> dict:
+    """Judge every labelled page with `judge.model` and score it against the labels. `learned`: the
+    reader's votes the model learns from first."""
     judge = judge or Judge()
+    pairs, results, errors = judge_labels(load_labels(labels_path), labels_path, html_dir, vocabulary, judge, learned)
+    metrics = score(pairs, set(vocabulary))
+    n = metrics["stories"] or 1
+    metrics.update(
+        model=judge.model,
+        pages=len({label.file for label, _ in pairs}),
+        llm_calls_per_story=sum(r.llm_calls for r in results) / n,
+        steps_per_story=sum(r.steps for r in results) / n,
+        input_tokens_per_story=sum(r.input_tokens for r in results) / n,
+        output_tokens_per_story=sum(r.output_tokens for r in results) / n,
+        errors=errors,
+    )
+    return metrics
+
+
+def judge_labels(labels: list[Label], labels_path: Path, html_dir: Path | None, vocabulary: dict[str, str],
+                 judge: Judge, learned: Learner | None = None
+                 ) -> tuple[list[tuple[Label, Prediction | None]], list[agent.SiteResult], list[str]]:
+    """Judge the pages `labels` are on: each label paired with the judge's prediction (None: unjudged)."""
     judge = judge.but(executor=agent.choose_executor(judge.executor, judge.model,
                                                      notice=lambda text: print(f"notice: {text}", file=sys.stderr)))
     html_dir = Path(html_dir) if html_dir else Path(labels_path).parent / "html"
@@ -209,18 +229,7 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dic
                 if pred is None or norm(pred.title) != norm(label.title):
                     pred = by_title.get(norm(label.title))
                 pairs.append((label, pred))
-    metrics = score(pairs, set(vocabulary))
-    n = metrics["stories"] or 1
-    metrics.update(
-        model=judge.model,
-        pages=len(by_file),
-        llm_calls_per_story=sum(r.llm_calls for r in results) / n,
-        steps_per_story=sum(r.steps for r in results) / n,
-        input_tokens_per_story=sum(r.input_tokens for r in results) / n,
-        output_tokens_per_story=sum(r.output_tokens for r in results) / n,
-        errors=errors,
-    )
-    return metrics
+    return pairs, results, errors
 
 
 CURVE_SIZES = (0, 10, 25, 50, 100, None)  # votes learned from; None: every label of the other pages
@@ -230,30 +239,27 @@ def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[s
           judge: Judge | None = None, sizes=CURVE_SIZES) -> list[dict]:
     """Accuracy and tag macro-F1 against the number of votes, by cross-validation over pages: each page is
     judged after learning from n labels of the *other* pages (the same seeded order for every n), so a page is
-    never in both; the figures are over all pages' stories."""
+    never in both; each point scores the pooled predictions of all pages, as one eval over every story would."""
     import random
 
+    judge = judge or Judge()
     labels = load_labels(labels_path)
     pages = sorted({label.file for label in labels})
     if len(pages) < 2:
         raise EvalError(f"{labels_path}: --curve needs labels on at least two pages")
     points = []
     for n in sizes:
-        pairs_metrics = []
+        pairs = []
         for page in pages:
             pool = [label for label in labels if label.file != page]
             random.Random(0).shuffle(pool)
-            learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary)
-            pairs_metrics.append(evaluate(labels_path, html_dir=html_dir, vocabulary=vocabulary, judge=judge,
-                                          learned=learned, labels=[lb for lb in labels if lb.file == page]))
-        stories = sum(m["stories"] for m in pairs_metrics)
-        votes = "all" if n is None else n
-        points.append({
-            "votes": votes,
-            "relevance_accuracy": sum(m["relevance_accuracy"] * m["stories"] for m in pairs_metrics) / stories,
-            "tag_macro_f1": sum(m["tag_macro_f1"] * m["stories"] for m in pairs_metrics) / stories,
-            "stories": stories,
-        })
+            learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary,
+                                  judge.profile)
+            pairs += judge_labels([label for label in labels if label.file == page], labels_path, html_dir,
+                                  vocabulary, judge, learned)[0]
+        metrics = score(pairs, set(vocabulary))
+        points.append({"votes": "all" if n is None else n, "relevance_accuracy": metrics["relevance_accuracy"],
+                       "tag_macro_f1": metrics["tag_macro_f1"], "stories": metrics["stories"]})
     return points
 
 

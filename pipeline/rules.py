@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
-from . import sites
-from .learn import Learner, Vote
+from . import learn, sites
 from .prompt import CANDIDATES_MARKER, READING_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads it
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
@@ -143,7 +142,6 @@ DOMAIN_HINTS: dict[str, list[str]] = {
 }
 
 TITLE_WEIGHT, NATIVE_WEIGHT, DOMAIN_WEIGHT = 1.0, 2.0, 0.75
-LEARNED_WEIGHT = 0.25  # learned log-odds (at most 4) against the rules' evidence units (a title word is 1)
 ARTICLE_WEIGHT, ARTICLE_CHARS = 0.25, 3000  # per topic word in the start of the article text (at most 3 count)
 
 
@@ -227,42 +225,12 @@ def evidence(c: Candidate, vocabulary: set[str]) -> dict[str, float]:
     return {tag: weight for tag, weight in found.items() if tag in vocabulary}
 
 
-def topics_of(ev: dict[str, float]) -> list[str]:
-    """The tags the rules' evidence points to (what a story is about, before any learning)."""
-    return sorted(tag for tag, weight in ev.items() if weight >= 0.75)
+TAG_THRESHOLD = 0.75  # evidence a tag needs to be given
+RULES_WEIGHT = 2.0  # the learner's prior: log-odds = 2 × the rules' margin (or tag evidence over the threshold)
 
 
-def teach(votes: list[Vote], vocabulary) -> Learner:
-    """A learner from the reader's votes, each with the topics the rules find in it."""
-    taught = []
-    for v in votes:
-        c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, "story")
-        taught.append(Vote(v.title, v.domain, list(v.site_tags or []), v.relevant, v.tags,
-                           topics_of(evidence(c, set(vocabulary)))))
-    return Learner(taught)
-
-
-def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
-          article_hits: dict[str, int] | None = None, learned: Learner | None = None) -> Verdict:
-    ev = evidence(c, vocabulary)
-    for tag, hits in (article_hits or {}).items():  # words of the article, weaker than the title's
-        if tag in vocabulary:
-            ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(hits, 3)
-    learning = learned is not None and learned.n > 0
-    topics = topics_of(ev)
-    if c.kind == "job":
-        ev["business"] = ev.get("business", 0) + 3
-    tag_ev = dict(ev)  # what ranks the tags; relevance weighs the rules' evidence and the learned relevance
-    if learning:  # the reader's own tags for stories like this one
-        for tag, odds in learned.tags(c.title, c.domain, c.site_tags, topics).items():
-            if tag in vocabulary and odds > 0:
-                tag_ev[tag] = tag_ev.get(tag, 0) + LEARNED_WEIGHT * learned.weight * odds
-    ranked = sorted(tag_ev.items(), key=lambda kv: (-kv[1], kv[0]))
-    tags = [tag for tag, weight in ranked if weight >= 0.75][:3]
-    if not tags:
-        # Lobsters is computing-focused; an HN story with no evidence is most likely general interest.
-        tags = ["programming" if site == "lobsters" and "programming" in vocabulary else
-                ("culture" if "culture" in vocabulary else sorted(vocabulary)[0])]
+def margin_of(ev: dict[str, float], site: str, interests: Interests) -> tuple[float, float, float]:
+    """The rules' relevance margin (relevant at >= 0), and the technical and other evidence it weighs."""
     # Web and hardware stories are half-way: they count half unless the profile decides them.
     technical = sum(w for t, w in ev.items() if t in interests.core)
     other = sum(w for t, w in ev.items() if t in interests.other)
@@ -273,9 +241,49 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
     if site == "lobsters":
         technical += 0.5  # the community itself filters for computing
     margin = technical - other if technical > 0 else -0.25  # relevant: some technical evidence, not outweighed
-    if learning:  # ...and what the reader's votes say about stories like this one
-        margin += LEARNED_WEIGHT * learned.weight * learned.relevance(c.title, c.domain, c.site_tags, topics)
+    return margin, technical, other
+
+
+def example(c: Candidate, site: str | None, vocabulary, interests: Interests) -> tuple[dict, float, dict]:
+    """A story as the learner sees it: its features, the rules' margin and the rules' evidence."""
+    ev = evidence(c, set(vocabulary))
+    return learn.story_features(c.title, c.domain, site, c.site_tags, c.kind), margin_of(ev, site, interests)[0], ev
+
+
+def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None) -> learn.Learner:
+    """What the reader's votes teach, anchored to these rules (read with the reader's `profile`, as the
+    judge reads it from the task): with no votes, the rules' own decisions."""
+    interests, examples = interests_from(profile, set(vocabulary)), []
+    for v in votes:
+        c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, v.kind or "story")
+        features, margin, ev = example(c, v.site, vocabulary, interests)
+        examples.append(learn.Example(features, margin, ev, v.relevant, v.tags))
+    return learn.Learner(examples, relevance_prior={"margin": RULES_WEIGHT},
+                         tag_prior={"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT})
+
+
+def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
+          article_hits: dict[str, int] | None = None, learned: learn.Learner | None = None) -> Verdict:
+    ev = evidence(c, vocabulary)
+    for tag, hits in (article_hits or {}).items():  # words of the article, weaker than the title's
+        if tag in vocabulary:
+            ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(hits, 3)
+    if c.kind == "job":
+        ev["business"] = ev.get("business", 0) + 3
+    ranked = sorted(ev.items(), key=lambda kv: (-kv[1], kv[0]))
+    tags = [tag for tag, weight in ranked if weight >= TAG_THRESHOLD][:3]
+    if not tags:
+        # Lobsters is computing-focused; an HN story with no evidence is most likely general interest.
+        tags = ["programming" if site == "lobsters" and "programming" in vocabulary else
+                ("culture" if "culture" in vocabulary else sorted(vocabulary)[0])]
+    margin, technical, other = margin_of(ev, site, interests)
     relevant = int(c.kind != "job" and margin >= 0)
+    if learned is not None and learned.n:  # the reader's votes decide, anchored to the margin above
+        features = learn.story_features(c.title, c.domain, site, c.site_tags, c.kind)
+        relevant = int(c.kind != "job" and learned.relevance(features, margin, ev) >= 0)
+        odds = learned.tags(features, ev)  # a tag the reader gives stories like this one is added, never removed
+        tags += [t for t in sorted(odds, key=lambda t: (-odds[t], t)) if odds[t] >= 0 and t in vocabulary
+                 and t not in tags][:max(0, 3 - len(tags))]
     engagement = min(20, ((c.points or 0) // 25) + ((c.comments or 0) // 25))
     score = max(0, min(100, (55 if relevant else 15) + int(10 * (technical - other)) + engagement))
     score = min(score, 45) if not relevant else max(score, 50)
@@ -425,7 +433,7 @@ class RulesModel(Model):
 
     name = "rules"
 
-    def __init__(self, learned: Learner | None = None, **kwargs):
+    def __init__(self, learned: learn.Learner | None = None, **kwargs):
         super().__init__(model_id=self.name, **kwargs)
         self.learned = learned  # the reader's votes, learned at this refresh (None: the rules alone)
 

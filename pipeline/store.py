@@ -172,7 +172,7 @@ def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
 
 def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int) -> list[dict]:
     """The reader's most recent votes (newest first, at most `limit`) on stories in this history: each story's
-    title, domain and site tags, the vote, and the reader's own tags if they corrected them."""
+    title, domain, site tags, source and kind, the vote, and the reader's own tags if they corrected them."""
     if not Path(feedback).is_file():
         return []
     conn = connect_ro(feedback)
@@ -188,10 +188,12 @@ def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit
         conn.close()
     found = []
     for story_id, vote in votes:
-        row = history.execute("SELECT title, domain, native_tags FROM stories WHERE id = ?", [story_id]).fetchone()
+        row = history.execute("SELECT title, domain, native_tags, source, kind FROM stories WHERE id = ?",
+                              [story_id]).fetchone()
         if row is not None:
             found.append({"story_id": story_id, "title": row[0], "domain": row[1],
-                          "site_tags": json.loads(row[2] or "[]"), "vote": vote, "tags": tags.get(story_id)})
+                          "site_tags": json.loads(row[2] or "[]"), "source": row[3], "kind": row[4], "vote": vote,
+                          "tags": tags.get(story_id)})
     return found
 
 

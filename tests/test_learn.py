@@ -1,34 +1,82 @@
-"""Learning from the reader's votes (issue #19, in progress): the learner, and `eval --learn-from / --curve`."""
+"""Learning from the reader's votes: the learner anchored to the rules, and `eval --learn-from / --curve`."""
 
 import json
 
 from click.testing import CliRunner
 
-from pipeline import learn, rules
+from pipeline import evaluate, learn, rules
 from pipeline.cli import cli
 from pipeline.prompt import Candidate
 
 from .helpers import FIXTURES
 
-VOTES = [learn.Vote("Rust async runtimes compared", "example.dev", [], 1, ["rust"]),
-         learn.Vote("A new Rust borrow checker", "blog.rust-lang.org", [], 1, ["rust"]),
-         learn.Vote("Gardening in small spaces", "garden.example", [], 0, ["culture"]),
-         learn.Vote("Gardening tools reviewed", "garden.example", [], 0, ["culture"])]
+VOCABULARY = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
+              "systems", "hardware", "science", "business", "culture"}
 
 
-def test_votes_teach_which_words_and_domains_the_reader_wants():
-    learned = learn.Learner(VOTES)
-    assert learned.relevance("Rust 2.0 released", None, []) > 0 > learned.relevance("Gardening for beginners",
-                                                                                  "garden.example", [])
-    assert learned.tags("Rust in production", None, [])["rust"] > 0
-    assert learned.relevance("Nothing seen before", None, []) == 0.0  # no evidence either way
-    assert 0 < learned.weight < 1 and learn.Learner([]).weight == 0
+def story(title, domain=None, site_tags=(), kind="story"):
+    return Candidate(1, title, domain, list(site_tags), 10, 2, kind)
 
 
 def test_with_no_votes_the_rules_judge_exactly_as_before():
-    story = Candidate(1, "Gardening with SQLite", "garden.example", [], 10, 2, "story")
-    vocabulary = {"databases", "culture", "rust", "programming"}
-    assert rules.judge(story, vocabulary, "hn") == rules.judge(story, vocabulary, "hn", learned=learn.Learner([]))
+    stories = [story("Gardening with SQLite", "garden.example"), story("Rust 2.0 released", "blog.rust-lang.org"),
+               story("Show HN: my weekend project"), story("Why the kernel is slow", "lwn.net", ["linux"])]
+    for c in stories:
+        for site in ("hn", "lobsters"):
+            assert rules.judge(c, VOCABULARY, site) == rules.judge(c, VOCABULARY, site,
+                                                                  learned=rules.teach([], VOCABULARY))
+
+
+def test_the_readers_votes_outweigh_the_rules_for_stories_like_the_ones_they_voted_on():
+    """The rules like anything about Apple's chips; this reader has said no to apple.com eight times."""
+    c = story("Apple M5 chip performance and memory bandwidth", "apple.com")
+    assert rules.judge(c, VOCABULARY, "hn").relevant == 1
+    votes = [learn.Vote(f"Apple {thing} performance", "apple.com", [], 0, ["hardware"], "hn")
+             for thing in ("M1", "M2", "M3", "M4", "Vision Pro", "iPhone", "Watch", "iPad")]
+    learned = rules.teach(votes, VOCABULARY)
+    assert rules.judge(c, VOCABULARY, "hn", learned=learned).relevant == 0
+    # ...and only for those: a story sharing nothing with the votes is judged as before.
+    other = story("Why the kernel is slow", "lwn.net")
+    assert rules.judge(other, VOCABULARY, "hn", learned=learned) == rules.judge(other, VOCABULARY, "hn")
+
+
+def test_one_vote_nudges_and_does_not_overturn_the_rules():
+    c = story("Postgres query planner internals", "example.dev")
+    learned = rules.teach([learn.Vote("Postgres release notes", "example.dev", [], 0, None, "hn")], VOCABULARY)
+    assert rules.judge(c, VOCABULARY, "hn", learned=learned).relevant == 1
+
+
+def test_a_tag_the_reader_keeps_giving_is_added_and_the_rules_tags_are_kept():
+    votes = [learn.Vote(f"Notes from the {n} meetup", "gophers.example", [], 1, ["go", "culture"], "hn")
+             for n in ("first", "second", "third", "fourth", "fifth", "sixth")]
+    c = story("Notes from the seventh meetup on kernels", "gophers.example")
+    before = rules.judge(c, VOCABULARY, "hn")
+    after = rules.judge(c, VOCABULARY, "hn", learned=rules.teach(votes, VOCABULARY))
+    assert "go" not in before.tags and "go" in after.tags
+    assert after.tags[:len(before.tags)] == before.tags and len(after.tags) <= 3
+
+
+def test_learning_is_deterministic():
+    votes = [label.vote() for label in evaluate.load_labels(FIXTURES / "labels.csv")]
+    first, second = rules.teach(votes, VOCABULARY), rules.teach(list(votes), VOCABULARY)
+    assert first.relevance_weights == second.relevance_weights and first.tag_weights == second.tag_weights
+
+
+def test_the_fit_has_converged():
+    """ITERATIONS is enough: ten more steps move no weight by more than 1% of the largest."""
+    votes = [label.vote() for label in evaluate.load_labels(FIXTURES / "labels.csv")]
+    weights = rules.teach(votes, VOCABULARY).relevance_weights
+    try:
+        learn.ITERATIONS += 10
+        more = rules.teach(votes, VOCABULARY).relevance_weights
+    finally:
+        learn.ITERATIONS -= 10
+    largest = max(abs(w) for w in weights.values())
+    assert max(abs(weights[name] - more[name]) for name in weights) < 0.01 * largest
+
+
+def test_title_words_drop_stop_words_and_possessives_and_keep_names_whole():
+    assert learn.words("What's new in C++ and node.js 1.0? Chrome’s AI") == {"c++", "node.js", "1.0", "chrome", "ai"}
 
 
 def test_eval_learn_from_scores_before_and_after(tmp_path):
