@@ -28,7 +28,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import httpx  # noqa: E402
 
-from pipeline import agent, parse, refresh, rules, sandbox, store, sync  # noqa: E402
+from pipeline import agent, parse, refresh, rules, sandbox, schema, store, sync  # noqa: E402
 from pipeline.settings import Judge
 
 from . import speed_limit, synth  # noqa: E402
@@ -210,6 +210,21 @@ def reading() -> None:
 
 
 # --- 2. Parse speed ---------------------------------------------------------------------------
+
+
+def learning() -> None:
+    print("1c. Learning from votes (the rules model's logistic regressions, fitted at every refresh)")
+    from pipeline import evaluate, learn
+
+    labels = evaluate.load_labels(ROOT / "tests" / "fixtures" / "labels.csv")
+    votes = [learn.Vote(f"{label.title} ({n})", label.domain, label.native_tags, label.relevant, label.tags or None,
+                        label.source) for n in range(5) for label in labels][:refresh.LEARN_VOTES]
+    conn = sqlite3.connect(":memory:")
+    schema.apply_schema(conn)  # the vocabulary a refresh reads from its history
+    vocabulary = [slug for (slug,) in conn.execute("SELECT slug FROM tags ORDER BY rowid")]
+    seconds = median_time(lambda: rules.teach(votes, vocabulary), repeat=3)
+    record("Learning", f"fit on {len(votes)} votes (relevance and one model per tag)", round(seconds, 2), "s",
+           "≤ 3", seconds <= 3, note="paid once per refresh, before any site is judged")
 
 
 def parse_speed() -> None:
@@ -566,6 +581,7 @@ def main() -> None:
         tmp = Path(scratch)
         llm_economy(tmp)
         reading()
+        learning()
         parse_speed()
         sandbox_overhead(tmp)
         jail_overhead()
