@@ -43,9 +43,8 @@ class Label:
 
     def vote(self) -> Vote:
         """The label as the reader's vote (relevance and tags), for learning."""
-        kind = "show" if re.match(r"(show|launch) hn\b", self.title, re.IGNORECASE) else \
-            "ask" if re.match(r"ask hn\b", self.title, re.IGNORECASE) else "story"
-        return Vote(self.title, self.domain, self.native_tags, self.relevant, self.tags or None, self.source, kind)
+        return Vote(self.title, self.domain, self.native_tags, self.relevant, self.tags or None, self.source,
+                    parse.title_kind(self.title))
 
 
 @dataclass

@@ -48,6 +48,8 @@ class Vote:
     tags: list[str] | None = None
     site: str | None = None  # hn or lobsters (None: not known, as in a labels file without it)
     kind: str = "story"
+    text: str = ""  # the start of its article, when it was read: the rules count its topic words, as they do
+    # for the stories they judge
 
 
 def words(title: str) -> set[str]:

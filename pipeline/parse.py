@@ -239,6 +239,13 @@ def parse_rows(source: str, rows, parse_row) -> Page:
     return page
 
 
+def title_kind(title: str) -> str:
+    """What an HN title says the post is: "show" (Show HN, Launch HN), "ask" (Ask HN) or a "story"."""
+    if re.match(r"(show|launch) hn\b", title, re.IGNORECASE):
+        return "show"
+    return "ask" if re.match(r"ask hn\b", title, re.IGNORECASE) else "story"
+
+
 def parse_hn(html: str | bytes, base: str = HN_BASE) -> Page:
     """Parse a Hacker News listing page (front page, /best, /news?p=2 ...)."""
     doc = document(html)
@@ -281,12 +288,9 @@ def hn_story(row, base: str) -> Story:
 
     if points is None and author is None:
         kind = "job"
-    elif re.match(r"(show|launch) hn\b", title, re.IGNORECASE):
-        kind = "show"
-    elif re.match(r"ask hn\b", title, re.IGNORECASE) or self_post:
-        kind = "ask"
     else:
-        kind = "story"
+        kind = title_kind(title)
+        kind = "ask" if kind == "story" and self_post else kind
     if kind == "job":
         comments = None
     domain_el = first(HN_SITE(row))

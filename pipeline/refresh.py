@@ -158,9 +158,10 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
                 vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()),
                 budget=agent.Budget(options.judge.budget_usd))
     # The reader's votes teach the judge: the rules model learns from them, an LLM reads them in its sandbox.
-    state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES)
+    state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES,
+                                     rules.ARTICLE_CHARS)
     state.learned = rules.teach([Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"],
-                                      v["source"], v["kind"]) for v in state.votes],
+                                      v["source"], v["kind"], v["text"]) for v in state.votes],
                                 state.vocabulary, options.judge.profile)
     read_pages(state)
     if options.fallback_snapshot is not None and options.snapshot is None and \

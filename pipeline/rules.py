@@ -244,10 +244,19 @@ def margin_of(ev: dict[str, float], site: str, interests: Interests) -> tuple[fl
     return margin, technical, other
 
 
-def example(c: Candidate, site: str | None, vocabulary, interests: Interests) -> tuple[dict, float, dict]:
-    """A story as the learner sees it: its features, the rules' margin and the rules' evidence."""
-    ev = evidence(c, set(vocabulary))
-    return learn.story_features(c.title, c.domain, site, c.site_tags, c.kind), margin_of(ev, site, interests)[0], ev
+def with_article(ev: dict[str, float], hits: dict[str, int] | None, vocabulary) -> dict[str, float]:
+    """The evidence plus the article's topic words (`hits`: counts per tag), weaker than the title's."""
+    ev = dict(ev)
+    for tag, n in (hits or {}).items():
+        if tag in vocabulary:
+            ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(n, 3)
+    return ev
+
+
+def topic_hits(text: str, vocabulary) -> dict[str, int]:
+    """Each topic's words counted in the start of an article: what the reading step prints per story."""
+    text = text[:ARTICLE_CHARS]
+    return {tag: n for tag in sorted(vocabulary) if (n := len(pattern_for(tag).findall(text)))}
 
 
 def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None) -> learn.Learner:
@@ -256,18 +265,17 @@ def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None) -> le
     interests, examples = interests_from(profile, set(vocabulary)), []
     for v in votes:
         c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, v.kind or "story")
-        features, margin, ev = example(c, v.site, vocabulary, interests)
-        examples.append(learn.Example(features, margin, ev, v.relevant, v.tags))
+        ev = with_article(evidence(c, set(vocabulary)), topic_hits(v.text, vocabulary) if v.text else None,
+                          vocabulary)
+        examples.append(learn.Example(learn.story_features(c.title, c.domain, v.site, c.site_tags, c.kind),
+                                      margin_of(ev, v.site, interests)[0], ev, v.relevant, v.tags))
     return learn.Learner(examples, relevance_prior={"margin": RULES_WEIGHT},
                          tag_prior={"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT})
 
 
 def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
           article_hits: dict[str, int] | None = None, learned: learn.Learner | None = None) -> Verdict:
-    ev = evidence(c, vocabulary)
-    for tag, hits in (article_hits or {}).items():  # words of the article, weaker than the title's
-        if tag in vocabulary:
-            ev[tag] = ev.get(tag, 0) + ARTICLE_WEIGHT * min(hits, 3)
+    ev = with_article(evidence(c, vocabulary), article_hits, vocabulary)
     if c.kind == "job":
         ev["business"] = ev.get("business", 0) + 3
     ranked = sorted(ev.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -170,9 +170,11 @@ def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
-def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int) -> list[dict]:
+def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int, text_chars: int = 3000
+                 ) -> list[dict]:
     """The reader's most recent votes (newest first, at most `limit`) on stories in this history: each story's
-    title, domain, site tags, source and kind, the vote, and the reader's own tags if they corrected them."""
+    title, domain, site tags, source and kind, the first `text_chars` of its article (if it was read), the
+    vote, and the reader's own tags if they corrected them."""
     if not Path(feedback).is_file():
         return []
     conn = connect_ro(feedback)
@@ -188,12 +190,13 @@ def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit
         conn.close()
     found = []
     for story_id, vote in votes:
-        row = history.execute("SELECT title, domain, native_tags, source, kind FROM stories WHERE id = ?",
-                              [story_id]).fetchone()
+        row = history.execute(
+            "SELECT title, domain, native_tags, source, kind, (SELECT substr(text, 1, ?) FROM story_articles "
+            "WHERE story_id = stories.id LIMIT 1) FROM stories WHERE id = ?", [text_chars, story_id]).fetchone()
         if row is not None:
             found.append({"story_id": story_id, "title": row[0], "domain": row[1],
-                          "site_tags": json.loads(row[2] or "[]"), "source": row[3], "kind": row[4], "vote": vote,
-                          "tags": tags.get(story_id)})
+                          "site_tags": json.loads(row[2] or "[]"), "source": row[3], "kind": row[4],
+                          "text": row[5] or "", "vote": vote, "tags": tags.get(story_id)})
     return found
 
 

@@ -56,6 +56,15 @@ def test_a_tag_the_reader_keeps_giving_is_added_and_the_rules_tags_are_kept():
     assert after.tags[:len(before.tags)] == before.tags and len(after.tags) <= 3
 
 
+def test_a_voted_storys_article_counts_as_it_does_for_the_stories_the_rules_judge():
+    """The rules weigh an article's topic words for a story they judge; a vote on a read story gets the same."""
+    text = "The borrow checker and cargo: Rust ownership explained with crates and lifetimes."
+    read = rules.teach([learn.Vote("A quiet afternoon", None, [], 1, None, "hn", "story", text)], VOCABULARY)
+    unread = rules.teach([learn.Vote("A quiet afternoon", None, [], 1, None, "hn")], VOCABULARY)
+    assert read.examples[0].evidence == rules.with_article({}, rules.topic_hits(text, VOCABULARY), VOCABULARY)
+    assert read.examples[0].evidence["rust"] > 0 and unread.examples[0].evidence == {}
+
+
 def test_learning_is_deterministic():
     votes = [label.vote() for label in evaluate.load_labels(FIXTURES / "labels.csv")]
     first, second = rules.teach(votes, VOCABULARY), rules.teach(list(votes), VOCABULARY)
@@ -137,3 +146,23 @@ def test_the_rules_model_learns_from_the_votes_at_each_refresh(refreshed_copy):
     assert len(votes) == 55 and any(v["story_id"] == story for v in votes)
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reuse_days=0))
     assert report.status == "ok" and report.judged == 55
+
+
+def test_votes_on_read_stories_carry_the_start_of_their_article(tmp_path):
+    import sqlite3
+
+    from pipeline import refresh, store
+
+    from .helpers import snapshot_with_articles
+
+    db = tmp_path / "data" / "news.db"
+    db.parent.mkdir()
+    snapshot = snapshot_with_articles(tmp_path / "snapshot")
+    assert refresh.refresh(refresh.Options(db=str(db), snapshot=snapshot)).status == "ok"
+    CliRunner().invoke(cli, ["vote", "--db", str(db), "--import", str(FIXTURES / "labels.csv")])
+    votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500, rules.ARTICLE_CHARS)
+    read = [v for v in votes if v["text"]]
+    assert 0 < len(read) < len(votes)  # some links failed (a 404 every third), and their votes carry no text
+    assert all(len(v["text"]) <= rules.ARTICLE_CHARS for v in votes)
+    assert rules.teach([learn.Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"],
+                                   v["source"], v["kind"], v["text"]) for v in read], VOCABULARY).n == len(read)
