@@ -18,7 +18,7 @@ the rules for the stories that share it.
 
 Hand-written on purpose, and deterministic: a full-batch gradient descent (Adagrad steps) over
 sorted feature names, a fixed number of iterations, no randomness. scikit-learn would bring numpy
-and scipy (about 100 MB installed) for these forty lines; 500 votes fit in about 1.5 s (BENCHMARKS.md).
+and scipy (about 100 MB installed) for these forty lines; 500 votes fit in about 1.2 s (BENCHMARKS.md).
 """
 
 from __future__ import annotations
