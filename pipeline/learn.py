@@ -156,6 +156,15 @@ class Learner:
         return self.logit(self.relevance_weights, self.relevance_prior,
                           self.relevance_row(features, margin, evidence))
 
+    def deciding(self, features: dict[str, float], towards: int, most: int = 3) -> list[str]:
+        """The particular things (domains, site tags, words) of this story whose learned weights pull its
+        relevance `towards` 1 or 0 the most, named for a reader: "apple.com", "tag vibecoding", "'apple'"."""
+        sign = 1 if towards else -1
+        pulls = sorted((sign * self.relevance_weights.get(name, 0.0) * value, name) for name, value in features.items()
+                       if name.startswith(PARTICULAR))
+        named = {"d": "{}", "t": "tag {}", "w": "'{}'"}
+        return [named[name[0]].format(name[2:][:40]) for pull, name in reversed(pulls) if pull > 0][:most]
+
     def tags(self, features: dict[str, float], evidence: dict[str, float]) -> dict[str, float]:
         """Log-odds of each tag the reader has used in their votes, for this story."""
         return {tag: self.logit(weights, self.tag_prior, self.tag_row(features, evidence, tag))

@@ -285,17 +285,21 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
         tags = ["programming" if site == "lobsters" and "programming" in vocabulary else
                 ("culture" if "culture" in vocabulary else sorted(vocabulary)[0])]
     margin, technical, other = margin_of(ev, site, interests)
-    relevant = int(c.kind != "job" and margin >= 0)
+    relevant = by_rules = int(c.kind != "job" and margin >= 0)
+    reason = reason_for(ev, by_rules, c)
     if learned is not None and learned.n:  # the reader's votes decide, anchored to the margin above
         features = learn.story_features(c.title, c.domain, site, c.site_tags, c.kind)
         relevant = int(c.kind != "job" and learned.relevance(features, margin, ev) >= 0)
+        if relevant != by_rules:
+            reason += "; overturned by your votes on " + (", ".join(learned.deciding(features, relevant))
+                                                          or "stories like this")
         odds = learned.tags(features, ev)  # a tag the reader gives stories like this one is added, never removed
         tags += [t for t in sorted(odds, key=lambda t: (-odds[t], t)) if odds[t] >= 0 and t in vocabulary
                  and t not in tags][:max(0, 3 - len(tags))]
     engagement = min(20, ((c.points or 0) // 25) + ((c.comments or 0) // 25))
     score = max(0, min(100, (55 if relevant else 15) + int(10 * (technical - other)) + engagement))
     score = min(score, 45) if not relevant else max(score, 50)
-    return Verdict(relevant, score, tags, summary_for(c, tags, relevant, site), reason_for(ev, relevant, c))
+    return Verdict(relevant, score, tags, summary_for(c, tags, relevant, site), reason)
 
 
 def summary_for(c: Candidate, tags: list[str], relevant: int, site: str) -> str:

@@ -34,7 +34,11 @@ def test_the_readers_votes_outweigh_the_rules_for_stories_like_the_ones_they_vot
     votes = [learn.Vote(f"Apple {thing} performance", "apple.com", [], 0, ["hardware"], "hn")
              for thing in ("M1", "M2", "M3", "M4", "Vision Pro", "iPhone", "Watch", "iPad")]
     learned = rules.teach(votes, VOCABULARY)
-    assert rules.judge(c, VOCABULARY, "hn", learned=learned).relevant == 0
+    verdict = rules.judge(c, VOCABULARY, "hn", learned=learned)
+    assert verdict.relevant == 0
+    # The reason keeps the rules' own reading and says what overturned it.
+    assert verdict.reason.startswith(rules.judge(c, VOCABULARY, "hn").reason + "; overturned by your votes on ")
+    assert "apple.com" in verdict.reason and len(verdict.reason) <= 300
     # ...and only for those: a story sharing nothing with the votes is judged as before.
     other = story("Why the kernel is slow", "lwn.net")
     assert rules.judge(other, VOCABULARY, "hn", learned=learned) == rules.judge(other, VOCABULARY, "hn")
