@@ -267,8 +267,9 @@ def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None) -> le
         c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, v.kind or "story")
         ev = with_article(evidence(c, set(vocabulary)), topic_hits(v.text, vocabulary) if v.text else None,
                           vocabulary)
+        tags = [t for t in v.tags or [] if t in vocabulary] or None  # a tag outside the vocabulary is never given
         examples.append(learn.Example(learn.story_features(c.title, c.domain, v.site, c.site_tags, c.kind),
-                                      margin_of(ev, v.site, interests)[0], ev, v.relevant, v.tags))
+                                      margin_of(ev, v.site, interests)[0], ev, v.relevant, tags))
     return learn.Learner(examples, relevance_prior={"margin": RULES_WEIGHT},
                          tag_prior={"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT})
 

@@ -69,6 +69,11 @@ def test_a_voted_storys_article_counts_as_it_does_for_the_stories_the_rules_judg
     assert read.examples[0].evidence["rust"] > 0 and unread.examples[0].evidence == {}
 
 
+def test_only_vocabulary_tags_are_learned():
+    votes = [learn.Vote("Notes from a meetup", None, [], 1, ["go", "meetups", "x-files"], "hn")]
+    assert set(rules.teach(votes, VOCABULARY).tag_weights) == {"go"}
+
+
 def test_learning_is_deterministic():
     votes = [label.vote() for label in evaluate.load_labels(FIXTURES / "labels.csv")]
     first, second = rules.teach(votes, VOCABULARY), rules.teach(list(votes), VOCABULARY)
