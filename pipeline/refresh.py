@@ -158,8 +158,11 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
                 vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()),
                 budget=agent.Budget(options.judge.budget_usd))
     # The reader's votes teach the judge: the rules model learns from them, an LLM reads them in its sandbox.
-    state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES,
-                                     rules.ARTICLE_CHARS)
+    try:
+        state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES,
+                                         rules.ARTICLE_CHARS)
+    except store.StoreError as exc:  # the judge works without them; the reader is told why they were not used
+        options.reporter.message(f"warning: {exc}: judging without your votes this run")
     state.learned = rules.teach([Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"],
                                       v["source"], v["kind"], v["text"]) for v in state.votes],
                                 state.vocabulary, options.judge.profile)

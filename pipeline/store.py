@@ -174,7 +174,7 @@ def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit
                  ) -> list[dict]:
     """The reader's most recent votes (newest first, at most `limit`) on stories in this history: each story's
     title, domain, site tags, source and kind, the first `text_chars` of its article (if it was read), the
-    vote, and the reader's own tags if they corrected them."""
+    vote, and the reader's own tags if they corrected them. StoreError if the file is not a votes database."""
     if not Path(feedback).is_file():
         return []
     conn = connect_ro(feedback)
@@ -182,10 +182,11 @@ def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit
         votes = conn.execute("SELECT story_id, vote FROM feedback ORDER BY voted_at DESC, story_id DESC LIMIT ?",
                              [limit]).fetchall()
         tags = {}
-        for story_id, tag in conn.execute("SELECT story_id, tag FROM feedback_tags ORDER BY story_id, tag"):
-            tags.setdefault(story_id, []).append(tag)
-    except sqlite3.DatabaseError:  # an older or damaged votes file teaches nothing, and breaks nothing
-        return []
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'feedback_tags'").fetchone():  # older files lack it
+            for story_id, tag in conn.execute("SELECT story_id, tag FROM feedback_tags ORDER BY story_id, tag"):
+                tags.setdefault(story_id, []).append(tag)
+    except sqlite3.DatabaseError as exc:  # the caller says so and goes on without the votes
+        raise StoreError(f"cannot read the votes database {feedback}: {exc}") from None
     finally:
         conn.close()
     found = []

@@ -199,3 +199,30 @@ def test_trained_on_two_development_pages_the_rules_reach_the_targets_on_the_oth
         after = json.loads(out.output)["after"]
         assert after["stories"] == 55 and after["unjudged"] == 0
         assert after["relevance_accuracy"] >= 0.80 and after["tag_macro_f1"] >= 0.65, (train, test, after)
+
+
+def test_a_damaged_votes_file_is_named_and_the_refresh_goes_on_without_it(refreshed_copy):
+    from .helpers import SNAPSHOT
+
+    db = refreshed_copy
+    (db.parent / "feedback.db").write_bytes(b"not a database, whatever it once was" * 100)
+    out = CliRunner().invoke(cli, ["refresh", "--db", str(db), "--snapshot", str(SNAPSHOT)])
+    assert out.exit_code == 0, out.output
+    assert ("warning: cannot read the votes database " + str(db.parent / "feedback.db") +
+            ": file is not a database: judging without your votes this run") in out.output
+
+
+def test_votes_from_before_tag_corrections_still_teach(refreshed_copy):
+    """A feedback.db from before feedback_tags existed (the digest page's first votes) is read as it is."""
+    import sqlite3
+
+    from pipeline import store
+
+    db = refreshed_copy
+    story = sqlite3.connect(db).execute("SELECT min(id) FROM stories").fetchone()[0]
+    old = sqlite3.connect(db.parent / "feedback.db")
+    old.executescript("CREATE TABLE feedback (story_id INTEGER PRIMARY KEY, vote TEXT NOT NULL, voted_at TEXT);"
+                      f"INSERT INTO feedback VALUES ({story}, 'down', '2026-11-25T08:00:00Z');")
+    old.close()
+    votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500)
+    assert [(v["story_id"], v["vote"], v["tags"]) for v in votes] == [(story, "down", None)]
