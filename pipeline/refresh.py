@@ -163,6 +163,8 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
                                          rules.ARTICLE_CHARS)
     except store.StoreError as exc:  # the judge works without them; the reader is told why they were not used
         options.reporter.message(f"warning: {exc}: judging without your votes this run")
+    if state.votes:
+        options.reporter.message(f"judging with your {len(state.votes)} most recent votes (feedback.db)")
     state.learned = rules.teach([Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"],
                                       v["source"], v["kind"], v["text"]) for v in state.votes],
                                 state.vocabulary, options.judge.profile)

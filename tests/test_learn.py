@@ -143,7 +143,7 @@ def test_votes_reach_the_sandbox_read_only_and_the_prompt_points_to_them(refresh
 def test_the_rules_model_learns_from_the_votes_at_each_refresh(refreshed_copy):
     import sqlite3
 
-    from pipeline import refresh, store
+    from pipeline import store
 
     from .helpers import SNAPSHOT
 
@@ -153,8 +153,9 @@ def test_the_rules_model_learns_from_the_votes_at_each_refresh(refreshed_copy):
     CliRunner().invoke(cli, ["vote", "--db", str(db), "--import", str(FIXTURES / "labels.csv")])
     votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500)
     assert len(votes) == 55 and any(v["story_id"] == story for v in votes)
-    report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reuse_days=0))
-    assert report.status == "ok" and report.judged == 55
+    out = CliRunner().invoke(cli, ["refresh", "--db", str(db), "--snapshot", str(SNAPSHOT), "--rejudge"])
+    assert out.exit_code == 0 and "judging with your 55 most recent votes (feedback.db)" in out.output, out.output
+    assert "55 judged (0 carried over)" in out.output
 
 
 def test_votes_on_read_stories_carry_the_start_of_their_article(tmp_path):
