@@ -122,8 +122,10 @@ def reply_problem(message: ChatMessage | None, tags: tuple[str, str]) -> str | N
     return None
 
 
-def shortened(text: str, limit: int, what: str) -> str:
-    return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more characters of {what}]"
+def shortened(text: str, limit: int | None, what: str) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters of {what}]"
 
 
 def compact_reply(text: str, opening: str, closing: str) -> str:
@@ -160,6 +162,8 @@ class JudgeAgent(CodeAgent):
                 messages.extend(step.to_messages(summary_mode=summary_mode))
                 continue
             keep = OUTPUT_KEPT if step is actions[-1] else EARLIER_OUTPUT_KEPT
+            if getattr(self.model, "reads_whole_outputs", False):  # a local model pays no tokens: it reads all
+                keep = None
             if step.model_output:
                 text = compact_reply(str(step.model_output).strip(), *self.code_block_tags)
                 messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=[{"type": "text", "text": text}]))

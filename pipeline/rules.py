@@ -445,6 +445,9 @@ class RulesModel(Model):
     """A smolagents Model that answers every step with deterministic code (no network, no key)."""
 
     name = "rules"
+    # The agent repeats a step's output to a model cut to OUTPUT_KEPT characters, to spare an LLM's tokens. The
+    # rules read their reading step's counts back from it, one line a story: cut, the last stories' lines were lost.
+    reads_whole_outputs = True
 
     def __init__(self, learned: learn.Learner | None = None, **kwargs):
         super().__init__(model_id=self.name, **kwargs)

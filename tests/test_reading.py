@@ -172,3 +172,25 @@ def test_no_site_waits_for_the_other_sites_articles(tmp_path):
     order = [(e.get("site"), e.get("stage"), e.get("status")) for e in events if e.get("stage") in ("read", "judge")]
     lobsters_steps = [i for i, (site, _, status) in enumerate(order) if site == "lobsters" and status == "step"]
     assert lobsters_steps and max(lobsters_steps) < order.index(("hn", "read", "ok")), order
+
+
+def test_the_rules_model_reads_back_every_line_of_its_reading_step():
+    """The agent repeats a step's output cut to OUTPUT_KEPT characters, which spares an LLM's tokens. The
+    rules model reads its per-story topic counts back from that output, so it is shown all of it:
+    100 candidates print about 4,000 characters."""
+    from smolagents import ActionStep, TaskStep
+    from smolagents.monitoring import Timing
+
+    printed = "\n".join(f"{rules.HITS_MARK} {i} ai:1 databases:2 programming:3 security:1 systems:2"
+                        for i in range(1, 101))
+    assert len(printed) > 3 * agent.OUTPUT_KEPT
+
+    def shown_to(model):
+        judge = agent.JudgeAgent(facts={"run_id": 1, "first_id": 1, "last_id": 100}, tools=[], model=model)
+        judge.memory.steps = [TaskStep(task=f"{rules.CANDIDATES_MARKER} ..."),
+                              ActionStep(step_number=1, timing=Timing(start_time=0.0), observations=printed)]
+        return judge.write_memory_to_messages()
+
+    assert set(rules.article_hits(shown_to(rules.RulesModel()))) == set(range(1, 101))
+    cut = rules.article_hits(shown_to(ScriptedModel()))  # an LLM is shown the first OUTPUT_KEPT characters
+    assert cut is not None and len(cut) < 30
