@@ -135,16 +135,15 @@ class Learner:
         }
 
     @staticmethod
-    def relevance_row(features: dict[str, float], margin: float, evidence: dict[str, float]) -> dict[str, float]:
-        row = dict(features, margin=max(-3.0, min(3.0, margin)))
-        row.update({f"ev:{tag}": min(weight, 3.0) / 3 for tag, weight in evidence.items()})
-        return row
+    def topics(evidence: dict[str, float], but: str | None = None) -> dict[str, float]:
+        """The rules' evidence for each topic (but `but`), as features between 0 and 1."""
+        return {f"ev:{tag}": min(weight, 3.0) / 3 for tag, weight in evidence.items() if tag != but}
 
-    @staticmethod
-    def tag_row(features: dict[str, float], evidence: dict[str, float], tag: str) -> dict[str, float]:
-        row = dict(features, own=min(evidence.get(tag, 0.0), 3.0))
-        row.update({f"ev:{t}": min(weight, 3.0) / 3 for t, weight in evidence.items() if t != tag})
-        return row
+    def relevance_row(self, features: dict[str, float], margin: float, evidence: dict[str, float]) -> dict[str, float]:
+        return {**features, "margin": max(-3.0, min(3.0, margin)), **self.topics(evidence)}
+
+    def tag_row(self, features: dict[str, float], evidence: dict[str, float], tag: str) -> dict[str, float]:
+        return {**features, "own": min(evidence.get(tag, 0.0), 3.0), **self.topics(evidence, but=tag)}
 
     @staticmethod
     def logit(weights: dict[str, float], prior: dict[str, float], row: dict[str, float]) -> float:
