@@ -77,7 +77,8 @@ def story_features(title: str, domain: str | None, site: str | None, site_tags, 
 
 
 def fit(rows: list[dict[str, float]], labels: list[int], prior: dict[str, float]) -> dict[str, float]:
-    """Weights maximising the log-likelihood of `labels` minus STRENGTH/2 · |w - prior|² (MAP logistic
+    """Weights maximising the log-likelihood of `labels` minus k/2 · (w - prior)² for each weight, k being
+    STRENGTH for a particular word, domain or site tag and GLOBAL_STRENGTH for the rest (MAP logistic
     regression with a Gaussian prior centred on `prior`)."""
     names = sorted({name for row in rows for name in row} | set(prior))
     index = {name: i for i, name in enumerate(names)}

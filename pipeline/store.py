@@ -170,8 +170,7 @@ def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
-def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int, text_chars: int = 3000
-                 ) -> list[dict]:
+def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int, text_chars: int) -> list[dict]:
     """The reader's most recent votes (newest first, at most `limit`) on stories in this history: each story's
     title, domain, site tags, source and kind, the first `text_chars` of its article (if it was read), the
     vote, and the reader's own tags if they corrected them. StoreError if the file is not a votes database."""

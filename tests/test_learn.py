@@ -151,7 +151,7 @@ def test_the_rules_model_learns_from_the_votes_at_each_refresh(refreshed_copy):
     story = sqlite3.connect(db).execute("SELECT id FROM stories WHERE title = 'Farewell Pandas, and thanks for all "
                                         "the fish'").fetchone()[0]
     CliRunner().invoke(cli, ["vote", "--db", str(db), "--import", str(FIXTURES / "labels.csv")])
-    votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500)
+    votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500, rules.ARTICLE_CHARS)
     assert len(votes) == 55 and any(v["story_id"] == story for v in votes)
     out = CliRunner().invoke(cli, ["refresh", "--db", str(db), "--snapshot", str(SNAPSHOT), "--rejudge"])
     assert out.exit_code == 0 and "judging with your 55 most recent votes (feedback.db)" in out.output, out.output
@@ -225,5 +225,5 @@ def test_votes_from_before_tag_corrections_still_teach(refreshed_copy):
     old.executescript("CREATE TABLE feedback (story_id INTEGER PRIMARY KEY, vote TEXT NOT NULL, voted_at TEXT);"
                       f"INSERT INTO feedback VALUES ({story}, 'down', '2026-11-25T08:00:00Z');")
     old.close()
-    votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500)
+    votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500, rules.ARTICLE_CHARS)
     assert [(v["story_id"], v["vote"], v["tags"]) for v in votes] == [(story, "down", None)]
