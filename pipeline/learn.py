@@ -3,7 +3,10 @@
 The reader's 👍/👎 (and tag corrections) are labels of their taste. At each refresh this fits one
 logistic regression for relevance and one per tag over what a story shows: its title words, its
 domain (and that domain's suffix), the site, the kind of post, the site's own tags, and what the
-rules found in it (their evidence per topic and their relevance margin).
+rules found in it (their evidence per topic and their relevance margin). Relevance also weighs the
+words of the story's article, once it was read: the words the reader's voted articles share
+(`Learner.terms`), so that the reader's 👎 on articles about one thing carry to a new article about
+it whatever its title says.
 
 Every weight has a prior, and the fit is the most likely weights given the votes *and* that prior
 (a Gaussian prior, i.e. L2 regularisation towards it rather than towards zero). The prior is the
@@ -32,7 +35,11 @@ these those how why what when who which your you we our i my me us they them the
 can will just into about over after before than more most new via vs""".split())  # noqa: SIM905 - a word list
 STRENGTH = 1.0  # how firmly a word's, domain's or site tag's weight is held to its prior (0): one vote nudges
 GLOBAL_STRENGTH = 30.0  # ...and the weights every story has (the rules' margin and evidence, site, kind, bias)
-PARTICULAR = ("w:", "d:", "t:")  # features of particular stories: title words, domains, site tags
+PARTICULAR = ("w:", "d:", "t:", "a:")  # features of particular stories: title words, domains, site tags,
+# article words
+TERMS = 300  # article words the learner weighs at most: those most voted articles share...
+ARTICLE = 2.0  # an article's words together weigh as much as two title words
+SHARED = 2  # ...if at least this many of them use it (a word of one article says nothing of the next)
 ITERATIONS = 100  # full-batch Adagrad steps: the weights move by less than 1% in the last ten (tested)
 STEP = 0.5
 
@@ -49,13 +56,17 @@ class Vote:
     site: str | None = None  # hn or lobsters (None: not known, as in a labels file without it)
     kind: str = "story"
     text: str = ""  # the start of its article, when it was read: the rules count its topic words, as they do
-    # for the stories they judge
+    # for the stories they judge, and the learner weighs its words
+
+
+POSSESSIVE = r"['’]s\b"
+WORD = r"[a-z0-9][a-z0-9+#.-]*[a-z0-9+#]|[a-z0-9]"  # the rules model's reading step finds article words with these
 
 
 def words(title: str) -> set[str]:
-    """A title's words, lower case, without stop words or possessives ("c++", "node.js", "1.0" stay whole)."""
-    text = re.sub(r"['’]s\b", " ", title.lower())
-    return {w for w in re.findall(r"[a-z0-9][a-z0-9+#.-]*[a-z0-9+#]|[a-z0-9]", text) if w not in STOPWORDS}
+    """A title's (or article's) words, lower case, without stop words or possessives ("c++", "node.js", "1.0"
+    stay whole)."""
+    return {w for w in re.findall(WORD, re.sub(POSSESSIVE, " ", title.lower())) if w not in STOPWORDS}
 
 
 def story_features(title: str, domain: str | None, site: str | None, site_tags, kind: str = "story"
@@ -109,6 +120,7 @@ class Example:
     evidence: dict[str, float]
     relevant: int
     tags: list[str] | None = None
+    article: frozenset[str] = frozenset()  # the words of its article's start, when it was read
 
 
 @dataclass
@@ -123,10 +135,13 @@ class Learner:
     tag_prior: dict[str, float]
     relevance_weights: dict[str, float] = field(init=False)
     tag_weights: dict[str, dict[str, float]] = field(init=False)
+    terms: frozenset[str] = field(init=False)
 
     def __post_init__(self):
         self.n = len(self.examples)
-        self.relevance_weights = fit([self.relevance_row(e.features, e.margin, e.evidence) for e in self.examples],
+        self.terms = shared_words([e.article for e in self.examples if e.article])
+        self.relevance_weights = fit([self.relevance_row({**e.features, **self.article_features(e.article)},
+                                                         e.margin, e.evidence) for e in self.examples],
                                      [e.relevant for e in self.examples], self.relevance_prior) if self.n else {}
         tagged = [e for e in self.examples if e.tags]
         self.tag_weights = {
@@ -134,6 +149,12 @@ class Learner:
                      [int(tag in e.tags) for e in tagged], self.tag_prior)
             for tag in sorted({t for e in tagged for t in e.tags})
         }
+
+    def article_features(self, article) -> dict[str, float]:
+        """An article's words the votes taught something about, as features "a:word", scaled so that an article
+        weighs as much as a title word however many of them it uses (L2-normalised)."""
+        known = sorted(self.terms.intersection(article or ()))
+        return {f"a:{word}": ARTICLE / math.sqrt(len(known)) for word in known}
 
     @staticmethod
     def topics(evidence: dict[str, float], but: str | None = None) -> dict[str, float]:
@@ -162,10 +183,23 @@ class Learner:
         sign = 1 if towards else -1
         pulls = sorted((sign * self.relevance_weights.get(name, 0.0) * value, name) for name, value in features.items()
                        if name.startswith(PARTICULAR))
-        named = {"d": "{}", "t": "tag {}", "w": "'{}'"}
+        named = {"d": "{}", "t": "tag {}", "w": "'{}'", "a": "'{}' in the article"}
         return [named[name[0]].format(name[2:][:40]) for pull, name in reversed(pulls) if pull > 0][:most]
 
     def tags(self, features: dict[str, float], evidence: dict[str, float]) -> dict[str, float]:
         """Log-odds of each tag the reader has used in their votes, for this story."""
         return {tag: self.logit(weights, self.tag_prior, self.tag_row(features, evidence, tag))
                 for tag, weights in self.tag_weights.items()}
+
+
+def shared_words(articles: list[frozenset[str]]) -> frozenset[str]:
+    """The TERMS words most of `articles` use (at least SHARED of them, at most half unless there are only a few:
+    a word every article uses tells them apart no better than a stop word), ties broken alphabetically."""
+    counts: dict[str, int] = {}
+    for article in articles:
+        for word in article:
+            if not word.replace(".", "").isdigit():  # a number ("2016", "1.5") is no topic
+                counts[word] = counts.get(word, 0) + 1
+    most = max(SHARED, len(articles) // 2)
+    common = sorted((-n, word) for word, n in counts.items() if SHARED <= n <= most)
+    return frozenset(word for _, word in common[:TERMS])

@@ -227,3 +227,71 @@ def test_votes_from_before_tag_corrections_still_teach(refreshed_copy):
     old.close()
     votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500, rules.ARTICLE_CHARS)
     assert [(v["story_id"], v["vote"], v["tags"]) for v in votes] == [(story, "down", None)]
+
+
+WEBINAR = ("Register now for our sponsored webinar. Seats are limited, and the early-bird pricing tier ends on "
+           "Friday. Our partners will share a keynote, a panel and a raffle for attendees.")
+PROFILING = ("We profiled the allocator under load and rewrote the hot loop. The flame graph showed lock "
+             "contention in the free list, so we moved to per-thread arenas and measured again.")
+
+
+def votes_on_articles():
+    """Sixteen votes on stories whose titles and sites say the same: the reader said no to the eight whose
+    articles turned out to be webinar adverts, yes to the eight that were engineering write-ups."""
+    return [learn.Vote(f"Postgres tuning, part {n}", f"blog{n}.example", [], n % 2, None, "hn", "story",
+                       f"{PROFILING if n % 2 else WEBINAR} Part {n}.") for n in range(1, 17)]
+
+
+def test_the_words_of_voted_articles_carry_to_a_new_article_whatever_its_title():
+    learned = rules.teach(votes_on_articles(), VOCABULARY)
+    assert {"webinar", "sponsored", "allocator", "profiled"} <= learned.terms
+    c = story("A tour of the query planner", "new.example")
+    advert = rules.judge(c, VOCABULARY, "hn", article_words=learn.words(WEBINAR), learned=learned)
+    write_up = rules.judge(c, VOCABULARY, "hn", article_words=learn.words(PROFILING), learned=learned)
+    assert rules.judge(c, VOCABULARY, "hn").relevant == 1 and write_up.relevant == 1
+    assert advert.relevant == 0 and "in the article" in advert.reason
+    # Unread, the story shares nothing with the votes, and is judged as the rules judge it.
+    assert rules.judge(c, VOCABULARY, "hn", learned=learned) == rules.judge(c, VOCABULARY, "hn")
+
+
+def test_the_article_words_the_learner_weighs_are_shared_and_bounded():
+    """A word of one voted article says nothing of the next, nor does a word every article uses."""
+    articles = [frozenset({"common", "pair", f"only{n}"}) for n in range(8)]
+    articles[0] |= {"twice"}
+    articles[1] |= {"twice"}
+    assert learn.shared_words(articles) == {"twice"}
+    many = [frozenset({f"w{n // 2}-{i}" for i in range(400)}) for n in range(10)]  # five pairs share 400 each
+    assert len(learn.shared_words(many)) == learn.TERMS
+
+
+def test_the_reading_step_reports_only_words_the_learner_knows():
+    """Its output is read back as untrusted text: a word the votes did not teach is not taken."""
+    from smolagents import ChatMessage, MessageRole
+
+    said = ChatMessage(role=MessageRole.USER, content=f"{rules.TERMS_MARK} 4 webinar zzz-injected pricing\n"
+                                                      f"{rules.TERMS_MARK} 7 \n{rules.TERMS_MARK} x webinar")
+    assert rules.article_terms([said], frozenset({"webinar", "pricing"})) == {4: {"webinar", "pricing"}}
+
+
+def test_the_rules_model_finds_those_words_in_its_sandbox_and_weighs_them(tmp_path):
+    """Through the agent: the reading step, run in the sandbox, prints which of the learner's words each
+    article uses, and the judgment weighs them. Two stories alike but for what their links say."""
+    from pipeline import agent, articles, parse, sandbox
+
+    stories = [parse.Story("hn", str(n), n, "A tour of the query planner", f"https://new{n}.example/planner",
+                           f"https://news.ycombinator.com/item?id={n}", f"new{n}.example", 10, 2, None, None)
+               for n in (1, 2)]
+    box = sandbox.create(tmp_path / "hn.db", "hn", 1, "2026-11-26T08:00:00Z", stories)
+    sandbox.add_reading(box, articles.Reading(
+        {story.source_id: articles.Article(story.url, "ok", fetched_at="2026-11-26T08:00:01Z", text=text)
+         for story, text in zip(stories, (WEBINAR, PROFILING), strict=True)}, {}, []))
+    model = rules.RulesModel(learned=rules.teach(votes_on_articles(), VOCABULARY))
+    result = agent.judge_site(box, model, vocabulary={tag: tag for tag in VOCABULARY})
+    assert result.status == "ok", result.error
+    import sqlite3
+
+    assert not box.rejected, box.rejected
+    judged = dict(sqlite3.connect(box.path).execute("SELECT story_id, relevant || ' ' || reason FROM judgments"))
+    advert, write_up = (judged[local] for local, s in sorted(box.candidates.items(), key=lambda kv: kv[1].rank))
+    assert advert.startswith("0 ") and "in the article" in advert
+    assert write_up.startswith("1 ") and "overturned" not in write_up
