@@ -38,8 +38,8 @@ GLOBAL_STRENGTH = 30.0  # ...and the weights every story has (the rules' margin 
 PARTICULAR = ("w:", "d:", "t:", "a:")  # features of particular stories: title words, domains, site tags,
 # article words
 TERMS = 300  # article words the learner weighs at most: those most voted articles share...
-ARTICLE = 2.0  # an article's words together weigh as much as two title words
 SHARED = 2  # ...if at least this many of them use it (a word of one article says nothing of the next)
+ARTICLE = 2.0  # an article's words together weigh as much as two title words
 ITERATIONS = 100  # full-batch Adagrad steps: the weights move by less than 1% in the last ten (tested)
 STEP = 0.5
 
@@ -63,10 +63,10 @@ POSSESSIVE = r"['’]s\b"
 WORD = r"[a-z0-9][a-z0-9+#.-]*[a-z0-9+#]|[a-z0-9]"  # the rules model's reading step finds article words with these
 
 
-def words(title: str) -> set[str]:
+def words(text: str) -> set[str]:
     """A title's (or article's) words, lower case, without stop words or possessives ("c++", "node.js", "1.0"
     stay whole)."""
-    return {w for w in re.findall(WORD, re.sub(POSSESSIVE, " ", title.lower())) if w not in STOPWORDS}
+    return {w for w in re.findall(WORD, re.sub(POSSESSIVE, " ", text.lower())) if w not in STOPWORDS}
 
 
 def story_features(title: str, domain: str | None, site: str | None, site_tags, kind: str = "story"
@@ -151,8 +151,8 @@ class Learner:
         }
 
     def article_features(self, article) -> dict[str, float]:
-        """An article's words the votes taught something about, as features "a:word", scaled so that an article
-        weighs as much as a title word however many of them it uses (L2-normalised)."""
+        """An article's words the votes taught something about, as features "a:word", scaled so that they weigh
+        as much as ARTICLE title words together however many of them the article uses (L2-normalised)."""
         known = sorted(self.terms.intersection(article or ()))
         return {f"a:{word}": ARTICLE / math.sqrt(len(known)) for word in known}
 
