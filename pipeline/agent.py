@@ -291,6 +291,9 @@ def make_model(model_id: str | None, budget: Budget | None = None, learned=None,
     if model_id.startswith(("ollama/", "ollama_chat/")):  # Ollama's default 2-4k context cannot hold the task
         options.setdefault("num_ctx", OLLAMA_NUM_CTX)
     retry_wait = options.pop("retry_wait", 5.0)
+    import litellm
+
+    litellm.suppress_debug_info = True  # no "Provider List" banner on stdout when a call fails for an unknown model
     model = BudgetedModel(model_id=model_id, budget=budget, **options)
     # smolagents' own rate-limit retry starts at a 60 s wait; keep a refresh from hanging for minutes.
     model.retryer.wait_seconds = retry_wait

@@ -326,6 +326,8 @@ def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
         if curve:
             points = evaluate.curve(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge())
             click.echo(json.dumps(points, indent=2) if as_json else evaluate.format_curve(points))
+            if any(point["errors"] for point in points):
+                sys.exit(1)
             return
         if learn_from:
             before = run()

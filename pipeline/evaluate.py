@@ -248,23 +248,31 @@ def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[s
         raise EvalError(f"{labels_path}: --curve needs labels on at least two pages")
     points = []
     for n in sizes:
-        pairs = []
+        pairs, errors = [], []
         for page in pages:
             pool = [label for label in labels if label.file != page]
             random.Random(0).shuffle(pool)
             learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary,
                                   judge.profile)
-            pairs += judge_labels([label for label in labels if label.file == page], labels_path, html_dir,
-                                  vocabulary, judge, learned)[0]
+            judged, _, failed = judge_labels([label for label in labels if label.file == page], labels_path,
+                                             html_dir, vocabulary, judge, learned)
+            pairs += judged
+            errors += failed
+        if len(errors) == len(pages):  # nothing was judged: the next points would only fail the same way
+            raise EvalError(f"no page could be judged ({errors[0]})")
         metrics = score(pairs, set(vocabulary))
         points.append({"votes": "all" if n is None else n, "relevance_accuracy": metrics["relevance_accuracy"],
-                       "tag_macro_f1": metrics["tag_macro_f1"], "stories": metrics["stories"]})
+                       "tag_macro_f1": metrics["tag_macro_f1"], "stories": metrics["stories"],
+                       "unjudged": metrics["unjudged"], "errors": errors})
     return points
 
 
 def format_curve(points: list[dict]) -> str:
+    """The curve as a table; a page that could not be judged at a point is named under it (its stories count
+    as wrong, as in `eval`)."""
     lines = [f"{'votes':>6} {'accuracy':>9} {'tag macro-F1':>13}"]
     lines += [f"{p['votes']!s:>6} {p['relevance_accuracy']:9.3f} {p['tag_macro_f1']:13.3f}" for p in points]
+    lines += [f"error ({p['votes']} votes): {error}" for p in points for error in p["errors"]]
     return "\n".join(lines)
 
 

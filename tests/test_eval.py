@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, evaluate
+from pipeline import agent, evaluate, rules
 from pipeline.cli import cli
 from pipeline.sandbox import reference_vocabulary
 from pipeline.settings import Judge
@@ -101,3 +101,51 @@ def test_eval_reads_the_recorded_articles_when_the_pages_folder_has_them(tmp_pat
     conn = sqlite3.connect(tmp_path / "work" / "hn.db")
     assert conn.execute("SELECT count(*) FROM story_articles").fetchone()[0] >= 15
     assert conn.execute("SELECT count(*) FROM judgments WHERE evidence IS NOT NULL").fetchone()[0] >= 15
+
+
+class DownFor(ScriptedModel):
+    """The rules' answers, except on `site`'s pages (None: every page), where every call fails, as in a
+    provider's outage or with a bad key."""
+
+    def __init__(self, site=None):
+        super().__init__(rules.code_for)
+        self.site = site
+
+    def generate(self, messages, stop_sequences=None, **kwargs):
+        if self.site is None or any(f"site: {self.site}\n" in rules.text_of(m) for m in messages):
+            raise RuntimeError(f"the model is down for {self.site or 'every site'}")
+        return super().generate(messages, stop_sequences, **kwargs)
+
+
+def test_a_curve_with_pages_the_model_could_not_judge_names_them_and_fails(monkeypatch):
+    """Their stories count as wrong, as in eval; the table is printed, each failure named, the exit non-zero."""
+    monkeypatch.setattr(agent, "make_model", lambda *a, **k: DownFor("lobsters"))
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--executor",
+                                   "local"])
+    assert out.exit_code == 1
+    lines = out.output.splitlines()
+    assert lines[0].split() == ["votes", "accuracy", "tag", "macro-F1"] and len(lines) == 7 + 6 * 2
+    assert all("the model is down for lobsters" in line for line in lines[7:])
+    assert lines[7].startswith("error (0 votes): lobsters_claw-front-2023-03.html: ")
+
+
+def test_a_curve_no_page_of_which_could_be_judged_is_one_line(monkeypatch):
+    """It stops at the first point: the others would only fail the same way (and spend the same calls)."""
+    model = DownFor()
+    monkeypatch.setattr(agent, "make_model", lambda *a, **k: model)
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--executor",
+                                   "local"])
+    assert out.exit_code == 1 and len(out.output.splitlines()) == 1
+    assert out.output.startswith("Error: no page could be judged (hn_fben3-2024-08.html: ")
+    assert "the model is down for every site" in out.output
+
+
+def test_a_model_litellm_does_not_know_fails_each_page_without_litellms_banner(labels, monkeypatch):
+    """LiteLLM prints a "Provider List" banner on stdout when a call fails, unless told not to."""
+    import litellm
+
+    monkeypatch.setattr(litellm, "suppress_debug_info", False)
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(labels), "--html-dir", str(FIXTURES / "html"),
+                                   "--model", "nosuch/model", "--executor", "local"])
+    assert out.exit_code == 1 and "error: hn_fben3-2024-08.html: " in out.output
+    assert "LLM Provider NOT provided" in out.output and "Provider List" not in out.output
