@@ -40,6 +40,7 @@ PARTICULAR = ("w:", "d:", "t:", "a:")  # features of particular stories: title w
 TERMS = 300  # article words the learner weighs at most: those most voted articles share...
 SHARED = 2  # ...if at least this many of them use it (a word of one article says nothing of the next)
 ARTICLE = 2.0  # an article's words together weigh as much as two title words
+LONGEST = 30  # characters: a longer "word" is a hash, a URL's tail or a page's junk, and would swell the reading step
 ITERATIONS = 100  # full-batch Adagrad steps: the weights move by less than 1% in the last ten (tested)
 STEP = 0.5
 
@@ -198,7 +199,7 @@ def shared_words(articles: list[frozenset[str]]) -> frozenset[str]:
     counts: dict[str, int] = {}
     for article in articles:
         for word in article:
-            if not word.replace(".", "").isdigit():  # a number ("2016", "1.5") is no topic
+            if len(word) <= LONGEST and not word.replace(".", "").isdigit():  # a number ("2016") is no topic
                 counts[word] = counts.get(word, 0) + 1
     most = max(SHARED, len(articles) // 2)
     common = sorted((-n, word) for word, n in counts.items() if SHARED <= n <= most)

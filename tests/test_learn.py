@@ -262,6 +262,8 @@ def test_the_article_words_the_learner_weighs_are_shared_and_bounded():
     assert learn.shared_words(articles) == {"twice"}
     many = [frozenset({f"w{n // 2}-{i}" for i in range(400)}) for n in range(10)]  # five pairs share 400 each
     assert len(learn.shared_words(many)) == learn.TERMS
+    # Nor do numbers, or junk too long to be a word (which an article could use to swell the reading step).
+    assert learn.shared_words([frozenset({"2016", "1.5", "x" * 31, "y" * 30})] * 2) == {"y" * 30}
 
 
 def test_the_reading_step_reports_only_words_the_learner_knows():
