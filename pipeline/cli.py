@@ -330,8 +330,8 @@ def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
                 sys.exit(1)
             return
         if learn_from:
+            votes = [label.vote() for label in evaluate.load_labels(learn_from)]  # a bad file fails before any call
             before = run()
-            votes = [label.vote() for label in evaluate.load_labels(learn_from)]
             metrics = run(learned=rules.teach(votes, cfg.vocabulary, cfg.judge().profile))
             if as_json:
                 click.echo(json.dumps({"before": before, "after": metrics, "votes": len(votes)}, indent=2))

@@ -297,3 +297,14 @@ def test_the_rules_model_finds_those_words_in_its_sandbox_and_weighs_them(tmp_pa
     advert, write_up = (judged[local] for local, s in sorted(box.candidates.items(), key=lambda kv: kv[1].rank))
     assert advert.startswith("0 ") and "in the article" in advert
     assert write_up.startswith("1 ") and "overturned" not in write_up
+
+
+def test_eval_learn_from_a_bad_labels_file_fails_before_judging_anything(tmp_path, monkeypatch):
+    """With an LLM, judging the pages first would pay for a whole eval before the one-line error."""
+    from pipeline import agent
+
+    bad = tmp_path / "votes.csv"
+    bad.write_text("title,vote\nSomething,up\n")
+    monkeypatch.setattr(agent, "make_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("judged")))
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--learn-from", str(bad)])
+    assert out.exit_code == 1 and out.output.startswith(f"Error: {bad}: missing column(s) file, rank, relevant")
