@@ -219,9 +219,9 @@ def learning() -> None:
     labels = evaluate.load_labels(ROOT / "tests" / "fixtures" / "labels.csv")
     truth = json.loads((ROOT / "tests" / "fixtures" / "articles" / "ground-truth.json").read_text())
     texts = [page["articleBody"][:rules.ARTICLE_CHARS] for _, page in sorted(truth.items())]
-    votes = [learn.Vote(f"{label.title} ({n})", label.domain, label.native_tags, label.relevant, label.tags or None,
-                        label.source, "story", texts[i % len(texts)])
-             for i, (n, label) in enumerate((n, label) for n in range(5) for label in labels)][:refresh.LEARN_VOTES]
+    votes = [learn.Vote(f"{label.title} ({i // len(labels)})", label.domain, label.native_tags, label.relevant,
+                        label.tags or None, label.source, "story", texts[i % len(texts)])
+             for i, label in enumerate(labels * 5)][:refresh.LEARN_VOTES]
     conn = sqlite3.connect(":memory:")
     schema.apply_schema(conn)  # the vocabulary a refresh reads from its history
     vocabulary = [slug for (slug,) in conn.execute("SELECT slug FROM tags ORDER BY rowid")]

@@ -258,12 +258,11 @@ def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[s
                                              html_dir, vocabulary, judge, learned)
             pairs += judged
             errors += failed
-        if len(errors) == len(pages):  # nothing was judged: the next points would only fail the same way
+        if errors and all(pred is None for _, pred in pairs):  # the next points would only fail the same way
             raise EvalError(f"no page could be judged ({errors[0]})")
         metrics = score(pairs, set(vocabulary))
         points.append({"votes": "all" if n is None else n, "relevance_accuracy": metrics["relevance_accuracy"],
-                       "tag_macro_f1": metrics["tag_macro_f1"], "stories": metrics["stories"],
-                       "unjudged": metrics["unjudged"], "errors": errors})
+                       "tag_macro_f1": metrics["tag_macro_f1"], "stories": metrics["stories"], "errors": errors})
     return points
 
 
