@@ -358,10 +358,15 @@ def reading_code(task: str, terms: frozenset[str] = frozenset()) -> str:
     return code
 
 
+def conversation(messages) -> str:
+    """Everything but the system prompt, where the reading step's printed lines are found."""
+    return "\n".join(text_of(m) for m in messages if role_of(m) != "system")
+
+
 def article_terms(messages, terms: frozenset[str]) -> dict[int, frozenset[str]]:
     """The article words each story uses that the learner knows (`terms`), as the reading step printed them;
     a word it does not know is not taken, whatever the output says."""
-    text = "\n".join(text_of(m) for m in messages if role_of(m) != "system")
+    text = conversation(messages)
     found = {int(sid): terms.intersection(used.split())
              for sid, used in re.findall(rf"^{TERMS_MARK} (\d+) ([^\n]*)$", text, re.MULTILINE)}
     return {sid: known for sid, known in found.items() if known}
@@ -369,7 +374,7 @@ def article_terms(messages, terms: frozenset[str]) -> dict[int, frozenset[str]]:
 
 def article_hits(messages) -> dict[int, dict[str, int]] | None:
     """The per-story topic counts the reading step printed, if it ran (None: it has not)."""
-    text = "\n".join(text_of(m) for m in messages if role_of(m) != "system")
+    text = conversation(messages)
     lines = re.findall(rf"^{HITS_MARK} (\d+)((?: [a-z][a-z0-9-]*:\d+)*)\s*$", text, re.MULTILINE)
     if not lines:
         return None
