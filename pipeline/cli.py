@@ -372,7 +372,7 @@ def vote(db, story_id, choice, tags, import_path):
     found = history.execute("SELECT title FROM stories WHERE id = ?", [story_id]).fetchone()
     if found is None:
         raise click.ClickException(f"no story {story_id} in {cfg.db}")
-    given = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    given = list(dict.fromkeys(t.strip() for t in (tags or "").split(",") if t.strip()))
     unknown = [t for t in given if not history.execute("SELECT 1 FROM tags WHERE slug = ?", [t]).fetchone()]
     if unknown:
         raise click.ClickException(f"not in the vocabulary: {', '.join(unknown)}")
@@ -380,12 +380,8 @@ def vote(db, story_id, choice, tags, import_path):
         conn = store.open_feedback(cfg.db)
     except store.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    with store.transaction(conn):  # the same SQL as the page's buttons: metadata.yml's canned queries
-        conn.execute(store.feedback_query("clear_vote" if choice == "clear" else "vote"),
-                     {"story_id": story_id, "vote": choice})
-        if given or choice == "clear":
-            conn.execute("DELETE FROM feedback_tags WHERE story_id = ?", [story_id])
-        conn.executemany("INSERT INTO feedback_tags (story_id, tag) VALUES (?, ?)", [(story_id, t) for t in given])
+    with store.transaction(conn):
+        store.record_vote(conn, story_id, choice, given or None)
     conn.close()
     click.echo(f"{'cleared the vote on' if choice == 'clear' else choice + ':'} {found[0]}"
                + (f" [{', '.join(given)}]" if given else ""))
@@ -401,7 +397,6 @@ def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
         raise click.ClickException(str(exc)) from exc
     conn = store.open_feedback(db)
     stored = missing = 0
-    vote_sql = store.feedback_query("vote")
     with store.transaction(conn):
         for label in labels:
             row = history.execute("SELECT id FROM stories WHERE source = ? AND title = ? ORDER BY id DESC LIMIT 1",
@@ -409,10 +404,7 @@ def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
             if row is None:
                 missing += 1
                 continue
-            conn.execute(vote_sql, {"story_id": row[0], "vote": "up" if label.relevant else "down"})
-            conn.execute("DELETE FROM feedback_tags WHERE story_id = ?", [row[0]])
-            conn.executemany("INSERT OR IGNORE INTO feedback_tags (story_id, tag) VALUES (?, ?)",
-                             [(row[0], tag) for tag in label.tags])
+            store.record_vote(conn, row[0], "up" if label.relevant else "down", label.tags)
             stored += 1
     conn.close()
     return stored, missing

@@ -8,6 +8,7 @@ older database is migrated forward when it is opened instead of breaking.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -200,6 +201,18 @@ def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit
     return found
 
 
+def record_vote(conn: sqlite3.Connection, story_id: int, choice: str, tags: list[str] | None = None) -> None:
+    """One vote ("up", "down" or "clear") in feedback.db, by the same SQL as the page's buttons (metadata.yml's
+    canned queries). `tags`: the reader's own tags for the story, replacing any earlier ones (None: kept; a
+    cleared vote clears them too); a tag given twice is stored once."""
+    conn.execute(feedback_query("clear_vote" if choice == "clear" else "vote"), {"story_id": story_id, "vote": choice})
+    if tags is not None or choice == "clear":
+        conn.execute("DELETE FROM feedback_tags WHERE story_id = ?", [story_id])
+    conn.executemany("INSERT OR IGNORE INTO feedback_tags (story_id, tag) VALUES (?, ?)",
+                     [(story_id, tag) for tag in tags or []])
+
+
+@functools.cache
 def feedback_query(name: str) -> str:
     """The SQL of one of feedback.db's writable canned queries in metadata.yml (`vote`, `clear_vote`)."""
     import yaml

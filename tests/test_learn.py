@@ -308,3 +308,33 @@ def test_eval_learn_from_a_bad_labels_file_fails_before_judging_anything(tmp_pat
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("judged")))
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--learn-from", str(bad)])
     assert out.exit_code == 1 and out.output.startswith(f"Error: {bad}: missing column(s) file, rank, relevant")
+
+
+def test_vote_tags_correct_a_storys_tags_and_teach_with_the_vote(refreshed_copy):
+    """`vote ID up --tags a,b` stores the reader's tags (a tag given twice once); a later vote without
+    --tags keeps them, new --tags replace them, clear removes both; the learner gets them with the vote."""
+    import sqlite3
+
+    from pipeline import store
+
+    db = refreshed_copy
+
+    def vote(*args):
+        out = CliRunner().invoke(cli, ["vote", "--db", str(db), *args])
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    def said():
+        return [(v["vote"], v["tags"]) for v in store.reader_votes(sqlite3.connect(db), store.feedback_path(db),
+                                                                   10, rules.ARTICLE_CHARS)]
+
+    assert vote("1", "up", "--tags", "rust, systems,rust").endswith("[rust, systems]\n")
+    assert said() == [("up", ["rust", "systems"])]
+    vote("1", "down")
+    assert said() == [("down", ["rust", "systems"])]
+    vote("1", "up", "--tags", "go")
+    assert said() == [("up", ["go"])]
+    vote("1", "clear")
+    assert said() == []
+    out = CliRunner().invoke(cli, ["vote", "--db", str(db), "1", "up", "--tags", "rust,made-up"])
+    assert out.exit_code == 1 and out.output == "Error: not in the vocabulary: made-up\n"
