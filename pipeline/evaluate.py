@@ -178,7 +178,7 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dic
              judge: Judge | None = None, learned: Learner | None = None) -> dict:
     """Judge every labelled page with `judge.model` and score it against the labels. `learned`: the
     reader's votes the model learns from first."""
-    judge = judge or Judge()
+    judge = with_executor(judge or Judge())
     pairs, results, errors = judge_labels(load_labels(labels_path), labels_path, html_dir, vocabulary, judge, learned)
     metrics = score(pairs, set(vocabulary))
     n = metrics["stories"] or 1
@@ -194,12 +194,17 @@ def evaluate(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dic
     return metrics
 
 
+def with_executor(judge: Judge) -> Judge:
+    """The judge with the executor it will really use (said once on stderr when it is not the one asked for)."""
+    return judge.but(executor=agent.choose_executor(judge.executor, judge.model,
+                                                    notice=lambda text: print(f"notice: {text}", file=sys.stderr)))
+
+
 def judge_labels(labels: list[Label], labels_path: Path, html_dir: Path | None, vocabulary: dict[str, str],
                  judge: Judge, learned: Learner | None = None
                  ) -> tuple[list[tuple[Label, Prediction | None]], list[agent.SiteResult], list[str]]:
-    """Judge the pages `labels` are on: each label paired with the judge's prediction (None: unjudged)."""
-    judge = judge.but(executor=agent.choose_executor(judge.executor, judge.model,
-                                                     notice=lambda text: print(f"notice: {text}", file=sys.stderr)))
+    """Judge the pages `labels` are on with `judge` (its executor chosen: `with_executor`): each label paired
+    with the judge's prediction (None: unjudged)."""
     html_dir = Path(html_dir) if html_dir else Path(labels_path).parent / "html"
     replay = html_dir / "articles.warc.gz" if (html_dir / "articles.warc.gz").is_file() else None
     by_file: dict[str, list[Label]] = defaultdict(list)
@@ -241,7 +246,7 @@ def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[s
     never in both; each point scores the pooled predictions of all pages, as one eval over every story would."""
     import random
 
-    judge = judge or Judge()
+    judge = with_executor(judge or Judge())
     labels = load_labels(labels_path)
     pages = sorted({label.file for label in labels})
     if len(pages) < 2:

@@ -149,3 +149,11 @@ def test_a_model_litellm_does_not_know_fails_each_page_without_litellms_banner(l
                                    "--model", "nosuch/model", "--executor", "local"])
     assert out.exit_code == 1 and "error: hn_fben3-2024-08.html: " in out.output
     assert "LLM Provider NOT provided" in out.output and "Provider List" not in out.output
+
+
+def test_a_curve_says_once_that_there_is_no_jail(monkeypatch):
+    """The executor is chosen once for the whole curve, not for each of its 24 page judgments."""
+    monkeypatch.setattr(agent.jail, "unavailable", lambda: "no bubblewrap here")
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve"])
+    assert out.exit_code == 0, out.output
+    assert out.output.count("notice: no jail on this machine (no bubblewrap here)") == 1
