@@ -567,4 +567,8 @@ def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model]
 
     with ThreadPoolExecutor(max_workers=len(boxes), thread_name_prefix="judge") as pool:
         futures = [pool.submit(site, box, model_factory()) for box in boxes]
-        return [f.result() for f in futures]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # Ctrl-C: no site's jail may run on to its deadline while the pool waits
+            jail.kill_all()
+            raise

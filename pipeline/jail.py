@@ -7,10 +7,15 @@ for the whole run (state persists across steps), started by `bwrap` with:
 
 - its own empty network, PID, IPC, UTS and user namespaces, no capabilities, a new
   session, and death with the refresh (`--die-with-parent`);
-- an empty environment (no API keys: only PATH and PYTHONPATH are set);
-- a filesystem of read-only system, interpreter and package paths, a small tmpfs
-  `/tmp`, and one small tmpfs `/sandbox` holding that site's sandbox DB: never the
-  data folder, the history DB, raw pages, logs or `$HOME`;
+- a seccomp filter (`seccomp.py`) refusing ptrace and the other calls that reach into
+  another process, so nothing in the jail can tamper with its PID 1;
+- an empty environment (no API keys: only PATH, PYTHONPATH, HOME and TMPDIR are set);
+- a filesystem of read-only system paths, the interpreter's own files (binary, standard
+  library, libpython: never a folder a symlink passes through), the package folders
+  (at neutral paths under /opt/newsreader) and one writable tmpfs `/sandbox` of a fixed
+  size holding that site's sandbox DB; `/dev` is read-only and there is no `/tmp`: never
+  the data folder, the history DB, raw pages, logs or `$HOME`. bwrap takes its arguments
+  on a pipe, so no command line in the jail names a host path;
 - resource limits set by the worker on itself before it reads any code: address
   space, CPU seconds, file size, processes, open files.
 
@@ -20,8 +25,9 @@ message, and trusts nothing it reads back: every reply is size-capped and
 type-checked, and the sandbox DB comes back as bytes that the host validates like
 any other sandbox. Deadlines are the host's: a step that has not answered by its
 deadline (per step, and the site's overall deadline) gets its jail killed
-(SIGKILL to bwrap; the kernel then kills everything in the jail's PID namespace)
-and the site fails with that reason.
+(SIGKILL to the jail's PID 1, known from bwrap's --info-fd: the kernel then kills
+everything in its PID namespace; then to bwrap) and the site fails with that reason.
+Ctrl-C kills every running jail (`kill_all`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,10 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
+
+from . import seccomp
 
 JAIL_DIR = "/sandbox"  # the jail's one writable folder (a tmpfs), its working directory
 PACKAGE_ROOT = "/opt/newsreader"  # where this package is bound, read-only, inside the jail
@@ -58,6 +67,15 @@ MAX_TEXT = 50_000  # characters of output/logs/error taken from one reply
 TOOLS = ("sql", "final_answer")  # the only tools a jail builds; they are constructed inside it
 
 
+RUNNING: weakref.WeakSet = weakref.WeakSet()  # every jail this process started that is not yet killed
+
+
+def kill_all() -> None:
+    """Kill every jail still running (Ctrl-C: the sites' threads then end at once instead of at their deadlines)."""
+    for executor in list(RUNNING):
+        executor.kill()
+
+
 class JailError(Exception):
     """The jail cannot start, or died; the message says why and, where it can, what to do."""
 
@@ -74,66 +92,138 @@ def step_deadline(step_timeout: float, site_deadline: float | None) -> tuple[flo
     return deadline, why
 
 
-def bwrap_command(limits: dict) -> list[str]:
-    """The bubblewrap command line: what the jail can see, and nothing else."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        raise JailError("bubblewrap is not installed (apt-get install bubblewrap), "
-                        "or choose --executor docker")
-    package = Path(__file__).resolve().parent
-    readonly = {"/usr": "/usr", sys.prefix: sys.prefix, sys.base_prefix: sys.base_prefix,
-                str(package): f"{PACKAGE_ROOT}/{package.name}"}
-    # The interpreter the venv points at, when it lives outside both prefixes (e.g. a system python3), and
-    # package folders reached through .pth files or PYTHONPATH. Never a checkout or data folder: only
-    # site-packages/dist-packages folders are bound.
-    link = sys.executable
-    while True:  # every prefix on the way from the venv's python to the real binary (venvs of venvs)
-        prefix = str(Path(link).parent.parent)
-        readonly.setdefault(prefix, prefix)
-        if not os.path.islink(link):
-            break
-        link = os.path.join(os.path.dirname(link), os.readlink(link))
+PYTHON = f"{PACKAGE_ROOT}/python"  # the interpreter as the jail names it: a symlink, so no host path shows
+LIBRARIES = f"{PACKAGE_ROOT}/lib"  # the package folders, bound read-only at LIBRARIES/0, /1, ...
+
+
+def interpreter_binds() -> dict[str, str]:
+    """What the interpreter itself needs, each at its own resolved path: the binary, the standard library
+    and, for a shared build, libpython. Never a folder a symlink passes through (a venv reached through
+    ~/bin/python3 must not bind ~), and never the base interpreter's site-packages on sys.path (-S)."""
+    import sysconfig
+
+    binds = {os.path.realpath(sys.executable), os.path.realpath(os.path.dirname(os.__file__))}
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        library = os.path.join(sysconfig.get_config_var("LIBDIR") or "", sysconfig.get_config_var("INSTSONAME") or "")
+        if os.path.isfile(library):
+            binds.add(library)
+            binds.add(os.path.realpath(library))
+    return {path: path for path in sorted(binds) if not path.startswith("/usr/")}
+
+
+def add_libraries(count: int) -> None:
+    """Inside the jail: the bound package folders on sys.path, after the standard library, .pth files read
+    (what a venv's site module does; -S kept the base interpreter's own site-packages out)."""
+    import site
+
+    for i in range(count):
+        site.addsitedir(f"{LIBRARIES}/{i}")
+
+
+def package_folders() -> list[str]:
+    """The site-packages folders this interpreter imports from, resolved (the jail binds them read-only)."""
+    found = []
     for entry in sys.path:
-        packages = entry and ("site-packages" in entry or "dist-packages" in entry) and os.path.isdir(entry)
-        if packages and not any(entry == root or entry.startswith(root.rstrip("/") + "/") for root in readonly):
-            readonly[entry] = entry
-    # The writable tmpfs first: a read-only bind below /tmp (a venv there) must land on top of it.
-    args = [bwrap, "--size", str(limits["disk_mb"] * 1024 * 1024), "--tmpfs", JAIL_DIR,
-            "--size", str(16 * 1024 * 1024), "--tmpfs", "/tmp"]
+        if entry and ("site-packages" in entry or "dist-packages" in entry) and os.path.isdir(entry):
+            real = os.path.realpath(entry)
+            if real not in found:
+                found.append(real)
+    return found
+
+
+def bwrap_command(limits: dict) -> list[str]:
+    """The bubblewrap arguments: what the jail can see, and nothing else (without bwrap's own path, which
+    `start` puts in front; the arguments go to bwrap on a pipe, so the jail's /proc/1/cmdline names none)."""
+    package = Path(__file__).resolve().parent
+    readonly = {**interpreter_binds(), "/usr": "/usr", str(package): f"{PACKAGE_ROOT}/{package.name}"}
+    for i, folder in enumerate(package_folders()):
+        readonly[folder] = f"{LIBRARIES}/{i}"
+    # The one writable place: the sandbox folder, a tmpfs of a fixed size. /dev is remounted read-only
+    # (its /dev/shm was an unbounded tmpfs), there is no /tmp (TMPDIR is the sandbox folder) and / is
+    # read-only, so what the jail can write in all is `disk_mb`.
+    args = ["--size", str(limits["disk_mb"] * 1024 * 1024), "--tmpfs", JAIL_DIR]
     for source, target in readonly.items():
         args += ["--ro-bind", source, target]
+    args += ["--symlink", os.path.realpath(sys.executable), PYTHON]
     for name in ("lib", "lib64", "bin", "sbin"):
         if os.path.islink(f"/{name}"):
             args += ["--symlink", f"usr/{name}", f"/{name}"]
         elif os.path.isdir(f"/{name}"):
             args += ["--ro-bind", f"/{name}", f"/{name}"]
     args += [
-        "--proc", "/proc", "--dev", "/dev",
+        "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
         "--remount-ro", "/",  # bwrap's root is a tmpfs: read-only, or the jail could fill memory through it
         "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "PYTHONPATH", PACKAGE_ROOT,
-        "--setenv", "HOME", JAIL_DIR, "--setenv", "LITELLM_LOCAL_MODEL_COST_MAP", "True",
+        "--setenv", "HOME", JAIL_DIR, "--setenv", "TMPDIR", JAIL_DIR,
+        "--setenv", "LITELLM_LOCAL_MODEL_COST_MAP", "True",
         "--chdir", JAIL_DIR,
-        sys.executable, "-s", "-m", "pipeline.jail",
     ]
     return args
+
+
+def bwrap() -> str:
+    found = shutil.which("bwrap")
+    if found is None:
+        raise JailError("bubblewrap is not installed (apt-get install bubblewrap), or choose --executor docker")
+    return found
+
+
+def start(limits: dict, command: list[str], **popen) -> tuple[subprocess.Popen, int]:
+    """Start `command` (run by PYTHON) in a jail: (bwrap's process, the read end of its --info-fd).
+
+    bwrap reads its arguments and the seccomp program from pipes (`--args`, `--seccomp`), so the jail's
+    /proc/1/cmdline names no host path, and writes the host pid of the jail's PID 1 to the info pipe:
+    `JailExecutor.kill` ends the whole PID namespace through it."""
+    program = bwrap()
+    info_read, info_write = os.pipe()
+    fds, options = [info_write], ["--info-fd", str(info_write)]
+    try:
+        if seccomp.supported():
+            fds.append(pipe_with(seccomp.program()))
+            options += ["--seccomp", str(fds[-1])]
+        fds.append(pipe_with(b"".join(a.encode() + b"\0" for a in [*bwrap_command(limits), *options])))
+        process = subprocess.Popen([program, "--args", str(fds[-1]), "--", PYTHON, "-S", "-s", *command],
+                                   pass_fds=fds, start_new_session=True, close_fds=True, **popen)
+    except OSError as exc:
+        os.close(info_read)
+        raise JailError(f"bubblewrap could not start: {exc}") from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return process, info_read
+
+
+def pipe_with(data: bytes) -> int:
+    """A readable fd holding `data`, then EOF: how bwrap takes its arguments and its seccomp program."""
+    if len(data) >= 60_000:  # a pipe holds 64 KB; more would block this write forever
+        raise OSError(f"{len(data)} bytes are too many to hand to bwrap")
+    read, write = os.pipe()
+    try:
+        os.write(write, data)
+    finally:
+        os.close(write)
+    return read
 
 
 @functools.lru_cache(maxsize=1)
 def unavailable() -> str | None:
     """None when a jail can start on this machine, else the reason and the fix (checked once)."""
+    # The worker's imports must resolve in there too (a venv or packages the binds missed).
+    check = (f"import sys; from pipeline.jail import add_libraries; add_libraries({len(package_folders())}); "
+             "import importlib.util as u; sys.exit(0 if u.find_spec('smolagents') else 'packages not visible')")
     try:
-        command = bwrap_command(LIMITS)
+        process, info = start(LIMITS, ["-c", check], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except JailError as exc:
         return str(exc)
-    # The worker's imports must resolve in there too (a venv or packages the binds missed).
-    check = ("import importlib.util as u; import sys; "
-             "sys.exit(0 if u.find_spec('smolagents') and u.find_spec('pipeline.jail') else 'packages not visible')")
-    probe = command[: command.index(sys.executable)] + [sys.executable, "-s", "-c", check]
     try:
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"bubblewrap could not start ({exc}); or choose --executor docker"
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    finally:
+        os.close(info)  # only now: bwrap stalls if its info pipe has no reader
+    done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     if done.returncode != 0:
         reason = " ".join((done.stderr or done.stdout).split())[:300] or f"exit status {done.returncode}"
         return (f"bubblewrap cannot create a jail here ({reason}): user namespaces may be disabled "
@@ -164,19 +254,18 @@ class JailExecutor:
         self.stderr_tail = b""
         settings = {"limits": self.limits, "timeout_seconds": timeout_seconds,
                     "max_print_outputs_length": int(max_print_outputs_length),
-                    "imports": list(additional_imports or [])}
+                    "imports": list(additional_imports or []), "libraries": len(package_folders())}
         self.started = time.monotonic()
-        try:
-            self.process = subprocess.Popen(
-                bwrap_command(self.limits) + [json.dumps(settings)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, close_fds=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            )
-        except OSError as exc:
-            raise JailError(f"bubblewrap could not start: {exc}") from None
+        self.process, info = start(self.limits, ["-m", "pipeline.jail", json.dumps(settings)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
         self.buffer = b""
         self.pending = 0  # posted messages whose replies are not read yet
+        self.init: int | None = None  # a pidfd of the jail's PID 1, once bwrap has said which process it is
+        self.init_known = threading.Event()
+        RUNNING.add(self)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
+        threading.Thread(target=self._read_info, args=(info,), daemon=True).start()
 
     # -- the pipe protocol ---------------------------------------------------------------
 
@@ -254,8 +343,32 @@ class JailExecutor:
         self.dead = reason
         raise JailError(reason)
 
+    def _read_info(self, fd: int) -> None:
+        """bwrap's --info-fd: the host pid of the jail's PID 1, held as a pidfd (a pid could be reused)."""
+        try:
+            with os.fdopen(fd, "rb") as info:
+                child = json.loads(info.read(65536) or b"{}").get("child-pid")
+            if isinstance(child, int) and child > 1 and self.process.poll() is None:
+                self.init = os.pidfd_open(child)
+        except (OSError, ValueError, AttributeError):
+            pass  # no init to kill separately: bwrap's own death still takes the jail with it
+        finally:
+            self.init_known.set()
+
     def kill(self) -> None:
-        """SIGKILL bwrap's process group; the kernel then ends everything in the jail's PID namespace."""
+        """SIGKILL the jail's PID 1, which ends every process in its PID namespace whatever they did (the
+        seccomp filter refuses ptrace, so none can have cleared its parent-death signal), then bwrap."""
+        RUNNING.discard(self)
+        self.init_known.wait(timeout=5)
+        if self.init is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self.init, signal.SIGKILL)
+                # The pidfd turns readable once PID 1 has exited, which it does only after the kernel has
+                # ended every other process of its namespace: when this returns, none is left.
+                select.select([self.init], [], [], 10)
+            with contextlib.suppress(OSError):
+                os.close(self.init)
+            self.init = None
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -344,6 +457,7 @@ def limit_self(limits: dict) -> None:
 def serve(settings: dict) -> None:
     """The worker: read one JSON message a line from stdin, answer one JSON line on the protocol fd."""
     limit_self(settings["limits"])
+    add_libraries(settings["libraries"])
     # stdout belongs to the protocol; anything else printed goes nowhere.
     protocol = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -222,21 +222,21 @@ final_answer({
     'env': sorted(environ),
     'caps': run('grep CapEff /proc/self/status'),
     'root': run('ls /').split(),
-    'touch': run('touch /usr/x /x 2>&1; touch /tmp/x /sandbox/x && echo writable-ok'),
+    'touch': run('touch /usr/x /x /dev/x /dev/shm/x 2>&1; touch /sandbox/x && echo writable-ok'),
     'net': run('tail -n +3 /proc/net/dev | cut -d: -f1').split(),
     'limits': run('cat /proc/self/limits'),
 })""").output
     finally:
         executor.cleanup()
     found = ast.literal_eval(found)
-    assert found["env"] == ["HOME", "LC_CTYPE", "LITELLM_LOCAL_MODEL_COST_MAP", "PATH", "PWD", "PYTHONPATH"]
+    assert found["env"] == ["HOME", "LC_CTYPE", "LITELLM_LOCAL_MODEL_COST_MAP", "PATH", "PWD", "PYTHONPATH", "TMPDIR"]
     assert found["caps"] == "CapEff:\t0000000000000000"
-    bound = {Path(p).parts[1] for p in (sys.prefix, sys.base_prefix, Path(sys.executable).resolve())}
-    # System paths, its own /proc, /dev, /tmp and /sandbox, /opt/newsreader (this package, read-only) and
-    # the top folders of the interpreter's read-only binds: no /etc, /home, /var, data folder or checkout.
-    assert set(found["root"]) - bound <= {"bin", "dev", "lib", "lib64", "opt", "proc", "sandbox", "sbin", "tmp", "usr"}
-    assert found["touch"].splitlines() == ["touch: cannot touch '/usr/x': Read-only file system",
-                                           "touch: cannot touch '/x': Read-only file system", "writable-ok"]
+    bound = {Path(p).parts[1] for p in jail.interpreter_binds()}
+    # System paths, its own /proc, /dev and /sandbox, /opt/newsreader (this package and the package folders,
+    # read-only) and the top folders of the interpreter's own files: no /etc, /home, /tmp, /var, venv or checkout.
+    assert set(found["root"]) - bound <= {"bin", "dev", "lib", "lib64", "opt", "proc", "sandbox", "sbin", "usr"}
+    assert found["touch"].splitlines() == [f"touch: cannot touch '{path}': Read-only file system"
+                                           for path in ("/usr/x", "/x", "/dev/x", "/dev/shm/x")] + ["writable-ok"]
     assert found["net"] == ["lo"]  # its own network namespace: a loopback and nothing else
     limits = {line[:26].strip(): line[26:].split()[0] for line in found["limits"].splitlines()[1:]}
     mb = 1024 * 1024
