@@ -47,6 +47,9 @@ ARTICLE_TIMEOUT_S = 15.0  # wall clock for one article, redirects and slow bodie
 STAGE_TIMEOUT_S = 60.0  # wall clock for all of a refresh's articles
 CONCURRENCY, PER_HOST = 48, 2  # requests in flight: in all (to many hosts), and to any one host
 EXCERPT_CHARS = 4000  # of the main text, what the judge's sandbox gets
+# Of the main text, what history keeps (UTF-8 bytes): every value stays readable under the served
+# Datasette's value limit (serve.VALUE_LIMIT). The longest of 120 real benchmark articles is 20 KB.
+TEXT_BYTES = 200_000
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 EXTRACTING = threading.Lock()
 
@@ -101,7 +104,8 @@ def extract(html: bytes | str, url: str | None = None) -> dict:
         value = found.get(theirs)
         fields[ours] = " ".join(str(value).split()) if value and ours != "text" else (value or None)
     if fields["text"]:
-        fields["text"] = "\n".join(line.strip() for line in fields["text"].splitlines() if line.strip())
+        text = "\n".join(line.strip() for line in fields["text"].splitlines() if line.strip())
+        fields["text"] = text.encode("utf-8")[:TEXT_BYTES].decode("utf-8", "ignore")
     return fields
 
 

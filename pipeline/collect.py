@@ -42,7 +42,7 @@ def relevant_from_sandboxes(boxes: list[Sandbox]) -> list[tuple[str, str, str]]:
     """(site, title, summary) of relevant judgments in sound sandboxes, best first."""
     rows = []
     for box in boxes:
-        conn = schema.connect_ro(box.path)
+        conn = schema.connect_untrusted(box.path)
         try:
             for story_id, score, summary in conn.execute(
                 "SELECT story_id, score, summary FROM judgments WHERE relevant = 1 AND run_id = ?", [box.run_id]

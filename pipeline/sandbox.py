@@ -152,7 +152,7 @@ def comment_sql(story_id: int, position: int, comment) -> tuple[str, list]:
 
 def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:
     """What is still missing for the agent to be done, as messages for the model."""
-    conn = schema.connect_ro(path)
+    conn = schema.connect_untrusted(path)
     try:
         judged = {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
         tagged = {row[0] for row in conn.execute("SELECT DISTINCT story_id FROM story_tags WHERE run_id = ?", [run_id])}
@@ -196,19 +196,26 @@ def fingerprint(path: Path) -> str | None:
 MAX_SANDBOX_BYTES = 64 * 1024 * 1024  # a sandbox of 100 candidates is well under 1 MB
 
 
-def validate(path: Path) -> list[str]:
-    """Everything wrong with a sandbox DB that the host must not merge; [] if it is sound."""
+def validate(path: Path, seconds: float = schema.UNTRUSTED_TIME_S) -> list[str]:
+    """Everything wrong with a sandbox DB that the host must not merge; [] if it is sound.
+
+    The schema is compared with schema.sql first, before any check that evaluates an expression: an
+    extra index or table (the model's code can write the file with real sqlite3 once it escapes the
+    interpreter) is refused before `integrity_check` would compute it. Every check runs on one
+    connection bounded in time and value size (`schema.connect_untrusted`)."""
     if not Path(path).is_file():
         return [f"sandbox database {path.name} is missing"]
     size = Path(path).stat().st_size
     if size > MAX_SANDBOX_BYTES:
         return [f"sandbox database is {size // 1024 // 1024} MB, over the {MAX_SANDBOX_BYTES // 1024 // 1024} MB cap"]
     try:
-        conn = schema.connect_ro(path)
+        conn = schema.connect_untrusted(path, seconds)
     except sqlite3.Error as exc:
         return [f"cannot open sandbox: {exc}"]
     try:
-        problems = []
+        problems = schema.schema_differences(schema.schema_of(conn), schema.reference_schema())
+        if problems:
+            return problems
         integrity = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
         if integrity != ["ok"]:
             problems.append("integrity_check failed: " + "; ".join(integrity[:5]))
@@ -216,7 +223,6 @@ def validate(path: Path) -> list[str]:
         if orphans:
             tables = sorted({row[0] for row in orphans})
             problems.append(f"foreign_key_check: {len(orphans)} orphan row(s) in {', '.join(tables)}")
-        problems += schema.schema_differences(schema.schema_of(conn), schema.reference_schema())
         if not problems:  # an honest agent writes one judgment per candidate and at most three tags each
             stories, judged, tagged = conn.execute(
                 "SELECT (SELECT count(*) FROM stories), (SELECT count(*) FROM judgments), "
@@ -224,6 +230,10 @@ def validate(path: Path) -> list[str]:
             if judged > stories or tagged > 3 * stories:
                 problems.append(f"{judged} judgments and {tagged} tags for {stories} candidates")
         return problems
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            return [f"sandbox checks ran past their {seconds:g} s bound; refused"]
+        return [f"not a readable SQLite database: {exc}"]
     except sqlite3.DatabaseError as exc:
         return [f"not a readable SQLite database: {exc}"]
     finally:

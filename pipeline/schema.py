@@ -193,3 +193,26 @@ def insert_sighting(conn: sqlite3.Connection, run_id: int, story_id: int, story)
 def connect_ro(path: str | Path) -> sqlite3.Connection:
     """A read-only connection to a database file (a sandbox, or history for a reader): nothing can write."""
     return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+
+
+UNTRUSTED_TIME_S = 10.0  # one host connection to a returned sandbox: a valid one is read in well under 1 s
+UNTRUSTED_LENGTH = 1_000_000  # bytes of one value or statement (a sandbox's longest value is ~4 KB of article)
+
+
+def connect_untrusted(path: str | Path, seconds: float = UNTRUSTED_TIME_S) -> sqlite3.Connection:
+    """A read-only connection to a database someone else wrote (a sandbox back from the jail), bounded the
+    way SQLite's "defense against the dark arts" advises: every statement stops at a wall-clock deadline
+    (a progress handler), one value or statement at UNTRUSTED_LENGTH, no function runs from its schema
+    (trusted_schema=OFF), cells are checked as read and nothing is memory-mapped.
+
+    The deadline is per connection, counted from now: a caller opens one for one job."""
+    import time
+
+    conn = connect_ro(path)
+    deadline = time.monotonic() + seconds
+    conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 1000)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, UNTRUSTED_LENGTH)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, UNTRUSTED_LENGTH)
+    for pragma in ("trusted_schema = OFF", "cell_size_check = ON", "mmap_size = 0"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn

@@ -68,7 +68,7 @@ def datasette_args(db: str, host: str, port: int, *, votes: bool, metadata_dir: 
         sys.executable, "-m", "datasette", "serve", db, str(store.feedback_path(db)),
         "--metadata", str(metadata), "--template-dir", str(TEMPLATES),
         "--host", host, "--port", str(port),
-        "--setting", "sql_time_limit_ms", "3000",
+        "--setting", "sql_time_limit_ms", "3000", "--setting", "num_sql_threads", str(SQL_THREADS),
     ]
 
 
@@ -83,6 +83,11 @@ def app(db: str | os.PathLike, votes: bool = True):
 
 
 SLOW_FUNCTIONS = {"printf", "format"}  # printf('%.*c', 2000000000, 'x'): seconds inside one call
+# Bytes of one value a visitor's query may read or build; every stored value fits (articles.TEXT_BYTES is
+# the longest). Datasette checks its time limit every 1,000 SQLite instructions, so what one call can cost
+# bounds how far past it a query runs: each string function here is linear in this.
+VALUE_LIMIT = 250_000
+SQL_THREADS = 8  # Datasette's default is 3: three visitors running slow queries held every one of them
 
 
 def authorize(action, arg1, arg2, db_name, trigger):
@@ -92,15 +97,77 @@ def authorize(action, arg1, arg2, db_name, trigger):
     return sqlite3.SQLITE_OK
 
 
+def as_text(value) -> str:
+    """A value as SQLite's string functions read it (text, a number's digits, a blob's bytes as UTF-8)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)
+
+
+def instr(haystack, needle):
+    """SQLite's instr() in linear time: the built-in compares the needle at every position, so one call
+    over hex(zeroblob(n)) costs n²/4 compares (4.5 s at 1 MB) where no time limit can stop it."""
+    if haystack is None or needle is None:
+        return None
+    if isinstance(haystack, bytes) and isinstance(needle, bytes):
+        return haystack.find(needle) + 1
+    return as_text(haystack).find(as_text(needle)) + 1
+
+
+def replace(text, old, new):
+    """SQLite's replace() in linear time (the built-in is quadratic like instr); a result over the value
+    limit is never built."""
+    if text is None or old is None or new is None:
+        return None
+    text, old, new = as_text(text), as_text(old), as_text(new)
+    if not old:
+        return text
+    if len(text.encode()) + text.count(old) * (len(new.encode()) - len(old.encode())) > VALUE_LIMIT:
+        return "x" * (VALUE_LIMIT + 1)  # SQLite refuses it with its own "string or blob too big"
+    return text.replace(old, new)
+
+
 @hookimpl
 def prepare_connection(conn, database, datasette):
-    """Bound what one anonymous query can build: Datasette's time limit is a progress handler, which
-    never runs inside a single function call, so one value is capped at 1 MB instead."""
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
+    """Bound what one anonymous query can build, and how long one function call can run: Datasette's time
+    limit is a progress handler, which never runs inside a single call. SQLite's own instr() and replace()
+    are replaced by linear ones (numbers are read as Python writes them: 1e+20, not SQLite's 1.0e+20)."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_LIMIT)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000)
     conn.set_authorizer(authorize)
+    conn.create_function("instr", 2, instr, deterministic=True)
+    conn.create_function("replace", 3, replace, deterministic=True)
     # The Atom feed builds HTML in SQL: every stored text goes through this first.
     conn.create_function("html_escape", 1, lambda v: html.escape(v) if isinstance(v, str) else v, deterministic=True)
+
+
+def same_origin(scope) -> bool:
+    """Whether a request comes from this site's own pages: its Origin names this host, or (no Origin)
+    the browser says `Sec-Fetch-Site: same-origin`. asgi-csrf checks its token only when the request
+    carries cookies, so a cross-site form without them (SameSite=Lax) was let through."""
+    headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
+    origin, fetch_site = headers.get("origin"), headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    if origin is not None:
+        return origin != "null" and origin.split("://", 1)[-1].rstrip("/").lower() == headers.get("host", "").lower()
+    return fetch_site in ("same-origin", "none")
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    """Every POST (the vote queries are Datasette's writable canned queries) is refused with 403 unless it
+    is same-origin, with or without cookies, on top of the CSRF token."""
+    def wrap(app):
+        async def guarded(scope, receive, send):
+            if scope["type"] == "http" and scope.get("method", "GET") not in ("GET", "HEAD", "OPTIONS") \
+                    and not same_origin(scope):
+                await Response.text("Refused: a POST from another site (or one that does not say where it "
+                                    "comes from).", status=403).asgi_send(send)
+                return
+            await app(scope, receive, send)
+        return guarded
+    return wrap
 
 
 @hookimpl

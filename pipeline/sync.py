@@ -261,7 +261,7 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
     them) come through as lone surrogates, which the insert below refuses for that row
     alone, with Python's reason.
     """
-    src = schema.connect_ro(box.path)
+    src = schema.connect_untrusted(box.path)
     src.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
         judgments = src.execute("SELECT run_id, story_id, relevant, score, summary, reason, evidence, discussion "

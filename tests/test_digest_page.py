@@ -80,7 +80,8 @@ def test_a_vote_is_stored_in_feedback_db_and_shown_on_the_page(elsewhere):
                                         ).fetchone()[0]
     token, cookies = csrf(ds, "/digest")
     response = asyncio.run(ds.client.post("/feedback/vote", data={"story_id": story, "vote": "up",
-                                                                  "csrftoken": token}, cookies=dict(cookies)))
+                                                                  "csrftoken": token}, cookies=dict(cookies),
+                                          headers={"Origin": "http://localhost"}))
     assert response.status_code == 302 and response.headers["location"] == "/digest"
     assert sqlite3.connect(store.feedback_path(db)).execute("SELECT vote FROM feedback WHERE story_id = ?",
                                                             [story]).fetchone() == ("up",)
@@ -98,13 +99,42 @@ def test_a_vote_without_the_csrf_token_is_refused_by_the_real_server(elsewhere):
             assert browser.get(base + path, timeout=10).status_code == 200, path
         assert browser.get(f"{base}/digest", timeout=10).cookies.get("ds_csrftoken") or browser.cookies.get(
             "ds_csrftoken")
+        same_origin = {"Origin": base}  # so that the token is what is checked here
         forged = browser.post(f"{base}/feedback/vote", data={"story_id": 2, "vote": "down"}, timeout=10,
-                              allow_redirects=False)
+                              headers=same_origin, allow_redirects=False)
         wrong = browser.post(f"{base}/feedback/vote", data={"story_id": 2, "vote": "down", "csrftoken": "x"},
-                             timeout=10, allow_redirects=False)
+                             headers=same_origin, timeout=10, allow_redirects=False)
     assert forged.status_code == 403 and wrong.status_code == 403
     assert sqlite3.connect(store.feedback_path(db)).execute("SELECT count(*) FROM feedback WHERE story_id = 2"
                                                             ).fetchone() == (0,)
+
+
+CROSS_SITE = {
+    "another site's Origin": {"Origin": "https://evil.example"},
+    "an opaque Origin": {"Origin": "null"},
+    "Sec-Fetch-Site cross-site": {"Sec-Fetch-Site": "cross-site"},
+    "Sec-Fetch-Site same-site (a sibling subdomain)": {"Sec-Fetch-Site": "same-site"},
+    "no Origin, no Sec-Fetch-Site": {},
+}
+
+
+def test_a_cross_site_vote_without_cookies_is_refused_by_the_real_server(elsewhere):
+    """asgi-csrf checks its token only when a request carries cookies, and a cross-site form sends none
+    under SameSite=Lax: such a POST stored votes. Now a POST must show it comes from the page itself."""
+    db, _ = elsewhere
+    with served(db) as (base, _banner):
+        for name, headers in CROSS_SITE.items():
+            forged = requests.post(f"{base}/feedback/vote", data={"story_id": 2, "vote": "down"}, headers=headers,
+                                   timeout=10, allow_redirects=False)
+            assert forged.status_code == 403, name
+        with requests.Session() as browser:  # the reader's own browser, on the page, with its token: stored
+            token = re.search(r'name="csrftoken" value="([^"]+)"', browser.get(f"{base}/digest", timeout=10).text)
+            done = browser.post(f"{base}/feedback/vote", data={"story_id": 2, "vote": "up", "csrftoken": token[1]},
+                                headers={"Origin": base, "Sec-Fetch-Site": "same-origin"}, timeout=10,
+                                allow_redirects=False)
+    assert done.status_code == 302
+    assert sqlite3.connect(store.feedback_path(db)).execute("SELECT vote FROM feedback WHERE story_id = 2"
+                                                            ).fetchall() == [("up",)]
 
 
 def test_with_voting_off_there_are_no_buttons_and_the_query_is_refused(elsewhere):
@@ -112,7 +142,8 @@ def test_with_voting_off_there_are_no_buttons_and_the_query_is_refused(elsewhere
     ds = serve.app(db, votes=False)
     page = get(ds, "/digest").text
     assert 'class="vote"' not in page and "/feedback/vote" not in page
-    response = asyncio.run(ds.client.post("/feedback/vote", data={"story_id": 1, "vote": "up"}))
+    response = asyncio.run(ds.client.post("/feedback/vote", data={"story_id": 1, "vote": "up"},
+                                          headers={"Origin": "http://localhost"}))
     assert response.status_code == 403  # refused to everyone (the in-process client skips only CSRF)
     assert sqlite3.connect(store.feedback_path(db)).execute("SELECT count(*) FROM feedback WHERE story_id = 1"
                                                             ).fetchone() == (0,)

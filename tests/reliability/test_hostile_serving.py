@@ -25,7 +25,18 @@ HOSTILE = {
     "huge LIKE pattern": "select 'x' like '" + "%x" * 3000 + "'",
     "recursive string builder": "with recursive s(n, t) as (select 1, 'x' union all select n + 1, t || t from s "
                                 "where n < 40) select length(max(t)) from s",
+    # Quadratic inside one call, no printf needed: 4.5 s a call at 1 MB, with SQLite's own instr and replace.
+    "instr over hex(zeroblob)": "select instr(hex(zeroblob(499999)), hex(zeroblob(249999)) || '1')",
+    "replace over hex(zeroblob)": "select length(replace(hex(zeroblob(499999)), hex(zeroblob(249999)) || '1', 'x'))",
+    "instr at the value limit": "select instr(hex(zeroblob(124999)), hex(zeroblob(62499)) || '1')",
+    "instr, many calls": "select sum(instr(hex(zeroblob(124999 - i % 2)), hex(zeroblob(62499)) || '1')) "
+                         "from (with recursive n(i) as (select 1 union all select i + 1 from n where i < 100000) "
+                         "select i from n)",
+    "a count to the time limit": "with recursive n(i) as (select 1 union all select i + 1 from n) "
+                                 "select count(*) from n",
 }
+ANSWERED = {"instr at the value limit": [{"instr(hex(zeroblob(124999)), hex(zeroblob(62499)) || '1')": 0}]}
+# (instr and replace are linear now: at the value limit one call takes milliseconds, not SQLite's 0.3 s)
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +87,17 @@ def test_one_query_cannot_outlive_the_time_limit_or_starve_others(server, name):
     for thread in threads:
         thread.join()
     assert results and quick
+    # A query that runs to the limit ends 0.4-1.3 s past it when three run at once on two cores (measured:
+    # 3.4, 3.9, 4.3 s; 3.5 s alone), however cheap each of its calls: Datasette's own overhead, not one call.
+    slack = 2 if name in ("instr, many calls", "a count to the time limit") else 1
     for status, payload, elapsed in results:
-        assert elapsed <= LIMIT_S + 1, (name, elapsed)
+        assert elapsed <= LIMIT_S + slack, (name, elapsed)
+        if name in ANSWERED:
+            assert status == 200 and payload == ANSWERED[name] and elapsed < 1, (payload, elapsed)
+            continue
         reason = json.dumps(payload)  # refused by a bound, with SQLite's reason
-        assert status == 400 and any(word in reason for word in ("too big", "not authorized", "too complex")), reason
+        assert status == 400 and any(word in reason for word in ("too big", "not authorized", "too complex",
+                                                                 "interrupted", "too long")), reason
     p95 = sorted(quick)[int(len(quick) * 0.95)]
     assert max(quick) < 0.1, quick
     record(f"Datasette: '{name}' from 3 visitors for 2 s, select 1 from a 4th", len(results) + len(quick),
