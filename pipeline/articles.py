@@ -7,8 +7,10 @@ pages: bounded in every dimension and never trusted.
   host), connect/read timeouts, a deadline per article and for the stage, a byte cap on the
   *decoded* body (read raw and decompressed here, so a gzip bomb stops at the cap), HTML only
   by content type, at most `MAX_REDIRECTS` redirects, a User-Agent naming the tool, and no
-  request to a private, loopback, link-local or otherwise non-public address: checked
-  after DNS resolution, on every hop. Each failure costs that article alone, with a reason.
+  request to a private, loopback, link-local or otherwise non-public address, IPv6 forms
+  that embed one included: checked on every hop, on the very address connected to (the
+  name is resolved once, `PinnedBackend`), so a second DNS answer cannot differ from the
+  one checked. Each failure costs that article alone, with a reason.
 - **Extract** (`extract`): trafilatura (F1 0.959 on the 61 shared benchmark pages, see
   tests/test_articles.py) without the page's own comment section: title, description,
   author, date, language and the main text.
@@ -34,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 import lxml.etree
 
@@ -115,30 +118,100 @@ class Refused(Exception):
     """A URL this reader will not request (the reason is the message)."""
 
 
-def check_address(host: str) -> None:
-    """Refuse a host that resolves to any non-public address (loopback, private, link-local, metadata...)."""
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local-use NAT64, never global
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address in the last 32 bits
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries (mapped, IPv4-compatible, 6to4, Teredo's client, NAT64), if any."""
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if address.teredo:
+        return address.teredo[1]
+    if address.packed[:12] == bytes(12) or address in NAT64:  # ::a.b.c.d (deprecated), 64:ff9b::a.b.c.d
+        return ipaddress.IPv4Address(address.packed[12:])
+    return None
+
+
+def public(text: str) -> bool:
+    """Whether an address may be requested: global, and no IPv6 form of a non-global IPv4 address."""
+    address = ipaddress.ip_address(text.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in NAT64_LOCAL:
+            return False
+        inner = embedded_ipv4(address)
+        if inner is not None and not inner.is_global:
+            return False
+    return address.is_global
+
+
+def resolve_public(host: str, port: int) -> list[tuple]:
+    """The addresses to connect to for host:port, resolved once; refused if any is not public."""
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise Refused(f"cannot resolve {host!r}: {exc}") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if getattr(address, "ipv4_mapped", None):
-            address = address.ipv4_mapped
-        if not address.is_global:
-            raise Refused(f"{host} resolves to {address}, a non-public address")
+        if not public(info[4][0]):
+            raise Refused(f"{host} resolves to {info[4][0].split('%')[0]}, a non-public address")
+    return infos
 
 
-def check_url(url: str, trusted: frozenset[str] = frozenset(), resolve: bool = True) -> None:
-    """Refuse anything but a plain http(s) URL of a public host. `trusted`: host:port pairs let through
-    (the tests' loopback servers); `resolve=False`: a replay, where no request leaves the process."""
+class PinnedBackend(httpcore.SyncBackend):
+    """httpcore's network backend, connecting only to the address it checked: the name is resolved once,
+    every answer must be public, and the socket is opened to that very answer. A second lookup by the
+    connection (DNS rebinding: public first, 127.0.0.1 next) cannot happen. TLS still names the host
+    (SNI and certificate checks take it from the URL, as the Host header does). `trusted`: host:port pairs
+    connected to as they are (the tests' loopback servers)."""
+
+    def __init__(self, trusted: frozenset[str] = frozenset()):
+        self.trusted = trusted
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        if f"{host}:{port}" in self.trusted:
+            return super().connect_tcp(host, port, timeout, local_address, socket_options)
+        try:
+            infos = resolve_public(host, port)
+        except Refused as exc:
+            raise httpcore.ConnectError(str(exc)) from None
+        last: Exception = httpcore.ConnectError(f"no address for {host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                last = httpcore.ConnectTimeout(str(exc)) if isinstance(exc, TimeoutError) else \
+                    httpcore.ConnectError(str(exc) or exc.__class__.__name__)
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for option in socket_options or []:
+                sock.setsockopt(*option)
+            return httpcore._backends.sync.SyncStream(sock)
+        raise last
+
+
+def pinned_transport(trusted: frozenset[str] = frozenset(), limits: httpx.Limits | None = None) -> httpx.HTTPTransport:
+    """An httpx transport whose connections go through PinnedBackend (no proxy from the environment: a
+    proxy would do its own lookup). httpx has no public option for a network backend, so the pool it
+    built is replaced by the same pool with ours (httpx is pinned below 1.0 in pyproject)."""
+    limits = limits or httpx.Limits()
+    transport = httpx.HTTPTransport(limits=limits, trust_env=False)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+        network_backend=PinnedBackend(trusted))
+    return transport
+
+
+def check_url(url: str) -> None:
+    """Refuse anything but a plain http(s) URL (its address is checked when it is connected to)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"not an http(s) URL: {url[:200]!r}")
     if parts.username or parts.password:
         raise Refused("a URL with user info")
-    if resolve and parts.netloc not in trusted:
-        check_address(parts.hostname)
 
 
 def decoder(encoding: str):
@@ -171,9 +244,9 @@ def read_body(response: httpx.Response, deadline: float, timeout: float) -> byte
     return bytes(out)
 
 
-def fetch_one(client: httpx.Client, url: str, trusted: frozenset[str] = frozenset(), resolve: bool = True,
-              timeout: float = ARTICLE_TIMEOUT_S, raw: bool = False) -> Article:
-    """GET one article, following redirects by hand so every hop is checked; never raises.
+def fetch_one(client: httpx.Client, url: str, timeout: float = ARTICLE_TIMEOUT_S, raw: bool = False) -> Article:
+    """GET one article, following redirects by hand so every hop is checked (its URL here, its address
+    by the client's PinnedBackend as it connects); never raises.
 
     `raw`: a discussion page (HTML or JSON), kept as fetched, not read as an article.
     """
@@ -182,7 +255,7 @@ def fetch_one(client: httpx.Client, url: str, trusted: frozenset[str] = frozense
     target = url
     try:
         for _hop in range(MAX_REDIRECTS + 1):
-            check_url(target, trusted, resolve)
+            check_url(target)
             with client.stream("GET", target, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
                                                        "Accept": "text/html,application/xhtml+xml"}) as response:
                 article.http_status, article.final_url = response.status_code, target
@@ -231,15 +304,16 @@ def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None,
     `trusted`: host:port pairs whose address is not checked (the tests' loopback servers only).
     `raw`: URLs fetched as they are (discussion pages and JSON), not read as articles.
     """
-    resolve = replay is None and transport is None  # a replay or a test's transport opens no connection
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     if replay is not None:
         transport = replay_transport(replay)
+    elif transport is None:  # a replay or a test's transport opens no connection; ours checks every one
+        transport = pinned_transport(trusted, limits)
     results: dict[str, Article] = {}
     hosts: dict[str, threading.Semaphore] = {}
     lock = threading.Lock()
     timeout = httpx.Timeout(connect=5.0, read=5.0, write=5.0, pool=stage_timeout)
-    client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False,
-                          limits=httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY))
+    client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, limits=limits)
 
     def work(url: str) -> None:
         host = (urlsplit(url).hostname or "").lower()
@@ -247,7 +321,7 @@ def fetch_all(urls: list[str], *, transport: httpx.BaseTransport | None = None,
             gate = hosts.setdefault(host, threading.Semaphore(PER_HOST))
         with gate:
             try:
-                article = fetch_one(client, url, trusted, resolve, article_timeout, raw=url in raw)
+                article = fetch_one(client, url, article_timeout, raw=url in raw)
             except Exception as exc:  # a bug here must cost this article, not the stage
                 article = Article(url=url, error=one_line(f"{exc.__class__.__name__}: {exc}", 300),
                                   fetched_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))

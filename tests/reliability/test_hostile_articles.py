@@ -7,6 +7,7 @@ address are refused exactly as on the internet.
 
 import contextlib
 import gzip
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,3 +151,71 @@ def test_every_hostile_article_fails_alone_with_a_reason(server):
 def test_no_request_to_a_private_address_even_untrusted_loopback(url, reason):
     article = articles.fetch_all([url], article_timeout=3)[url]
     assert article.status == "failed" and reason in article.error, article.error
+
+
+# IPv6 forms that carry a loopback or private IPv4 address: 5 of 30 such forms passed the address check.
+EMBEDDED = {
+    "IPv4-compatible loopback": "::127.0.0.1", "IPv4-compatible private": "::10.0.0.1",
+    "IPv4-compatible metadata": "::169.254.169.254",
+    "NAT64 loopback": "64:ff9b::127.0.0.1", "NAT64 private": "64:ff9b::192.168.1.1",
+    "NAT64 metadata": "64:ff9b::169.254.169.254", "local-use NAT64": "64:ff9b:1::a00:1",
+    "6to4 loopback": "2002:7f00:1::", "6to4 private": "2002:c0a8:101::1", "6to4 metadata": "2002:a9fe:a9fe::",
+    "Teredo, client 127.0.0.1": "2001:0:4136:e378:8000:63bf:80ff:fffe",
+    "IPv4-mapped private": "::ffff:10.0.0.1", "IPv4-mapped metadata": "::ffff:169.254.169.254",
+}
+
+
+@pytest.mark.parametrize("form", EMBEDDED)
+def test_no_ipv6_form_of_a_private_ipv4_address_is_requested(form):
+    url = f"http://[{EMBEDDED[form]}]/"
+    article = articles.fetch_all([url], article_timeout=3)[url]
+    assert article.status == "failed" and "non-public address" in article.error, article.error
+
+
+def test_public_ipv6_and_nat64_of_a_public_address_are_allowed():
+    for address in ("2606:4700:4700::1111", "64:ff9b::8.8.8.8", "2a00:1450:4001:82b::200e"):
+        assert articles.public(address), address
+
+
+def test_a_second_dns_answer_cannot_differ_from_the_one_checked(monkeypatch):
+    """DNS rebinding: the first lookup of a name says a public address, every later one 127.0.0.1. The check
+    resolved, then the connection resolved again, and a loopback-only page landed in articles.text."""
+    secret = b"<html><body><article><p>" + b"LOOPBACK-ONLY-7e21 internal page. " * 40 + b"</p></article></body></html>"
+    hits = []
+
+    class Internal(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(secret)))
+            self.end_headers()
+            self.wfile.write(secret)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Internal)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    real, answers = socket.getaddrinfo, []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebind.example":
+            return real(host, *args, **kwargs)
+        answers.append(host)
+        address = "203.0.113.7" if len(answers) == 1 else "127.0.0.1"  # public (TEST-NET-3) first, then loopback
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    url = f"http://rebind.example:{port}/internal"
+    try:
+        article = articles.fetch_all([url], article_timeout=2, stage_timeout=10)[url]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert hits == [] and "LOOPBACK-ONLY" not in (article.text or "")
+    assert article.status == "failed" and len(answers) == 1, (article.error, answers)
+    record("articles: DNS rebinding (public answer, then 127.0.0.1) and 13 IPv6 forms embedding private IPv4",
+           1 + len(EMBEDDED), 1 + len(EMBEDDED), 0, 0,
+           "one lookup, the connection made to the checked address; every embedded form refused")
