@@ -382,8 +382,20 @@ def read_warc(path: Path) -> dict[str, tuple[int, str, bytes]]:
             url = record.rec_headers.get_header("WARC-Target-URI")
             status = int(record.http_headers.get_statuscode() or "0") if record.http_headers else 0
             kind = record.http_headers.get_header("Content-Type") if record.http_headers else None
-            found[url] = (status, kind or "", record.content_stream().read())
+            found[url] = (status, kind or "", bounded_read(record.content_stream()))
     return found
+
+
+def bounded_read(stream, limit: int = MAX_BYTES) -> bytes:
+    """At most `limit` + 1 bytes of a (decompressing) stream, read a block at a time: a replayed record is
+    bounded as a live body is, so a gzip bomb in a WARC stops at the cap (fetch_one then refuses it)."""
+    out = bytearray()
+    while len(out) <= limit:
+        block = stream.read(min(65536, limit + 1 - len(out)))
+        if not block:
+            break
+        out += block
+    return bytes(out)
 
 
 def replay_transport(path: Path) -> httpx.MockTransport:

@@ -8,6 +8,7 @@ address are refused exactly as on the internet.
 import contextlib
 import gzip
 import socket
+import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -219,3 +220,56 @@ def test_a_second_dns_answer_cannot_differ_from_the_one_checked(monkeypatch):
     record("articles: DNS rebinding (public answer, then 127.0.0.1) and 13 IPv6 forms embedding private IPv4",
            1 + len(EMBEDDED), 1 + len(EMBEDDED), 0, 0,
            "one lookup, the connection made to the checked address; every embedded form refused")
+
+
+# Runs a command and prints its peak resident memory (KB): the refresh's own, not this test process's.
+PEAK = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+
+
+def test_a_gzip_bomb_in_a_snapshot_warc_is_inflated_only_up_to_the_cap(tmp_path):
+    """`--snapshot` replays articles.warc.gz: a gzip-encoded record was inflated whole before the 2 MB cap
+    (a 0.58 MB record took the refresh to 2.4 GB). Each record is inflated up to the cap, as live bodies are."""
+    import io
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    from pipeline import parse
+
+    from ..helpers import SNAPSHOT
+
+    snapshot = tmp_path / "snap"
+    snapshot.mkdir()
+    for name in ("hn.html", "lobsters.html"):
+        shutil.copy(SNAPSHOT / name, snapshot / name)
+    story = next(s for s in parse.parse("hn", (SNAPSHOT / "hn.html").read_text()) if s.url)
+    packed = io.BytesIO()  # 600 MB of zeros, compressed a block at a time (this process never holds them)
+    with gzip.GzipFile(fileobj=packed, mode="wb", compresslevel=9) as bomb_file:
+        bomb_file.write(b"<html><body>")
+        block = bytes(1024 * 1024)
+        for _ in range(600):
+            bomb_file.write(block)
+    bomb = packed.getvalue()
+    with open(snapshot / "articles.warc.gz", "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html"), ("Content-Encoding", "gzip")],
+                                   protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(story.url, "response", payload=io.BytesIO(bomb),
+                                                      http_headers=headers))
+    done = subprocess.run(["/usr/bin/env", "python3", "-c", PEAK, str(Path(sys.executable).with_name("newsreader")),
+                           "refresh", "--db", str(tmp_path / "news.db"), "--snapshot", str(snapshot)],
+                          capture_output=True, text=True, timeout=300)
+    peak_mb = int(done.stdout.split()[-1]) / 1024
+    assert done.returncode == 0, done.stderr
+    assert peak_mb < 400, peak_mb
+    conn = sqlite3.connect(tmp_path / "news.db")
+    error = conn.execute("SELECT error FROM articles WHERE url = ?", [articles.key(story)]).fetchone()
+    conn.close()
+    assert error == ("larger than 2 MB",), error
+    record(f"articles: a {len(bomb) // 1024} KB gzip record inflating to 600 MB in a --snapshot WARC", 1, 1, 0, 0,
+           f"refused at the 2 MB cap; the refresh peaked at {peak_mb:.0f} MB")
