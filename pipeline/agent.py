@@ -266,17 +266,46 @@ class Budget:
 
 
 class BudgetedModel(LiteLLMModel):
-    """A LiteLLM model whose every call is checked against, and counted into, the refresh's budget."""
+    """A LiteLLM model whose every call is checked against, and counted into, the refresh's budget, and
+    ends by the site's deadline (`deadline`, a `time.monotonic()` instant that judge_site sets)."""
 
     def __init__(self, *args, budget: Budget | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.budget = budget or Budget(None)
+        self.deadline: float | None = None
 
     def generate(self, messages, *args, **kwargs) -> ChatMessage:
         self.budget.check(self.model_id, messages)
-        message = super().generate(messages, *args, **kwargs)
+        message = self.within_deadline(super().generate, messages, *args, **kwargs)
         self.budget.add(self.model_id, message.token_usage)
         return message
+
+    def within_deadline(self, call, *args, **kwargs) -> ChatMessage:
+        """The call, given up at the deadline however the provider answers: LiteLLM's timeout bounds each
+        read, so an endpoint dripping a byte a second held one call for minutes. The abandoned call runs
+        on in a daemon thread, with no more retries than LiteLLM's own, and its answer is never used."""
+        if self.deadline is None:
+            return call(*args, **kwargs)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the site ran past its time limit before this model call")
+        kwargs["timeout"] = min(float(kwargs.get("timeout") or self.kwargs.get("timeout") or left), left)
+        done: dict = {}
+
+        def run():
+            try:
+                done["message"] = call(*args, **kwargs)
+            except BaseException as exc:  # handed to the waiting thread
+                done["error"] = exc
+
+        worker = threading.Thread(target=run, daemon=True, name="model-call")
+        worker.start()
+        worker.join(left)
+        if worker.is_alive():
+            raise TimeoutError(f"the model call ran past the site's time limit ({left:.0f} s left when it began)")
+        if "error" in done:
+            raise done["error"]
+        return done["message"]
 
 
 def make_model(model_id: str | None, budget: Budget | None = None, learned=None, **options) -> Model:
@@ -424,6 +453,8 @@ def judge_site(
             result.error = "no candidates to judge"
         return result
     site_deadline = started + site_timeout
+    if isinstance(model, BudgetedModel):
+        model.deadline = site_deadline
     remote = executor != "local" or python_executor is not None
     tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
     agent = own_executor = None

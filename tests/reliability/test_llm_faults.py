@@ -60,3 +60,57 @@ def test_zz_llm_fault_figures():
     assert SEEN["faults"] == len(FAULTS)
     record("LLM faults via the loopback stub (LiteLLM)", len(FAULTS), SEEN["faults"], 0, 0,
            f"{SEEN['requests']} model requests in all; slowest refresh {SEEN['seconds']:.1f} s; other site landed")
+
+
+def test_a_model_endpoint_dripping_bytes_cannot_hold_a_site_past_its_deadline(tmp_path):
+    """LiteLLM's timeout bounds each read, not the call: an endpoint sending one byte a second held one call
+    for 88 s against site_timeout = 20. Every model call now ends by the site's deadline."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ..stub_llm import cli_refresh
+
+    body = json.dumps(completion("Thought: judging.\n<code>\nfinal_answer('done')\n</code>")[1]).encode()
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for byte in body[:120]:  # 120 s at one byte a second, well past the deadline
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(1)
+                self.wfile.write(body[120:])
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    config = tmp_path / "newsreader.toml"
+    config.write_text("site_timeout = 8\n")
+    stub = type("Stub", (), {"api_base": f"http://127.0.0.1:{httpd.server_address[1]}/v1"})
+    try:
+        t0 = time.monotonic()
+        done = cli_refresh(tmp_path / "news.db", stub, env={"NEWSREADER_CONFIG": str(config)})
+        elapsed = time.monotonic() - t0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    conn = sqlite3.connect(tmp_path / "news.db")
+    errors = dict(conn.execute("SELECT source, error FROM run_sites"))
+    conn.close()
+    assert set(errors) == {"hn", "lobsters"}
+    assert all("time limit" in error for error in errors.values()), errors
+    assert elapsed < 8 + 20, elapsed  # the deadline, plus start-up (LiteLLM's import) and the sync
+    record("LLM: an endpoint dripping its answer one byte a second, site_timeout 8", 1, 1, 0, 0,
+           f"both sites stopped at their deadline; the refresh ended in {elapsed:.1f} s")
