@@ -20,7 +20,7 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 9  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 10  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
@@ -317,18 +317,34 @@ CREATE TRIGGER IF NOT EXISTS judgments_plain_text_update BEFORE UPDATE OF summar
 WHEN (NEW.summary || ' ' || NEW.reason) GLOB (SELECT glob FROM invisible_characters)
 BEGIN SELECT RAISE(ABORT, 'summary and reason must be plain text: no invisible, bidi or control characters'); END;
 
+-- Evidence is a quote of at least four words (or, in a script written without spaces, 15 characters),
+-- found in the story's article as it is, starting and ending on a whole word (the article's characters just outside it are not letters or digits, ASCII):
+-- not "e", not "ot recommend". What the rule cannot see is meaning: a quote of whole words that leaves
+-- out a "not" before it is still a quote (ARCHITECTURE.md, "Evidence").
 CREATE TRIGGER IF NOT EXISTS judgments_evidence_insert BEFORE INSERT ON judgments
-WHEN NEW.evidence IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM story_articles AS a WHERE a.story_id = NEW.story_id AND instr(a.text, NEW.evidence) > 0)
+WHEN NEW.evidence IS NOT NULL AND (
+    NOT (NEW.evidence GLOB '*[^ ] *[^ ] *[^ ] *[^ ]*' OR (length(NEW.evidence) >= 15
+         AND NOT NEW.evidence GLOB '* *' AND NEW.evidence GLOB ('*[^' || char(1) || '-' || char(127) || ']*')))
+    OR NOT EXISTS (SELECT 1 FROM story_articles AS a WHERE a.story_id = NEW.story_id
+        AND (char(10) || a.text || char(10)) GLOB ('*'
+            || CASE WHEN NEW.evidence GLOB '[A-Za-z0-9]*' THEN '[^A-Za-z0-9]' ELSE '' END
+            || replace(replace(replace(NEW.evidence, '[', '[[]'), '*', '[*]'), '?', '[?]')
+            || CASE WHEN NEW.evidence GLOB '*[A-Za-z0-9]' THEN '[^A-Za-z0-9]' ELSE '' END || '*')))
 BEGIN
-    SELECT RAISE(ABORT, 'evidence must be copied exactly from this story''s text in story_articles (or be NULL)');
+    SELECT RAISE(ABORT, 'evidence must be at least four whole words copied exactly from this story''s text in story_articles (or be NULL)');
 END;
 
 CREATE TRIGGER IF NOT EXISTS judgments_evidence_update BEFORE UPDATE OF evidence, story_id ON judgments
-WHEN NEW.evidence IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM story_articles AS a WHERE a.story_id = NEW.story_id AND instr(a.text, NEW.evidence) > 0)
+WHEN NEW.evidence IS NOT NULL AND (
+    NOT (NEW.evidence GLOB '*[^ ] *[^ ] *[^ ] *[^ ]*' OR (length(NEW.evidence) >= 15
+         AND NOT NEW.evidence GLOB '* *' AND NEW.evidence GLOB ('*[^' || char(1) || '-' || char(127) || ']*')))
+    OR NOT EXISTS (SELECT 1 FROM story_articles AS a WHERE a.story_id = NEW.story_id
+        AND (char(10) || a.text || char(10)) GLOB ('*'
+            || CASE WHEN NEW.evidence GLOB '[A-Za-z0-9]*' THEN '[^A-Za-z0-9]' ELSE '' END
+            || replace(replace(replace(NEW.evidence, '[', '[[]'), '*', '[*]'), '?', '[?]')
+            || CASE WHEN NEW.evidence GLOB '*[A-Za-z0-9]' THEN '[^A-Za-z0-9]' ELSE '' END || '*')))
 BEGIN
-    SELECT RAISE(ABORT, 'evidence must be copied exactly from this story''s text in story_articles (or be NULL)');
+    SELECT RAISE(ABORT, 'evidence must be at least four whole words copied exactly from this story''s text in story_articles (or be NULL)');
 END;
 
 -- One to three vocabulary tags per judgment.

@@ -384,7 +384,8 @@ def article_hits(messages) -> dict[int, dict[str, int]] | None:
 
 # Runs in the sandbox after the host's verdicts: what the reader gets from the article and the
 # discussion must be quoted from them, so it is picked where they are. A summary from the article
-# (its description, else its first full sentence of 40-200 characters, which is also the evidence);
+# (its description, else its first full sentence of 40-200 characters and four words at least, which is
+# also the evidence);
 # the discussion line from the first comment's first sentence that is not a quote.
 QUOTING = r'''
 import re
@@ -392,14 +393,18 @@ def first_row(statement, sid):
     found = sql(statement, [sid]).split('\n', 1)
     return found[1] if len(found) > 1 else ''
 def sentences(text):
-    return [s.strip() for line in text.split('\n') for s in re.findall(r'[A-Z0-9"][^.!?]*[.!?]', line)]
+    return [s.strip() for line in text.split('\n') for s in re.findall(r'(?<![A-Za-z0-9])[A-Z0-9"][^.!?]*[.!?]', line)]
+def quotable(s):  # what schema.sql takes as evidence: four words, or 15 characters of a script without spaces
+    return len(s.split()) >= 4 or (' ' not in s and len(s) >= 15 and not s.isascii())
 def from_reading(sid, title, fallback):
     text = first_row('SELECT text FROM story_articles WHERE story_id = ?', sid)[:3000]
     about = first_row('SELECT description FROM story_articles WHERE story_id = ?', sid)
-    quote = next((s for s in sentences(text) if 40 <= len(s) <= 200 and s.lower() not in title.lower()), None)
+    quote = next((s for s in sentences(text) if 40 <= len(s) <= 200 and quotable(s)
+                  and s.lower() not in title.lower()), None)
     if quote is None and text.strip():  # no full sentence: the start of the first line, cut at a word
         line = text.strip().split('\n')[0]
-        quote = line if len(line) <= 200 else line[:200].rsplit(' ', 1)[0].strip() or line[:200]
+        quote = line if len(line) <= 200 else line[:200].rsplit(' ', 1)[0].strip()
+        quote = quote if quotable(quote) else None
     about = ' '.join(about.split()) if about and about != 'None' else ''
     summary = about if 10 <= len(about) <= 400 and about.lower() not in title.lower() else (quote or fallback)
     comment = first_row('SELECT text FROM comments WHERE story_id = ? ORDER BY position LIMIT 1', sid)

@@ -46,6 +46,8 @@ MIGRATIONS: dict[int, list[str]] = {
     4: ["DROP TRIGGER IF EXISTS story_tags_at_most_three"],  # re-inserting an existing tag was refused
     7: ["DROP VIEW IF EXISTS digest_stories"],  # shows each story's evidence and discussion line
     8: ["DROP VIEW IF EXISTS digest_stories"],  # tags also as a JSON array, so a facet counts single tags
+    10: ["DROP TRIGGER IF EXISTS judgments_evidence_insert",  # evidence: four whole words at least
+         "DROP TRIGGER IF EXISTS judgments_evidence_update"],
 }
 
 FTS_COLUMNS = {"stories": ["title", "summary"], "articles": ["title", "text"]}  # full-text search, per table

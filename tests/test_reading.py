@@ -11,6 +11,7 @@ import sqlite3
 import time
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from pipeline import agent, articles, parse, refresh, rules
@@ -66,7 +67,8 @@ def test_a_made_up_quote_is_refused_and_the_model_is_told_why(tmp_path, monkeypa
     assert report.status == "ok"  # the model's next step judged without the made-up quote
     steps = [json.loads(line) for path in (tmp_path / "logs").glob("*.jsonl") for line in path.read_text().splitlines()]
     first = next(s["detail"] for s in steps if s.get("status") == "step")
-    assert "error: evidence must be copied exactly from this story's text in story_articles" in first, first
+    assert ("error: evidence must be at least four whole words copied exactly from this story's text in "
+            "story_articles") in first, first
     conn = sqlite3.connect(tmp_path / "news.db")
     assert conn.execute("SELECT count(*) FROM judgments WHERE evidence = 'A sentence this article never contained.'"
                         ).fetchone() == (0,)
@@ -82,7 +84,7 @@ def test_the_schema_refuses_a_quote_the_article_does_not_contain(tmp_path):
         conn.execute("UPDATE judgments SET evidence = 'Words the article never had.' WHERE story_id = ? AND run_id = ?",
                      [story, run])
     except sqlite3.IntegrityError as exc:
-        assert "evidence must be copied exactly from this story's text" in str(exc)
+        assert "copied exactly from this story's text" in str(exc)
     else:
         raise AssertionError("a made-up quote was stored")
 
@@ -194,3 +196,51 @@ def test_the_rules_model_reads_back_every_line_of_its_reading_step():
     assert set(rules.article_hits(shown_to(rules.RulesModel()))) == set(range(1, 101))
     cut = rules.article_hits(shown_to(ScriptedModel()))  # an LLM is shown the first OUTPUT_KEPT characters
     assert cut is not None and len(cut) < 30
+
+
+ARTICLE = ("We do not recommend running the migration on a live primary. "
+           "Take a snapshot first, then replay the log on a replica.")
+QUOTES = {  # evidence -> what the schema says (None: taken)
+    "e": "error: evidence must be at least four whole words",
+    "not recommend": "error: evidence must be at least four whole words",
+    "ot recommend running the": "error: evidence must be at least four whole words",  # starts mid-word
+    "We do not recommen": "error: evidence must be at least four whole words",  # ends mid-word
+    "We do not recommend running the migration": None,
+    "Take a snapshot first, then replay the log on a replica.": None,
+    # Whole words, four of them, in the text: taken, though it drops the "not" that came before. The rule
+    # checks that evidence is a real quote; what a cut does to its meaning is beyond it (ARCHITECTURE.md).
+    "recommend running the migration on a live primary.": None,
+}
+
+
+def with_evidence(tmp_path, text: str, quote: str) -> str:
+    """What the sql tool says to a judgment of story 1, whose article is `text`, quoting `quote`."""
+    from pipeline import sandbox
+
+    from .helpers import make_box
+
+    box = make_box(tmp_path)
+    story = box.candidates[1]
+    article = articles.Article(url=story.url or story.discussion_url, status="ok", text=text,
+                               fetched_at="2026-11-25T08:00:00Z")
+    sandbox.add_reading(box, articles.Reading(articles={story.source_id: article}, discussions={}, fetched=[]))
+    assert box.rejected == []
+    return sandbox.SqlTool(str(box.path))(
+        "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence) "
+        "VALUES (1, 1, 1, 70, 'A migration guide for databases in production.', 'databases', ?)", [quote])
+
+
+@pytest.mark.parametrize("quote", QUOTES)
+def test_evidence_is_four_whole_words_quoted_from_the_article(tmp_path, quote):
+    """12 judgments landed with evidence "e": a quote is now four words at least, whole at both ends."""
+    said = with_evidence(tmp_path, ARTICLE, quote)
+    if QUOTES[quote] is None:
+        assert not said.startswith("error"), said
+    else:
+        assert said.startswith(QUOTES[quote]), said
+
+
+def test_evidence_in_a_script_written_without_spaces_is_fifteen_characters(tmp_path):
+    text = "先日、不正に改造したiPhoneを販売したとして、商標法違反の疑いで20代の男性が逮捕されました。"
+    assert not with_evidence(tmp_path / "a", text, text[:20]).startswith("error")
+    assert with_evidence(tmp_path / "b", text, text[:5]).startswith("error: evidence must be")
