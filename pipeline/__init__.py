@@ -11,6 +11,7 @@ ARCHITECTURE.md and tests/test_layout.py):
     sandbox   -> a per-site SQLite DB (from schema.sql), validated once
     prompt    -> the task prompt, built and read back
     rules     -> the built-in deterministic `rules` model (and the keyword baseline)
+    seccomp   -> the jail's seccomp filter (ptrace and kin refused)
     jail      -> where the agent's code runs by default: a bubblewrap process per site
     container -> or a locked-down Docker container per site (`--executor docker`)
     agent     -> one CodeAgent per site, in parallel

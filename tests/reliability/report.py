@@ -19,12 +19,32 @@ EXECUTORS = [
     "## Where the model's code ran",
     "",
     "Every refresh above used the default executor, `jail`: the model-written code ran in a bubblewrap "
-    "process per site (no network, empty environment, no capabilities, own PID namespace, read-only system "
-    "and interpreter paths, one 96 MB tmpfs holding its sandbox DB, address-space/CPU/file/process limits, "
-    "a host-enforced wall-clock deadline per step). The `jail:` rows show an agent that escapes smolagents' "
-    "interpreter reaching only that process. Not isolated by the jail: the kernel itself (shared with the "
-    "host), memory as a whole (limits are per process; there is no cgroup) and CPU share. `--executor docker` "
-    "adds cgroup limits; `--executor local` isolates nothing and is for the built-in models only.",
+    "process per site (no network, empty environment, no capabilities, own PID namespace, a seccomp filter "
+    "refusing ptrace, read-only system paths, interpreter files and package folders, a read-only `/dev` and no "
+    "`/tmp`, one 96 MB tmpfs holding its sandbox DB as the only writable place, address-space/CPU/file/process "
+    "limits, a host-enforced wall-clock deadline per step that kills the jail's PID 1 and so its whole PID "
+    "namespace). The `jail:` rows show an agent that escapes smolagents' interpreter reaching only that "
+    "process. Not isolated by the jail: the kernel itself (shared with the host), memory as a whole (limits are "
+    "per process; there is no cgroup) and CPU share. `--executor docker` adds cgroup limits; `--executor local` "
+    "isolates nothing and is for the built-in models only.",
+]
+
+# Hardening round 3 (issue 28): what a red team broke on 2026-12-02, and the row above that tests each.
+HARDENING = [
+    ("host hang from the returned sandbox (a costly expression index)",
+     "an extra table with a costly expression index, written around the sql tool"),
+    ("the jail outlives the host's kill (ptrace of its PID 1)",
+     "jail: ptrace of the jail's PID 1; jail: a detached, signal-ignoring process in the jail"),
+    ("SSRF by DNS rebinding", "articles: DNS rebinding"),
+    ("unbounded writable /dev in the jail", "jail: write until refused"),
+    ("vote CSRF without cookies", "Datasette: a vote POSTed from another site without cookies"),
+    ("the jail binds a home folder", "jail: a venv whose python is ~/bin/python3"),
+    ("a visitor's query outlives the time limit (instr over hex(zeroblob))",
+     "Datasette: 'instr over hex(zeroblob)', 'replace over hex(zeroblob)', 'instr, many calls'"),
+    ("evidence accepts any substring", "evidence: 'e', two words, a quote starting or ending mid-word"),
+    ("IPv6 forms embedding IPv4 pass the address check", "articles: ... 13 IPv6 forms embedding private IPv4"),
+    ("WARC record bomb", "articles: a ... gzip record inflating to 600 MB in a --snapshot WARC"),
+    ("site_timeout not enforced during a model call", "LLM: an endpoint dripping its answer one byte a second"),
 ]
 
 
@@ -51,7 +71,9 @@ def main() -> int:
     lost = sum(r["rows_lost"] for r in rows)
     landed = sum(r["malformed_landed"] for r in rows)
     lines += ["", f"Total: {sum(r['inputs'] for r in rows)} inputs, {lost} rows lost, {landed} malformed rows landed."]
-    lines += ["", *EXECUTORS]
+    lines += ["", *EXECUTORS, "", "## Hardening round 3: the eleven breaks and their rows", "",
+              "| what broke | the row that tests it |", "|---|---|"]
+    lines += [f"| {broke} | {row} |" for broke, row in HARDENING]
     (ROOT / "RELIABILITY.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {ROOT / 'RELIABILITY.md'}")
     return 0 if lost == 0 and landed == 0 else 1

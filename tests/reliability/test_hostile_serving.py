@@ -2,6 +2,7 @@
 and the history they can read names no server paths."""
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
+
+from pipeline import store
 
 from ..helpers import SNAPSHOT, served
 from .figures import record
@@ -120,3 +124,34 @@ def test_run_errors_shown_to_visitors_name_no_server_paths(tmp_path):
     conn.close()
     assert errors and all(str(tmp_path) not in error for error in errors), errors
     assert any("lobsters.html" in error for error in errors), errors
+
+
+CROSS_SITE = {
+    "another site's Origin": {"Origin": "https://evil.example"},
+    "an opaque Origin": {"Origin": "null"},
+    "Sec-Fetch-Site cross-site": {"Sec-Fetch-Site": "cross-site"},
+    "Sec-Fetch-Site same-site (a sibling subdomain)": {"Sec-Fetch-Site": "same-site"},
+    "no Origin, no Sec-Fetch-Site": {},
+}
+
+
+def test_a_cross_site_vote_without_cookies_is_refused_by_the_real_server(refreshed_copy):
+    """asgi-csrf checks its token only when a request carries cookies, and a cross-site form sends none
+    under SameSite=Lax: such a POST stored votes. Now a POST must show it comes from the page itself."""
+    db = refreshed_copy
+    with served(db) as (base, _banner):
+        for name, headers in CROSS_SITE.items():
+            forged = requests.post(f"{base}/feedback/vote", data={"story_id": 2, "vote": "down"}, headers=headers,
+                                   timeout=10, allow_redirects=False)
+            assert forged.status_code == 403, name
+        with requests.Session() as browser:  # the reader's own browser, on the page, with its token: stored
+            token = re.search(r'name="csrftoken" value="([^"]+)"', browser.get(f"{base}/digest", timeout=10).text)
+            done = browser.post(f"{base}/feedback/vote", data={"story_id": 2, "vote": "up", "csrftoken": token[1]},
+                                headers={"Origin": base, "Sec-Fetch-Site": "same-origin"}, timeout=10,
+                                allow_redirects=False)
+    assert done.status_code == 302
+    assert sqlite3.connect(store.feedback_path(db)).execute("SELECT vote FROM feedback WHERE story_id = 2"
+                                                            ).fetchall() == [("up",)]
+    record("Datasette: a vote POSTed from another site without cookies (5 forms of Origin / Sec-Fetch-Site)",
+           len(CROSS_SITE), len(CROSS_SITE), 0, 0, "each refused with 403, no vote stored; the reader's own "
+           "same-origin vote with its token stored")
