@@ -263,6 +263,7 @@ class JailExecutor:
         self.pending = 0  # posted messages whose replies are not read yet
         self.init: int | None = None  # a pidfd of the jail's PID 1, once bwrap has said which process it is
         self.init_known = threading.Event()
+        self.kill_lock = threading.Lock()
         RUNNING.add(self)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         threading.Thread(target=self._read_info, args=(info,), daemon=True).start()
@@ -358,25 +359,26 @@ class JailExecutor:
     def kill(self) -> None:
         """SIGKILL the jail's PID 1, which ends every process in its PID namespace whatever they did (the
         seccomp filter refuses ptrace, so none can have cleared its parent-death signal), then bwrap."""
-        RUNNING.discard(self)
-        self.init_known.wait(timeout=5)
-        if self.init is not None:
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(self.init, signal.SIGKILL)
-                # The pidfd turns readable once PID 1 has exited, which it does only after the kernel has
-                # ended every other process of its namespace: when this returns, none is left.
-                select.select([self.init], [], [], 10)
-            with contextlib.suppress(OSError):
-                os.close(self.init)
-            self.init = None
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL is not refused; bounded anyway
-            self.process.wait(timeout=10)
-        for stream in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
+        with self.kill_lock:  # Ctrl-C kills from the main thread while the site's own thread may too
+            RUNNING.discard(self)
+            self.init_known.wait(timeout=5)
+            if self.init is not None:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(self.init, signal.SIGKILL)
+                    # The pidfd turns readable once PID 1 has exited, which it does only after the kernel has
+                    # ended every other process of its namespace: when this returns, none is left.
+                    select.select([self.init], [], [], 10)
+                with contextlib.suppress(OSError):
+                    os.close(self.init)
+                self.init = None
+            if self.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL is not refused; bounded anyway
+                self.process.wait(timeout=10)
+            for stream in (self.process.stdin, self.process.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()
 
     # -- smolagents' PythonExecutor interface --------------------------------------------
 
@@ -464,9 +466,7 @@ def serve(settings: dict) -> None:
     os.dup2(devnull, 1)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
-    from smolagents.default_tools import FinalAnswerTool
-    from smolagents.local_python_executor import LocalPythonExecutor
-
+    FinalAnswerTool, LocalPythonExecutor = executor_classes()
     from pipeline.sqltool import SqlTool
 
     executor = LocalPythonExecutor(settings["imports"], max_print_outputs_length=settings["max_print_outputs_length"],
@@ -498,6 +498,25 @@ def serve(settings: dict) -> None:
                 answer({"ok": False, "error": f"unknown op {op!r}"})
         except Exception as exc:  # the host decides what a failed message means
             answer({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def executor_classes():
+    """smolagents' FinalAnswerTool and LocalPythonExecutor, without running the package's __init__: it
+    imports the agents, models and CLI too, which the worker never uses (a tenth of a second of every
+    jail's start). The modules themselves load as they are, under a bare `smolagents` package."""
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("smolagents")
+    package = types.ModuleType("smolagents")
+    package.__path__, package.__spec__, package.__file__ = list(spec.submodule_search_locations), spec, spec.origin
+    sys.modules["smolagents"] = package
+    from smolagents.default_tools import FinalAnswerTool
+    from smolagents.local_python_executor import LocalPythonExecutor
+    from smolagents.tools import Tool
+
+    package.Tool = Tool  # what pipeline.sqltool imports from the package
+    return FinalAnswerTool, LocalPythonExecutor
 
 
 def run_step(executor, code: str) -> dict:
