@@ -20,7 +20,7 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 10  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 11  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
@@ -269,6 +269,14 @@ CREATE TABLE IF NOT EXISTS judgments (
         CONSTRAINT discussion_10_to_300_chars CHECK (discussion IS NULL OR length(discussion) BETWEEN 10 AND 300)
         CONSTRAINT discussion_one_line_without_control_chars
             CHECK (discussion IS NULL OR discussion NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
+    -- The words of one of the story's first comments that the discussion line rests on, copied exactly
+    -- (a trigger below checks them against comments, and wants them whenever there is a discussion line).
+    discussion_evidence TEXT
+        CONSTRAINT discussion_evidence_1_to_300_chars
+            CHECK (discussion_evidence IS NULL OR length(discussion_evidence) BETWEEN 1 AND 300)
+        CONSTRAINT discussion_evidence_one_line_without_control_chars
+            CHECK (discussion_evidence IS NULL
+                   OR discussion_evidence NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
     -- Set by the host, never by the judge: a SHA-256 of everything the judgment rests on (prompt,
     -- model, profile, vocabulary, the story's title). A later run whose basis for the story is the
     -- same carries the judgment over instead of asking the model again...
@@ -345,6 +353,42 @@ WHEN NEW.evidence IS NOT NULL AND (
             || CASE WHEN NEW.evidence GLOB '*[A-Za-z0-9]' THEN '[^A-Za-z0-9]' ELSE '' END || '*')))
 BEGIN
     SELECT RAISE(ABORT, 'evidence must be at least four whole words copied exactly from this story''s text in story_articles (or be NULL)');
+END;
+
+-- A discussion line rests on a quote from one of the story's comments, by the rule evidence follows
+-- (four whole words at least, as the comment has them). A judgment carried over from an earlier run
+-- was checked when it was made: the first comments it quoted may have changed since.
+CREATE TRIGGER IF NOT EXISTS judgments_discussion_evidence_insert BEFORE INSERT ON judgments
+WHEN NEW.reused_from IS NULL AND (
+    (NEW.discussion IS NOT NULL AND NEW.discussion_evidence IS NULL)
+    OR (NEW.discussion_evidence IS NOT NULL AND (
+        NOT (NEW.discussion_evidence GLOB '*[^ ] *[^ ] *[^ ] *[^ ]*' OR (length(NEW.discussion_evidence) >= 15
+             AND NOT NEW.discussion_evidence GLOB '* *'
+             AND NEW.discussion_evidence GLOB ('*[^' || char(1) || '-' || char(127) || ']*')))
+        OR NOT EXISTS (SELECT 1 FROM comments AS c WHERE c.story_id = NEW.story_id
+            AND (char(10) || c.text || char(10)) GLOB ('*'
+                || CASE WHEN NEW.discussion_evidence GLOB '[A-Za-z0-9]*' THEN '[^A-Za-z0-9]' ELSE '' END
+                || replace(replace(replace(NEW.discussion_evidence, '[', '[[]'), '*', '[*]'), '?', '[?]')
+                || CASE WHEN NEW.discussion_evidence GLOB '*[A-Za-z0-9]' THEN '[^A-Za-z0-9]' ELSE '' END || '*')))))
+BEGIN
+    SELECT RAISE(ABORT, 'a discussion line rests on discussion_evidence: at least four whole words copied exactly from one of this story''s comments');
+END;
+
+CREATE TRIGGER IF NOT EXISTS judgments_discussion_evidence_update
+BEFORE UPDATE OF discussion, discussion_evidence, story_id ON judgments
+WHEN NEW.reused_from IS NULL AND (
+    (NEW.discussion IS NOT NULL AND NEW.discussion_evidence IS NULL)
+    OR (NEW.discussion_evidence IS NOT NULL AND (
+        NOT (NEW.discussion_evidence GLOB '*[^ ] *[^ ] *[^ ] *[^ ]*' OR (length(NEW.discussion_evidence) >= 15
+             AND NOT NEW.discussion_evidence GLOB '* *'
+             AND NEW.discussion_evidence GLOB ('*[^' || char(1) || '-' || char(127) || ']*')))
+        OR NOT EXISTS (SELECT 1 FROM comments AS c WHERE c.story_id = NEW.story_id
+            AND (char(10) || c.text || char(10)) GLOB ('*'
+                || CASE WHEN NEW.discussion_evidence GLOB '[A-Za-z0-9]*' THEN '[^A-Za-z0-9]' ELSE '' END
+                || replace(replace(replace(NEW.discussion_evidence, '[', '[[]'), '*', '[*]'), '?', '[?]')
+                || CASE WHEN NEW.discussion_evidence GLOB '*[A-Za-z0-9]' THEN '[^A-Za-z0-9]' ELSE '' END || '*')))))
+BEGIN
+    SELECT RAISE(ABORT, 'a discussion line rests on discussion_evidence: at least four whole words copied exactly from one of this story''s comments');
 END;
 
 -- One to three vocabulary tags per judgment.

@@ -101,12 +101,15 @@ def llm_economy(tmp: Path) -> None:
             answer = f"Thought: judge every candidate.\n<code>\n{rules.code_for(text)}</code>"
         return completion(answer, prompt_tokens, litellm.token_counter(model="gpt-4.1-mini", text=answer))
 
-    db = tmp / "llm" / "news.db"
+    from tests.helpers import snapshot_with_articles
+
+    read = snapshot_with_articles(tmp / "llm" / "snapshot-read")
     changed = tmp / "llm" / "snapshot-10-new"
-    shutil.copytree(SNAPSHOT, changed)
+    shutil.copytree(read, changed)
     with_new_stories(changed, 10)
-    days = [("day 1 (a new history)", SNAPSHOT), ("day 2 (the same front pages)", SNAPSHOT),
+    days = [("day 1 (a new history)", read), ("day 2 (the same front pages)", read),
             ("day 2 (10 new stories on HN)", changed)]
+    db = tmp / "llm" / "news.db"
     with StubLLM([reply]) as stub:
         for label, snapshot in days:
             before = len(stub.requests)
@@ -117,18 +120,30 @@ def llm_economy(tmp: Path) -> None:
                 "SELECT input_tokens, output_tokens, cost_usd, llm_calls FROM runs WHERE id = ?",
                 [report.run_id]).fetchone()
             fresh = report.judged - report.reused
-            record("LLM economy", f"{label}: model calls (both sites + editor's note)", calls, "calls",
-                   note=f"{len(stub.requests) - before} HTTP requests; {fresh} of {report.judged} stories judged "
-                        f"anew, {report.reused} carried over")
-            record("LLM economy", f"{label}: tokens per story judged anew",
-                   round((tin + tout) / fresh) if fresh else 0, "tokens", note=f"{tin} prompt + {tout} completion")
-            record("LLM economy", f"{label}: USD per refresh", round(cost, 5), "USD",
-                   "0 on an unchanged page" if label.startswith("day 2 (the same") else "",
-                   cost == 0 if label.startswith("day 2 (the same") else None)
-    for source, candidates, tin in sqlite3.connect(db).execute(
-            "SELECT source, candidates, input_tokens FROM run_sites WHERE run_id = 1"):
-        record("LLM economy", f"{source}: step 1 prompt tokens ({candidates} candidates)", tin, "tokens",
-               "≤ 2000 for 30", tin * 30 / candidates <= 2000)
+            economy_day(label, calls, len(stub.requests) - before, fresh, report, tin, tout)
+        sizes = [litellm.token_counter(model="gpt-4.1-mini", messages=[
+            {"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else " ".join(
+                part.get("text", "") for part in m["content"])} for m in body["messages"]])
+            for body in stub.requests if rules.CANDIDATES_MARKER in json.dumps(body)]
+    budget = Judge().reading.batch_tokens
+    record("LLM economy", "largest prompt of one call (a batch of cards)", max(sizes), "tokens",
+           f"≤ {budget} (reading.batch_tokens)", max(sizes) <= budget, note=f"{len(sizes)} calls judged cards")
+
+
+def economy_day(label: str, calls: int, requests: int, fresh: int, report, tin: int, tout: int) -> None:
+    """One day of the LLM economy: calls, tokens per story judged anew, and USD for two priced models."""
+    record("LLM economy", f"{label}: model calls (both sites + editor's note)", calls, "calls",
+           note=f"{requests} HTTP requests; {fresh} of {report.judged} stories judged anew, "
+                f"{report.reused} carried over; every story with its card (articles and comments read)")
+    record("LLM economy", f"{label}: prompt tokens per story judged anew", round(tin / fresh) if fresh else 0,
+           "tokens", "≤ 600" if fresh else "", (tin / fresh <= 600) if fresh else None,
+           note=f"{tin} prompt + {tout} completion in all")
+    unchanged = label.startswith("day 2 (the same")
+    for model in ("anthropic/claude-haiku-4-5", "openai/gpt-4.1-mini"):
+        usd = agent.cost_usd(model, tin, tout) or 0.0
+        record("LLM economy", f"{label}: USD with {model.split('/')[1]}", round(usd, 5), "USD",
+               "0 on an unchanged page" if unchanged else "", usd == 0 if unchanged else None,
+               note="these tokens at LiteLLM's bundled prices")
 
 
 # --- 1b. Reading articles ----------------------------------------------------------------------

@@ -41,7 +41,7 @@ from smolagents.utils import AgentError, AgentMaxStepsError, AgentParsingError
 
 from . import jail, prompt, sandbox
 from .rules import KeywordBaselineModel, RulesModel
-from .settings import Judge
+from .settings import Judge, Reading
 from .text import describe, one_line
 
 # CPython 3.11 before 3.11.9 can fail with "SystemError: AST constructor recursion depth
@@ -69,29 +69,34 @@ LOCAL_EXECUTOR_DEFAULTS = {"timeout_seconds": 30, "max_print_outputs_length": 20
 # --- the task -------------------------------------------------------------------------
 
 
-def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str]) -> str:
-    """The prompt for one site's sandbox (see prompt.py), saying what was read for it, if anything."""
-    read = None
-    if box.reading is not None:
-        ids = {s.source_id for s in box.candidates.values()}
-        read = (sum(1 for k, a in box.reading.articles.items() if k in ids and a.status == "ok"),
-                sum(1 for k, d in box.reading.discussions.items() if k in ids and d.comments))
-    return prompt.build_task(box.source, box.run_id, profile, vocabulary, box.candidates,
-                             read if read and any(read) else None, box.votes)
+def cards_for(box: sandbox.Sandbox, ids: list[int], reading: Reading | None = None) -> list[str]:
+    """The reading cards of these candidates: each story's facts and what the host read of it."""
+    found = box.reading
+    return [prompt.card(i, box.candidates[i], found.articles.get(box.candidates[i].source_id) if found else None,
+                        found.discussions.get(box.candidates[i].source_id) if found else None, reading)
+            for i in ids]
 
 
-def code_variables(box: sandbox.Sandbox) -> dict:
-    """What the agent's code finds defined: the run's id and the candidates as plain data."""
+def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str], ids: list[int] | None = None,
+               reading: Reading | None = None) -> str:
+    """The prompt for a batch of one site's candidates (all of them by default): see prompt.py."""
+    ids = sorted(box.candidates) if ids is None else ids
+    return prompt.build_task(box.source, box.run_id, profile, vocabulary, cards_for(box, ids, reading), box.votes)
+
+
+def code_variables(box: sandbox.Sandbox, ids: list[int] | None = None) -> dict:
+    """What the agent's code finds defined: the run's id and the batch's candidates as plain data."""
+    ids = sorted(box.candidates) if ids is None else ids
     return {"run_id": box.run_id,
             "candidates": [{"id": i, "title": s.title, "domain": s.domain, "site_tags": list(s.tags),
                             "points": s.points, "comments": s.comments, "kind": s.kind}
-                           for i, s in box.candidates.items()]}
+                           for i, s in ((i, box.candidates[i]) for i in ids)]}
 
 
 # --- the agent -----------------------------------------------------------------------
 
 CODE_KEPT = 600  # characters of a step's code repeated in later prompts (what it wrote is in the database)
-OUTPUT_KEPT = 1500  # characters of the latest step's output and error repeated; earlier steps keep...
+OUTPUT_KEPT = 8000  # characters of the latest step's output and error shown (the prompt says so); earlier...
 EARLIER_OUTPUT_KEPT = 400  # ...this many
 
 
@@ -149,7 +154,7 @@ class JudgeAgent(CodeAgent):
 
     def initialize_system_prompt(self) -> str:
         return populate_template(self.prompt_templates["system_prompt"], variables={
-            **self.facts, "max_steps": self.max_steps,
+            **self.facts, "max_steps": self.max_steps, "output_chars": f"{OUTPUT_KEPT:,}",
             "code_block_opening_tag": self.code_block_tags[0], "code_block_closing_tag": self.code_block_tags[1]})
 
     def write_memory_to_messages(self, summary_mode: bool = False) -> list[ChatMessage]:
@@ -162,8 +167,6 @@ class JudgeAgent(CodeAgent):
                 messages.extend(step.to_messages(summary_mode=summary_mode))
                 continue
             keep = OUTPUT_KEPT if step is actions[-1] else EARLIER_OUTPUT_KEPT
-            if getattr(self.model, "reads_whole_outputs", False):  # a local model pays no tokens: it reads all
-                keep = None
             if step.model_output:
                 text = compact_reply(str(step.model_output).strip(), *self.code_block_tags)
                 messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=[{"type": "text", "text": text}]))
@@ -434,15 +437,14 @@ def judge_site(
     step_reporter: Callable[[str, int, str], None] | None = None,
     **changes,
 ) -> SiteResult:
-    """Run one site's CodeAgent to completion; never raises, the result says what happened.
+    """Judge one site's candidates, a batch of cards at a time, each batch its own CodeAgent conversation over
+    the same sandbox and executor; never raises, the result says what happened.
 
-    `judge` holds the settings (see settings.Judge); `changes` override some of them
-    (`max_steps=2`), for a caller that wants the defaults but one. A site whose stories
-    were all judged before (box.reused) needs no agent and lands as it is.
+    `judge` holds the settings (see settings.Judge); `changes` override some of them (`max_steps=2`). A
+    batch that fails costs its own stories: the others land, and the site's error names the failed batches.
+    A site whose stories were all judged before (box.reused) needs no agent and lands as it is.
     """
     judge = (judge or Judge()).but(**changes)
-    executor, executor_kwargs, max_steps = judge.executor, judge.executor_options, judge.max_steps
-    step_timeout, site_timeout, profile = judge.step_timeout, judge.site_timeout, judge.profile
     result = SiteResult(source=box.source, box=box)
     started = time.monotonic()
     if not box.candidates:
@@ -452,68 +454,83 @@ def judge_site(
         else:
             result.error = "no candidates to judge"
         return result
-    site_deadline = started + site_timeout
+    site_deadline = started + judge.site_timeout
     if isinstance(model, BudgetedModel):
         model.deadline = site_deadline
-    remote = executor != "local" or python_executor is not None
-    tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
-    agent = own_executor = None
+    own = None
     try:
-        def stop_reason() -> str | None:
-            """Why the agent must stop now: its jail/container died or the site ran out of time."""
-            dead = getattr(agent.python_executor, "dead", None)
-            if dead:
-                return dead
-            if time.monotonic() > site_deadline:
-                return f"the site ran past its {site_timeout:g} s time limit"
-            return None
-
-        def after_step(step, agent=None):
-            """Each agent step: keep the host's copy of a remote sandbox current (a jail that dies later
-            loses nothing finished), stop at once when the executor is gone, report for --verbose."""
-            if stop_reason():
-                agent.interrupt()
-            elif remote and isinstance(step, ActionStep) and step.code_action:
-                with contextlib.suppress(Exception):  # the host keeps its previous copy
-                    ship_out(agent.python_executor, box)
-            if step_reporter and isinstance(step, ActionStep):
-                step_reporter(box.source, step.step_number,
-                              one_line(f"{step.observations or ''} {step.error or ''}", 2000))
-
-        def every_candidate_judged(answer, memory, agent=None):
-            """Host-side final-answer check: done means every candidate judged, tagged, sandbox sound."""
-            if remote:
-                ship_out(agent.python_executor, box)
-            problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates)
-            if problems:
-                raise ValueError("not done yet: " + "; ".join(problems))
-            return True
-
         if python_executor is None:
-            python_executor = own_executor = make_executor(executor, executor_kwargs, step_timeout,
-                                                           site_deadline)
-        ids = sorted(box.candidates)
-        agent = JudgeAgent(
-            facts={"run_id": box.run_id, "first_id": ids[0], "last_id": ids[-1]},
-            tools=[tool],
-            model=model,
-            executor=python_executor,
-            executor_type=executor if python_executor is None else "local",
-            executor_kwargs=({**LOCAL_EXECUTOR_DEFAULTS, **executor_kwargs} if executor == "local"
-                             else executor_kwargs),
-            max_steps=max_steps,
-            final_answer_checks=[every_candidate_judged],
-            return_full_result=True,
-            verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
-            step_callbacks=[after_step],
-        )
-        agent.state.update(code_variables(box))  # sent to the executor by run(), not pasted into the task
+            python_executor = own = make_executor(judge.executor, judge.executor_options, judge.step_timeout,
+                                                  site_deadline)
+        parts = batches(box, judge, vocabulary)
+        for number, ids in enumerate(parts, 1):
+            done = judge_batch(box, ids, model, vocabulary=vocabulary, judge=judge, python_executor=python_executor,
+                               site_deadline=site_deadline, step_reporter=step_reporter)
+            add_batch(result, done, ids, f"batch {number} of {len(parts)}" if len(parts) > 1 else "")
+    except Exception as exc:  # the executor could not start: the site fails, the other one goes on
+        result.error = describe(exc)
+    finally:
+        if own is not None and hasattr(own, "cleanup"):
+            try:
+                own.cleanup()
+            except Exception as exc:  # pragma: no cover - cleanup failures are reported, not raised
+                result.log.append(f"executor cleanup failed: {exc}")
+    result.cost_usd = model_cost(model, result.input_tokens, result.output_tokens)
+    if result.status == "ok":
+        result.fingerprint = sandbox.fingerprint(box.path)
+        result.problems = sandbox.validate(box.path)  # once, on what will be merged
+    result.judge_s = time.monotonic() - started
+    return result
+
+
+BATCH_FILL = 0.75  # of reading.batch_tokens the cards' first prompt may fill: a recovering step adds up to 1.3x
+
+
+def batches(box: sandbox.Sandbox, judge: Judge, vocabulary: dict[str, str]) -> list[list[int]]:
+    """The site's candidates in batches whose first prompt (system prompt, task and cards) fills at most
+    BATCH_FILL of the batch budget, the rest left for the batch's later steps (its reply, what it printed);
+    each card goes in exactly one batch, and a card too big for any batch alone makes a batch of one."""
+    fixed = prompt.tokens(prompt.template_text()) + prompt.tokens(build_task(box, judge.profile, vocabulary, []))
+    parts, size, room = [[]], fixed, judge.reading.batch_tokens * BATCH_FILL
+    for story_id in sorted(box.candidates):
+        cost = prompt.tokens(cards_for(box, [story_id], judge.reading)[0]) + 1
+        if parts[-1] and size + cost > room:
+            parts.append([])
+            size = fixed
+        parts[-1].append(story_id)
+        size += cost
+    return parts
+
+
+def add_batch(result: SiteResult, done: SiteResult, ids: list[int], name: str) -> None:
+    """One batch's outcome into the site's: its counts added, its failure named (it costs its own stories)."""
+    for counter in ("steps", "llm_calls", "input_tokens", "output_tokens"):
+        setattr(result, counter, getattr(result, counter) + getattr(done, counter))
+    result.log += done.log
+    if done.status == "ok":
+        result.status = "ok"
+        note = f"{name}: {done.note}" if name and done.note else done.note
+        result.note = "; ".join(n for n in (result.note, note) if n) or None
+        return
+    failed = f"{name} (stories {sandbox.id_ranges(ids)[1:-1]}): {done.error}" if name else done.error
+    result.error = "; ".join(e for e in (result.error, failed) if e)
+
+
+def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabulary: dict[str, str], judge: Judge,
+                python_executor, site_deadline: float, step_reporter=None) -> SiteResult:
+    """One CodeAgent over one batch of cards: done when every story of the batch is judged and tagged."""
+    result = SiteResult(source=box.source, box=box)
+    remote = judge.executor != "local" or python_executor is not None
+    agent = None
+    try:
+        agent = batch_agent(box, ids, model, judge, python_executor, site_deadline, step_reporter)
+        agent.state.update(code_variables(box, ids))  # sent to the executor by run(), not pasted into the task
         if remote:
             ship_in(agent.python_executor, box)
         try:
-            run = agent.run(build_task(box, profile, vocabulary))
+            run = agent.run(build_task(box, judge.profile, vocabulary, ids, judge.reading))
         except AgentError as exc:
-            reason = stop_reason()
+            reason = agent.stop_reason()
             if reason is None:
                 raise
             raise TimeoutError(reason) from exc
@@ -522,8 +539,8 @@ def judge_site(
         if run.state == "success":
             result.status = "ok"
         else:
-            result.error = f"the agent did not call final_answer within {max_steps} steps"
-    except Exception as exc:  # a failed site must not stop the other one
+            result.error = f"the agent did not call final_answer within {judge.max_steps} steps"
+    except Exception as exc:  # a failed batch must not stop the others
         if isinstance(exc, TimeoutError):
             result.error = one_line(f"stopped: {exc}")
         elif isinstance(exc, AgentError) and isinstance(exc.__cause__, BudgetSpent):
@@ -537,33 +554,66 @@ def judge_site(
             last = last_error(steps)
             if result.error and last and last not in result.error:
                 result.error += f" (last error: {last})"
-            result.cost_usd = model_cost(model, result.input_tokens, result.output_tokens)
-        if result.status != "ok":
-            settle(result, box)
-        elif result.status == "ok":
-            result.fingerprint = sandbox.fingerprint(box.path)
-            result.problems = sandbox.validate(box.path)  # once, on what will be merged
-        executor_to_clean = agent.python_executor if agent is not None else own_executor
-        if executor_to_clean is not None and hasattr(executor_to_clean, "cleanup"):
-            try:
-                executor_to_clean.cleanup()
-            except Exception as exc:  # pragma: no cover - cleanup failures are reported, not raised
-                result.log.append(f"executor cleanup failed: {exc}")
-        result.judge_s = time.monotonic() - started
+    if result.status != "ok":
+        settle(result, box, ids)
     return result
 
 
-def settle(result: SiteResult, box: sandbox.Sandbox) -> None:
+def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge, python_executor,
+                site_deadline: float, step_reporter=None) -> JudgeAgent:
+    """The JudgeAgent of one batch, with the host's callbacks: after each step the host's copy of a remote
+    sandbox is made current and the agent stopped when its executor died or the site ran out of time; the
+    final answer is refused until every story of the batch is judged, tagged and the sandbox sound."""
+    remote = judge.executor != "local" or python_executor is not None
+    tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
+
+    def stop_reason() -> str | None:
+        dead = getattr(agent.python_executor, "dead", None)
+        if dead:
+            return dead
+        if time.monotonic() > site_deadline:
+            return f"the site ran past its {judge.site_timeout:g} s time limit"
+        return None
+
+    def after_step(step, agent=None):
+        if stop_reason():
+            agent.interrupt()
+        elif remote and isinstance(step, ActionStep) and step.code_action:
+            with contextlib.suppress(Exception):  # the host keeps its previous copy
+                ship_out(agent.python_executor, box)
+        if step_reporter and isinstance(step, ActionStep):
+            step_reporter(box.source, step.step_number, one_line(f"{step.observations or ''} {step.error or ''}", 2000))
+
+    def every_candidate_judged(answer, memory, agent=None):
+        if remote:
+            ship_out(agent.python_executor, box)
+        problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates, ids)
+        if problems:
+            raise ValueError("not done yet: " + "; ".join(problems))
+        return True
+
+    local = judge.executor == "local"
+    agent = JudgeAgent(
+        facts={"run_id": box.run_id, "first_id": ids[0], "last_id": ids[-1]}, tools=[tool], model=model,
+        executor=python_executor, executor_type=judge.executor if python_executor is None else "local",
+        executor_kwargs={**LOCAL_EXECUTOR_DEFAULTS, **judge.executor_options} if local else judge.executor_options,
+        max_steps=judge.max_steps, final_answer_checks=[every_candidate_judged], return_full_result=True,
+        verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
+        step_callbacks=[after_step])
+    agent.stop_reason = stop_reason
+    return agent
+
+
+def settle(result: SiteResult, box: sandbox.Sandbox, ids: list[int]) -> None:
     """The agent stopped without finishing (out of steps, a refused final answer, a dead jail, a deadline):
-    if the host's copy of its sandbox is complete and valid anyway, the site lands, with a note."""
+    if the host's copy of its sandbox holds the batch complete and valid anyway, it lands, with a note."""
     try:
-        problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates)
-    except Exception:  # an unreadable sandbox stays a failed site
+        problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates, ids)
+    except Exception:  # an unreadable sandbox stays a failed batch
         return
     if problems:
         return
     result.status, result.note, result.error = "ok", f"landed complete although {result.error}", None
-    result.fingerprint, result.problems = sandbox.fingerprint(box.path), []
 
 
 def last_error(steps: list[ActionStep]) -> str | None:

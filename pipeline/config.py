@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ from .sites import SITES
 CONFIG_FILE = "newsreader.toml"
 # Upper bounds of the whole-number keys (the command-line flags use the same ranges).
 RANGES = {"retention_days": 36500, "max_steps": 50, "max_candidates": 500, "step_timeout": 3600,
-          "site_timeout": 86400, "reuse_days": 3650, "article_cache_days": 3650}
+          "site_timeout": 86400, "reuse_days": 3650, "article_cache_days": 3650,
+          "reading.article_chars": 4000, "reading.comment_chars": 2000, "reading.comments": 10,
+          "reading.batch_tokens": 1_000_000}
 TAG_SLUG = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
@@ -68,7 +70,8 @@ class Config:
                      executor=self["executor.name"], executor_options=dict(self["executor.options"]),
                      max_steps=self["max_steps"], step_timeout=self["step_timeout"],
                      site_timeout=self["site_timeout"], profile=self["profile.interests"],
-                     budget_usd=self["budget_usd"])
+                     budget_usd=self["budget_usd"],
+                     reading=settings.Reading(**{f.name: self[f"reading.{f.name}"] for f in fields(settings.Reading)}))
 
     @property
     def vocabulary(self) -> dict[str, str]:
@@ -105,6 +108,7 @@ def defaults() -> Config:
         "executor.name": settings.DEFAULT_EXECUTOR,
         "executor.options": {},
         "profile.interests": settings.DEFAULT_PROFILE,
+        **{f"reading.{f.name}": f.default for f in fields(settings.Reading)},
         "tags": reference_vocabulary(),
         **{f"sources.{s}.enabled": True for s in SITES},
         **{f"sources.{s}.url": site.front_page for s, site in SITES.items()},

@@ -26,7 +26,8 @@ from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
 from . import learn, sites
-from .prompt import CANDIDATES_MARKER, READING_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads it
+from .prompt import CANDIDATES_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads it
+from .settings import Reading
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
              "systems"}
@@ -142,7 +143,9 @@ DOMAIN_HINTS: dict[str, list[str]] = {
 }
 
 TITLE_WEIGHT, NATIVE_WEIGHT, DOMAIN_WEIGHT = 1.0, 2.0, 0.75
-ARTICLE_WEIGHT, ARTICLE_CHARS = 0.25, 3000  # per topic word in the start of the article text (at most 3 count)
+# Per topic word in what a card shows of the article (at most 3 count), and how much of a voted story's article
+# counts: as much as a card shows.
+ARTICLE_WEIGHT, ARTICLE_CHARS = 0.25, Reading.article_chars
 
 
 def _pattern(words: list[str]) -> re.Pattern:
@@ -255,7 +258,7 @@ def with_article(ev: dict[str, float], hits: dict[str, int] | None, vocabulary) 
 
 
 def topic_hits(text: str, vocabulary) -> dict[str, int]:
-    """Each topic's words counted in the start of an article: what the reading step prints per story."""
+    """Each topic's words counted in the start of an article (what its card shows)."""
     text = text[:ARTICLE_CHARS].lower()
     return {tag: n for tag in sorted(vocabulary) if (n := len(pattern_for(tag).findall(text)))}
 
@@ -331,133 +334,65 @@ def reason_for(ev: dict[str, float], relevant: int, c: Candidate) -> str:
 
 # --- reading the task, writing the code ---------------------------------------------
 
-HITS_MARK, TERMS_MARK = "ARTICLE-WORDS", "ARTICLE-TERMS"
+def sentences(text: str) -> list[str]:
+    """The sentences of a text that start on a word (a capital, a digit or a quote) and end in . ! or ?."""
+    return [s.strip() for line in text.split("\n")
+            for s in re.findall(r'(?<![A-Za-z0-9])[A-Z0-9"][^.!?]*[.!?]', line)]
 
 
-def reading_code(task: str, terms: frozenset[str] = frozenset()) -> str:
-    """Step 1 when articles were read: count each topic's words in the start of every article, in the
-    sandbox, and print one short line per story (the texts stay in the sandbox; the counts come back).
-    With `terms` (the article words the reader's votes taught something about), a second line lists the
-    ones the article uses."""
-    _, _, vocabulary, _, _ = parse_task(task)
-    patterns = {tag: pattern_for(tag).pattern for tag in sorted(vocabulary)}
-    code = (
-        "import re\n"
-        f"PATTERNS = {{tag: re.compile(p) for tag, p in {patterns!r}.items()}}\n"
-        f"TERMS = set({sorted(terms)!r})\n"
-        "for c in candidates:\n"
-        "    found = sql('SELECT text FROM story_articles WHERE story_id = ?', [c['id']]).split('\\n', 1)\n"
-        f"    text = (found[1][:{ARTICLE_CHARS}] if len(found) > 1 else '').lower()\n"
-        "    hits = {tag: len(p.findall(text)) for tag, p in PATTERNS.items()}\n"
-        "    hits = {tag: n for tag, n in hits.items() if n}\n"
-        f"    print('{HITS_MARK}', c['id'], ' '.join(f'{{t}}:{{n}}' for t, n in sorted(hits.items())))\n"
-    )
-    if terms:  # the same words as learn.words finds in a voted article
-        code += (f"    used = TERMS.intersection(re.findall({learn.WORD!r}, re.sub({learn.POSSESSIVE!r}, ' ', text)))\n"
-                 f"    if used:\n        print('{TERMS_MARK}', c['id'], ' '.join(sorted(used)))\n")
-    return code
+def quotable(text: str) -> bool:
+    """What schema.sql takes as evidence: four words, or 15 characters of a script written without spaces."""
+    return len(text.split()) >= 4 or (" " not in text and len(text) >= 15 and not text.isascii())
 
 
-def conversation(messages) -> str:
-    """Everything but the system prompt, where the reading step's printed lines are found."""
-    return "\n".join(text_of(m) for m in messages if role_of(m) != "system")
-
-
-def article_terms(messages, terms: frozenset[str]) -> dict[int, frozenset[str]]:
-    """The article words each story uses that the learner knows (`terms`), as the reading step printed them;
-    a word it does not know is not taken, whatever the output says."""
-    text = conversation(messages)
-    found = {int(sid): terms.intersection(used.split())
-             for sid, used in re.findall(rf"^{TERMS_MARK} (\d+) ([^\n]*)$", text, re.MULTILINE)}
-    return {sid: known for sid, known in found.items() if known}
-
-
-def article_hits(messages) -> dict[int, dict[str, int]] | None:
-    """The per-story topic counts the reading step printed, if it ran (None: it has not)."""
-    text = conversation(messages)
-    lines = re.findall(rf"^{HITS_MARK} (\d+)((?: [a-z][a-z0-9-]*:\d+)*)\s*$", text, re.MULTILINE)
-    if not lines:
-        return None
-    return {int(sid): {tag: int(n) for tag, n in re.findall(r"([a-z][a-z0-9-]*):(\d+)", found)}
-            for sid, found in lines}
-
-
-# Runs in the sandbox after the host's verdicts: what the reader gets from the article and the
-# discussion must be quoted from them, so it is picked where they are. A summary from the article
-# (its description, else its first full sentence of 40-200 characters and four words at least, which is
-# also the evidence);
-# the discussion line from the first comment's first sentence that is not a quote.
-QUOTING = r'''
-import re
-def first_row(statement, sid):
-    found = sql(statement, [sid]).split('\n', 1)
-    return found[1] if len(found) > 1 else ''
-def sentences(text):
-    return [s.strip() for line in text.split('\n') for s in re.findall(r'(?<![A-Za-z0-9])[A-Z0-9"][^.!?]*[.!?]', line)]
-def quotable(s):  # what schema.sql takes as evidence: four words, or 15 characters of a script without spaces
-    return len(s.split()) >= 4 or (' ' not in s and len(s) >= 15 and not s.isascii())
-def from_reading(sid, title, fallback):
-    text = first_row('SELECT text FROM story_articles WHERE story_id = ?', sid)[:3000]
-    about = first_row('SELECT description FROM story_articles WHERE story_id = ?', sid)
-    quote = next((s for s in sentences(text) if 40 <= len(s) <= 200 and quotable(s)
-                  and s.lower() not in title.lower()), None)
-    if quote is None and text.strip():  # no full sentence: the start of the first line, cut at a word
-        line = text.strip().split('\n')[0]
-        quote = line if len(line) <= 200 else line[:200].rsplit(' ', 1)[0].strip()
+def from_card(c: Candidate, fallback: str) -> tuple[str, str | None, str | None, str | None]:
+    """(summary, evidence, discussion line, its evidence) from what the card shows: the article's description
+    as the summary, else its first full sentence of 40-200 characters, which is also the evidence (the start
+    of its first line when it has none); the discussion line from the first comment's first sentence that is
+    not a quote, which is also the discussion's evidence."""
+    quote = next((s for s in sentences(c.article) if 40 <= len(s) <= 200 and quotable(s)
+                  and s.lower() not in c.title.lower()), None)
+    if quote is None and c.article.strip():  # no full sentence: the start of the first line, cut at a word
+        line = c.article.strip().split("\n")[0]
+        quote = line if len(line) <= 200 else line[:200].rsplit(" ", 1)[0].strip()
         quote = quote if quotable(quote) else None
-    about = ' '.join(about.split()) if about and about != 'None' else ''
-    summary = about if 10 <= len(about) <= 400 and about.lower() not in title.lower() else (quote or fallback)
-    comment = first_row('SELECT text FROM comments WHERE story_id = ? ORDER BY position LIMIT 1', sid)
-    lines = [l for l in comment.split('\n') if l and not l.startswith('>')]
-    said = next((s for s in sentences(' '.join(lines)) if 20 <= len(s) <= 250), None)
-    return summary, quote, ('Top comment: ' + said) if said else None
-'''
+    about = " ".join(c.description.split())
+    summary = about if 10 <= len(about) <= 400 and about.lower() not in c.title.lower() else (quote or fallback)
+    comment = c.first_comments[0][1] if c.first_comments else ""
+    lines = [line for line in comment.split("\n") if line and not line.startswith(">")]
+    said = next((s for s in sentences("\n".join(lines)) if 20 <= len(s) <= 250 and quotable(s)), None)
+    return summary, quote, ("Top comment: " + said) if said else None, said
 
 
-def code_for(task: str, judge_fn=None, hits: dict[int, dict[str, int]] | None = None,
-             terms: dict[int, frozenset[str]] | None = None) -> str:
-    """The Python the rules model 'writes': one INSERT per judgment and tag, then final_answer.
+def card_text(c: Candidate) -> str:
+    """What the card shows of a story's article: its description and the start of its text."""
+    return f"{c.description}\n{c.article}".strip()
 
-    With `hits` (the reading step's counts), relevance and tags weigh the article's words too, and
-    the summary, evidence and discussion line are taken from the article and comments in the sandbox.
-    """
+
+def code_for(task: str, judge_fn=None, learned_terms: frozenset[str] = frozenset()) -> str:
+    """The Python the rules model 'writes' after reading the cards: one INSERT per judgment and tag, then
+    final_answer. What a card shows of the article counts in relevance and tags (its topic words, and the
+    words the reader's votes taught something about), and the summary, evidence and discussion line are
+    taken from the card, as an LLM would take them."""
     judge_fn = judge_fn or judge
     run_id, site, vocabulary, candidates, profile = parse_task(task)
     interests = interests_from(profile, vocabulary)
     rows = []
     for c in candidates:
-        v = judge_fn(c, vocabulary, site, interests, (hits or {}).get(c.id), (terms or {}).get(c.id, frozenset()))
-        rows.append([c.id, v.relevant, v.score, v.summary, v.reason, v.tags])
-    if hits is not None:
-        titles = {c.id: c.title for c in candidates}
-        return (
-            f"RUN = {run_id}\n"
-            f"rows = {rows!r}\n"
-            f"titles = {titles!r}\n"
-            + QUOTING +
-            "failed = []\n"
-            "for story_id, relevant, score, summary, reason, tags in rows:\n"
-            "    summary, quote, said = from_reading(story_id, titles[story_id], summary)\n"
-            "    r = sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, \"\n"
-            "            \"discussion) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\",\n"
-            "            [RUN, story_id, relevant, score, summary, reason, quote, said])\n"
-            "    if r.startswith('error'):\n"
-            "        failed.append((story_id, r))\n"
-            "        continue\n"
-            "    for tag in tags:\n"
-            "        sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING\",\n"
-            "            [RUN, story_id, tag])\n"
-            "print('failed:', failed)\n"
-            "final_answer(f'judged {len(rows) - len(failed)} of {len(rows)} stories')\n"
-        )
+        text = card_text(c)
+        hits = topic_hits(text, vocabulary) if text else None
+        words = learned_terms.intersection(learn.words(text)) if text and learned_terms else frozenset()
+        v = judge_fn(c, vocabulary, site, interests, hits, frozenset(words))
+        summary, quote, said, heard = from_card(c, v.summary)
+        rows.append([c.id, v.relevant, v.score, summary, v.reason, quote, said, heard, v.tags])
     return (
         f"RUN = {run_id}\n"
         f"rows = {rows!r}\n"
         "failed = []\n"
-        "for story_id, relevant, score, summary, reason, tags in rows:\n"
-        "    r = sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) \"\n"
-        "            \"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\",\n"
-        "            [RUN, story_id, relevant, score, summary, reason])\n"
+        "for story_id, relevant, score, summary, reason, evidence, discussion, heard, tags in rows:\n"
+        "    r = sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, \"\n"
+        "            \"discussion, discussion_evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\",\n"
+        "            [RUN, story_id, relevant, score, summary, reason, evidence, discussion, heard])\n"
         "    if r.startswith('error'):\n"
         "        failed.append((story_id, r))\n"
         "        continue\n"
@@ -466,7 +401,6 @@ def code_for(task: str, judge_fn=None, hits: dict[int, dict[str, int]] | None = 
         "                [RUN, story_id, tag])\n"
         "        if t.startswith('error'):\n"
         "            failed.append((story_id, t))\n"
-        "print(sql('SELECT count(*) AS judged FROM judgments'))\n"
         "print('failed:', failed)\n"
         "final_answer(f'judged {len(rows) - len(failed)} of {len(rows)} stories')\n"
     )
@@ -476,10 +410,6 @@ class RulesModel(Model):
     """A smolagents Model that answers every step with deterministic code (no network, no key)."""
 
     name = "rules"
-    # The agent repeats a step's output to a model cut to OUTPUT_KEPT characters, to spare an LLM's tokens. The
-    # rules read their reading step's counts back from it, one line a story: cut, the last stories' lines were lost.
-    reads_whole_outputs = True
-
     def __init__(self, learned: learn.Learner | None = None, **kwargs):
         super().__init__(model_id=self.name, **kwargs)
         self.learned = learned  # the reader's votes, learned at this refresh (None: the rules alone)
@@ -490,13 +420,8 @@ class RulesModel(Model):
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
         task = next(text_of(m) for m in messages if role_of(m) == "user" and CANDIDATES_MARKER in text_of(m))
-        hits, known = article_hits(messages), self.learned.terms if self.learned else frozenset()
-        if READING_MARKER in task and hits is None:
-            code, thought = reading_code(task, known), "reading the articles first: which topics their words are about."
-        else:
-            code, thought = (code_for(task, self.judge, hits, article_terms(messages, known)),
-                             "judging every candidate with the deterministic rules.")
-        content = f"Thought: {thought}\n<code>\n{code}</code>"
+        code = code_for(task, self.judge, self.learned.terms if self.learned else frozenset())
+        content = f"Thought: judging every candidate from its card with the deterministic rules.\n<code>\n{code}</code>"
         return ChatMessage(role=MessageRole.ASSISTANT, content=content, token_usage=TokenUsage(0, 0))
 
 

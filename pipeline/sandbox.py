@@ -150,8 +150,9 @@ def comment_sql(story_id: int, position: int, comment) -> tuple[str, list]:
             [story_id, position, comment.author, comment.depth, comment.text])
 
 
-def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:
-    """What is still missing for the agent to be done, as messages for the model."""
+def judged_summary(path: Path, run_id: int, candidate_ids, batch=None) -> list[str]:
+    """What is still missing for the agent to be done, as messages for the model: for the stories of its
+    `batch` (all the candidates by default), with judgments of any non-candidate an error."""
     conn = schema.connect_untrusted(path)
     try:
         judged = {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
@@ -159,12 +160,13 @@ def judged_summary(path: Path, run_id: int, candidate_ids) -> list[str]:
         other_runs = conn.execute("SELECT count(*) FROM judgments WHERE run_id <> ?", [run_id]).fetchone()[0]
     finally:
         conn.close()
-    wanted = set(candidate_ids)
+    candidates = set(candidate_ids)
+    wanted = candidates if batch is None else set(batch)
     problems = []
     if wanted - judged:
         problems.append(f"stories without a judgment: {id_ranges(wanted - judged)}")
-    if judged - wanted:
-        problems.append(f"judgments for story ids that are not candidates: {id_ranges(judged - wanted)}")
+    if judged - candidates:
+        problems.append(f"judgments for story ids that are not candidates: {id_ranges(judged - candidates)}")
     if (judged & wanted) - tagged:
         problems.append(f"judged stories without any tag: {id_ranges((judged & wanted) - tagged)}")
     if other_runs:

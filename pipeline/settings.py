@@ -27,6 +27,18 @@ REUSE_DAYS = 7  # a judgment whose basis is unchanged is carried over this long 
 
 
 @dataclass(frozen=True)
+class Reading:
+    """What the model is shown of each story (`[reading]` in the config): the characters of its article's
+    start, of each comment and how many comments a card holds, and the prompt tokens one batch of cards
+    may take (an 8k-context local model holds a batch, its reply and a second step)."""
+
+    article_chars: int = 700
+    comment_chars: int = 200
+    comments: int = 3
+    batch_tokens: int = 5000
+
+
+@dataclass(frozen=True)
 class Judge:
     """How one refresh or eval judges: built from the config (and flags), handed to the judge as one object."""
 
@@ -39,6 +51,7 @@ class Judge:
     site_timeout: float = SITE_TIMEOUT_S
     profile: str = DEFAULT_PROFILE
     budget_usd: float | None = None  # the refresh stops calling the model before spending more than this
+    reading: Reading = field(default_factory=Reading)  # what a card holds, how many cards a batch
 
     def but(self, **changes) -> Judge:
         """A copy with some settings changed."""

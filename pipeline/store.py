@@ -48,6 +48,7 @@ MIGRATIONS: dict[int, list[str]] = {
     8: ["DROP VIEW IF EXISTS digest_stories"],  # tags also as a JSON array, so a facet counts single tags
     10: ["DROP TRIGGER IF EXISTS judgments_evidence_insert",  # evidence: four whole words at least
          "DROP TRIGGER IF EXISTS judgments_evidence_update"],
+    11: ["DROP VIEW IF EXISTS digest_stories"],  # judgments gained discussion_evidence (the table is rebuilt)
 }
 
 FTS_COLUMNS = {"stories": ["title", "summary"], "articles": ["title", "text"]}  # full-text search, per table

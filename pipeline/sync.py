@@ -118,7 +118,7 @@ def merge(
         landed_sites = [s for s, status in report.sites.items() if status == "ok"]
         if not landed_sites:
             report.status = "failed"
-        elif len(landed_sites) < len(outcomes) or report.rejected:
+        elif len(landed_sites) < len(outcomes) or report.rejected or report.errors:  # errors: a failed batch
             report.status = "partial"
         else:
             report.status = "ok"
@@ -231,8 +231,9 @@ def carry_over(conn, run_id: int, source: str, story_id: int, earlier_run: int) 
     constraints; 1 if it landed."""
     if not insert_row(conn, run_id, source, f"judgment for story {story_id} carried over from run {earlier_run}",
                       "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, "
-                      "discussion, basis, reused_from) SELECT ?, story_id, relevant, score, summary, reason, evidence, "
-                      "discussion, basis, coalesce(reused_from, run_id) "
+                      "discussion, discussion_evidence, basis, reused_from) SELECT ?, story_id, relevant, score, "
+                      "summary, reason, evidence, discussion, discussion_evidence, basis, "
+                      "coalesce(reused_from, run_id) "
                       "FROM judgments WHERE run_id = ? AND story_id = ?", [run_id, earlier_run, story_id]):
         return 0
     conn.execute("INSERT INTO story_tags (run_id, story_id, tag) "
@@ -264,21 +265,21 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
     src = schema.connect_untrusted(box.path)
     src.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
-        judgments = src.execute("SELECT run_id, story_id, relevant, score, summary, reason, evidence, discussion "
-                                "FROM judgments").fetchall()
+        judgments = src.execute("SELECT run_id, story_id, relevant, score, summary, reason, evidence, discussion, "
+                                "discussion_evidence FROM judgments").fetchall()
         tags = src.execute("SELECT run_id, story_id, tag FROM story_tags").fetchall()
     finally:
         src.close()
     landed = 0
-    for sb_run, local_id, relevant, score, summary, reason, evidence, discussion in judgments:
+    for sb_run, local_id, relevant, score, summary, reason, evidence, discussion, said in judgments:
         item = f"judgment for story {local_id}"
         if sb_run != run_id or local_id not in local_to_history:
             reject(conn, run_id, source, item, "not one of this run's candidates")
             continue
         if insert_row(conn, run_id, source, item,
                       "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, "
-                      "discussion, basis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      [run_id, local_to_history[local_id], relevant, score, summary, reason, evidence, discussion,
+                      "discussion, discussion_evidence, basis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      [run_id, local_to_history[local_id], relevant, score, summary, reason, evidence, discussion, said,
                        box.basis.get(box.candidates[local_id].source_id)]):
             landed += 1
             conn.execute("UPDATE stories SET summary = ? WHERE id = ?", [summary, local_to_history[local_id]])

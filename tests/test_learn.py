@@ -266,18 +266,23 @@ def test_the_article_words_the_learner_weighs_are_shared_and_bounded():
     assert learn.shared_words([frozenset({"2016", "1.5", "x" * 31, "y" * 30})] * 2) == {"y" * 30}
 
 
-def test_the_reading_step_reports_only_words_the_learner_knows():
-    """Its output is read back as untrusted text: a word the votes did not teach is not taken."""
-    from smolagents import ChatMessage, MessageRole
+def test_a_cards_words_count_only_when_the_learner_knows_them():
+    """The article words on a card are read as untrusted text: a word the votes did not teach is no feature."""
+    from pipeline import articles, parse, prompt
 
-    said = ChatMessage(role=MessageRole.USER, content=f"{rules.TERMS_MARK} 4 webinar zzz-injected pricing\n"
-                                                      f"{rules.TERMS_MARK} 7 \n{rules.TERMS_MARK} x webinar")
-    assert rules.article_terms([said], frozenset({"webinar", "pricing"})) == {4: {"webinar", "pricing"}}
+    story = parse.Story("hn", "4", 1, "A tour", "https://a.example/", "https://news.ycombinator.com/item?id=4",
+                        "a.example", 1, 1, None, None)
+    article = articles.Article(url="https://a.example/", status="ok", text="Join our webinar on pricing. Zzz-injected.")
+    task = prompt.build_task("hn", 1, "systems", {"ai": "AI"}, [prompt.card(4, story, article)])
+    seen = []
+    rules.code_for(task, lambda c, v, s, i, h, words: seen.append(words) or rules.judge(c, v, s, i, h, words),
+                   frozenset({"webinar", "pricing"}))
+    assert seen == [frozenset({"webinar", "pricing"})]
 
 
-def test_the_rules_model_finds_those_words_in_its_sandbox_and_weighs_them(tmp_path):
-    """Through the agent: the reading step, run in the sandbox, prints which of the learner's words each
-    article uses, and the judgment weighs them. Two stories alike but for what their links say."""
+def test_the_rules_model_finds_those_words_on_the_cards_and_weighs_them(tmp_path):
+    """Through the agent: each story's card shows the start of its article, the rules model finds the
+    learner's words in it, and the judgment weighs them. Two stories alike but for what their links say."""
     from pipeline import agent, articles, parse, sandbox
 
     stories = [parse.Story("hn", str(n), n, "A tour of the query planner", f"https://new{n}.example/planner",

@@ -175,23 +175,18 @@ def test_no_site_waits_for_the_other_sites_articles(tmp_path):
     assert lobsters_steps and max(lobsters_steps) < order.index(("hn", "read", "ok")), order
 
 
-def test_the_rules_model_reads_back_every_line_of_its_reading_step():
-    """The agent repeats a step's output cut to OUTPUT_KEPT characters, which spares an LLM's tokens. The
-    rules model reads its per-story topic counts back from that output, so it is shown all of it:
-    100 candidates print about 4,000 characters."""
+def test_the_latest_output_is_shown_whole_up_to_the_cap_the_prompt_states():
+    """A model that prints a story's text to read it must see what it asked for: the latest step's output
+    is kept up to OUTPUT_KEPT characters (the system prompt says how many), earlier ones shorter."""
     from smolagents import ActionStep, TaskStep
     from smolagents.monitoring import Timing
 
-    printed = "\n".join(f"{rules.HITS_MARK} {i} ai:1 databases:2 programming:3 security:1 systems:2"
-                        for i in range(1, 101))
-    assert len(printed) > 3 * agent.OUTPUT_KEPT
-
-    def shown_to(model):
-        judge = agent.JudgeAgent(facts={"run_id": 1, "first_id": 1, "last_id": 100}, tools=[], model=model)
-        judge.memory.steps = [TaskStep(task=f"{rules.CANDIDATES_MARKER} ..."),
-                              ActionStep(step_number=1, timing=Timing(start_time=0.0), observations=printed)]
-        return judge.write_memory_to_messages()
-
-    assert set(rules.article_hits(shown_to(rules.RulesModel()))) == set(range(1, 101))
-    cut = rules.article_hits(shown_to(ScriptedModel()))  # an LLM is shown the first OUTPUT_KEPT characters
-    assert cut is not None and len(cut) < 30
+    printed = "\n".join(f"line {i} of an article the model asked to read, all of it" for i in range(100))
+    assert 4000 < len(printed) < agent.OUTPUT_KEPT
+    judge = agent.JudgeAgent(facts={"run_id": 1, "first_id": 1, "last_id": 100}, tools=[], model=ScriptedModel())
+    judge.memory.steps = [TaskStep(task=f"{rules.CANDIDATES_MARKER} ..."),
+                          ActionStep(step_number=1, timing=Timing(start_time=0.0), observations="x" * 5000),
+                          ActionStep(step_number=2, timing=Timing(start_time=0.0), observations=printed)]
+    shown = "\n".join(rules.text_of(m) for m in judge.write_memory_to_messages())
+    assert printed in shown and "x" * agent.EARLIER_OUTPUT_KEPT in shown and "x" * 5000 not in shown
+    assert f"{agent.OUTPUT_KEPT:,}" in judge.initialize_system_prompt()
