@@ -175,20 +175,11 @@ class PinnedBackend(httpcore.SyncBackend):
         except Refused as exc:
             raise httpcore.ConnectError(str(exc)) from None
         last: Exception = httpcore.ConnectError(f"no address for {host}")
-        for family, kind, proto, _, address in infos:
-            sock = socket.socket(family, kind, proto)
+        for *_, address in infos:  # an address literal: the default backend connects to it without a lookup
             try:
-                sock.settimeout(timeout)
-                sock.connect(address)
-            except OSError as exc:
-                sock.close()
-                last = httpcore.ConnectTimeout(str(exc)) if isinstance(exc, TimeoutError) else \
-                    httpcore.ConnectError(str(exc) or exc.__class__.__name__)
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for option in socket_options or []:
-                sock.setsockopt(*option)
-            return httpcore._backends.sync.SyncStream(sock)
+                return super().connect_tcp(address[0], port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
         raise last
 
 
