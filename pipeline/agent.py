@@ -516,11 +516,16 @@ def add_batch(result: SiteResult, done: SiteResult, ids: list[int], name: str) -
     result.error = "; ".join(e for e in (result.error, failed) if e)
 
 
+def runs_remotely(judge: Judge, python_executor) -> bool:
+    """Whether the agent's code runs outside this process (its sandbox DB is shipped in and out)."""
+    return judge.executor != "local" or python_executor is not None
+
+
 def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabulary: dict[str, str], judge: Judge,
                 python_executor, site_deadline: float, step_reporter=None) -> SiteResult:
     """One CodeAgent over one batch of cards: done when every story of the batch is judged and tagged."""
     result = SiteResult(source=box.source, box=box)
-    remote = judge.executor != "local" or python_executor is not None
+    remote = runs_remotely(judge, python_executor)
     agent = None
     try:
         agent = batch_agent(box, ids, model, judge, python_executor, site_deadline, step_reporter)
@@ -564,7 +569,7 @@ def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge
     """The JudgeAgent of one batch, with the host's callbacks: after each step the host's copy of a remote
     sandbox is made current and the agent stopped when its executor died or the site ran out of time; the
     final answer is refused until every story of the batch is judged, tagged and the sandbox sound."""
-    remote = judge.executor != "local" or python_executor is not None
+    remote = runs_remotely(judge, python_executor)
     tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
 
     def stop_reason() -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -206,8 +207,6 @@ def connect_untrusted(path: str | Path, seconds: float = UNTRUSTED_TIME_S) -> sq
     (trusted_schema=OFF), cells are checked as read and nothing is memory-mapped.
 
     The deadline is per connection, counted from now: a caller opens one for one job."""
-    import time
-
     conn = connect_ro(path)
     deadline = time.monotonic() + seconds
     conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 1000)
