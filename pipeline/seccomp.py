@@ -22,7 +22,8 @@ import struct
 # Seen from inside: ptrace-like access to another process, kernel facilities a sandbox never needs.
 DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "perf_event_open", "bpf",
           "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load", "open_by_handle_at")
-# (AUDIT_ARCH_*, system call numbers) per machine; a machine not listed gets no filter and says so.
+# (AUDIT_ARCH_*, system call numbers) per machine. A machine not listed gets no filter: its jail keeps the other
+# walls (namespaces, no capabilities, limits), and ptrace of its PID 1 is not refused there.
 ARCHES = {
     "x86_64": (0xC000003E, {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438,
                             "perf_event_open": 298, "bpf": 321, "userfaultfd": 323, "keyctl": 250, "add_key": 248,
