@@ -95,6 +95,9 @@ def code_variables(box: sandbox.Sandbox, ids: list[int] | None = None) -> dict:
 
 # --- the agent -----------------------------------------------------------------------
 
+# Small real models import sqlite3 at every step (their refusal named the allowed modules, not the tool).
+IMPORT_HINT = (" Do not import modules to reach the database: call sql(statement, params), which is already "
+               "defined, as the system prompt shows.")
 CODE_KEPT = 600  # characters of a step's code repeated in later prompts (what it wrote is in the database)
 OUTPUT_KEPT = 8000  # characters of the latest step's output and error shown (the prompt says so); earlier...
 EARLIER_OUTPUT_KEPT = 400  # ...this many
@@ -174,7 +177,8 @@ class JudgeAgent(CodeAgent):
             if step.observations:
                 parts.append("Observation:\n" + shortened(step.observations, keep, "output"))
             if step.error is not None:
-                parts.append("Error:\n" + shortened(str(step.error), keep, "the error") + "\nFix it and go on.")
+                parts.append("Error:\n" + shortened(str(step.error), keep, "the error") + "\nFix it and go on."
+                             + (IMPORT_HINT if "Import of " in str(step.error) else ""))
             if parts:
                 text = "\n".join(parts)
                 messages.append(ChatMessage(role=MessageRole.USER, content=[{"type": "text", "text": text}]))
@@ -586,6 +590,10 @@ def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge
         elif remote and isinstance(step, ActionStep) and step.code_action:
             with contextlib.suppress(Exception):  # the host keeps its previous copy
                 ship_out(agent.python_executor, box)
+        if isinstance(step, ActionStep) and step.is_final_answer is not True:
+            with contextlib.suppress(Exception):  # an unreadable sandbox says so at the final answer
+                stands = sandbox.batch_status(box.path, box.run_id, ids)
+                step.observations = f"{step.observations or ''}\n{stands}".strip()
         if step_reporter and isinstance(step, ActionStep):
             step_reporter(box.source, step.step_number, one_line(f"{step.observations or ''} {step.error or ''}", 2000))
 

@@ -174,6 +174,19 @@ def judged_summary(path: Path, run_id: int, candidate_ids, batch=None) -> list[s
     return problems
 
 
+def batch_status(path: Path, run_id: int, batch) -> str:
+    """Where a batch stands, for the model after each step: how many of its stories are judged, and which
+    are still to judge."""
+    conn = schema.connect_untrusted(path)
+    try:
+        judged = {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
+    finally:
+        conn.close()
+    missing = set(batch) - judged
+    rest = f"; still to judge: {id_ranges(missing)}" if missing else "; all judged: call final_answer when tagged"
+    return f"Where this batch stands: {len(set(batch)) - len(missing)} of {len(set(batch))} judged{rest}."
+
+
 def id_ranges(ids) -> str:
     """Story ids as the model reads them best and shortest: [1-5, 9, 12-30]."""
     spans = []

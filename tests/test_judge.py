@@ -176,3 +176,34 @@ def test_litellm_persistent_500_fails_the_site_cleanly(tmp_path):
     assert "Error" in result.error and "Traceback" not in result.error
     assert 2 <= len(stub.requests) <= 9  # bounded retries
     assert time.monotonic() - t0 < 30
+
+
+def shown_at_step(script, tmp_path, step: int) -> str:
+    """The whole conversation a scripted model was shown at `step` (1-based), on the HN snapshot's box."""
+    seen = []
+
+    class Shown(ScriptedModel):
+        def generate(self, messages, *args, **kwargs):
+            seen.append("\n".join(rules.text_of(m) for m in messages))
+            return super().generate(messages, *args, **kwargs)
+
+    agent.judge_site(make_box(tmp_path), Shown(*script), vocabulary=VOCABULARY, max_steps=len(script),
+                     executor="local")
+    return seen[step - 1]
+
+
+def test_after_each_step_the_model_is_told_where_its_batch_stands(tmp_path):
+    """Real small models never learnt how far they had got: after each step the observation says so."""
+    def half(task):  # the rules' judgments of the first 15 stories, and no final answer
+        return rules.code_for(task).replace("final_answer(", "print(").replace(
+            "\nfor story_id", "\nrows = rows[:15]\nfor story_id", 1)
+
+    shown = shown_at_step([half, rules.code_for], tmp_path, 2)
+    assert "Where this batch stands: 15 of 30 judged; still to judge: [16-30]." in shown
+
+
+def test_an_import_refusal_points_to_the_sql_tool(tmp_path):
+    """Small models `import sqlite3` at every step; the refusal now says what to call instead."""
+    shown = shown_at_step(["import sqlite3\nconn = sqlite3.connect('judgments.db')", rules.code_for], tmp_path, 2)
+    assert "Import of sqlite3 is not allowed" in shown
+    assert "Do not import modules to reach the database: call sql(statement, params)" in shown
