@@ -216,6 +216,8 @@ class JudgeAgent(CodeAgent):
 
 # --- models ---------------------------------------------------------------------------
 
+MAX_TOKENS = 3000  # one reply: a batch's judgments fit, and a batch (3,750) plus this fits an 8k context
+TEMPERATURE = 0.2  # a judging step, not a creative one
 OLLAMA_NUM_CTX = 16384  # tokens: the task, a few steps and their outputs, with room to spare
 
 
@@ -272,6 +274,17 @@ class Budget:
                 self.spent += cost_usd(model_id, usage.input_tokens, usage.output_tokens) or 0.0
 
 
+def mend_fences(text: str, opening: str = "<code>", closing: str = "</code>") -> str:
+    """A reply that opens its code with `<code>` but closes it with a markdown fence (seen with real small
+    models), cut at the fence as the model meant: smolagents closes the block at the reply's end, so the
+    prose after the fence ran as Python."""
+    head, found, rest = text.partition(opening)
+    if not found or closing in rest:
+        return text
+    code, fence, _ = rest.partition("\n```")
+    return f"{head}{opening}{code}\n{closing}" if fence else text
+
+
 class BudgetedModel(LiteLLMModel):
     """A LiteLLM model whose every call is checked against, and counted into, the refresh's budget, and
     ends by the site's deadline (`deadline`, a `time.monotonic()` instant that judge_site sets)."""
@@ -285,6 +298,8 @@ class BudgetedModel(LiteLLMModel):
         self.budget.check(self.model_id, messages)
         message = self.within_deadline(super().generate, messages, *args, **kwargs)
         self.budget.add(self.model_id, message.token_usage)
+        if isinstance(message.content, str):
+            message.content = mend_fences(message.content)
         return message
 
     def within_deadline(self, call, *args, **kwargs) -> ChatMessage:
@@ -322,8 +337,11 @@ def make_model(model_id: str | None, budget: Budget | None = None, learned=None,
         return RulesModel(learned=learned)
     if model_id == KeywordBaselineModel.name:
         return KeywordBaselineModel()
-    # drop_params: a parameter the model does not take (gpt-5's temperature) is dropped, not fatal.
-    options = {"timeout": 120, "max_retries": 2, "drop_params": True, **options}
+    # drop_params: a parameter the model does not take (gpt-5's temperature) is dropped, not fatal. Without
+    # max_tokens a reply that never closes its code block generates until the context is full (7,203 tokens
+    # in 382 s, seen with a local model); without a temperature a server's own default (0.8) applies.
+    options = {"timeout": 120, "max_retries": 2, "drop_params": True, "max_tokens": MAX_TOKENS,
+               "temperature": TEMPERATURE, **options}
     if model_id.startswith(("ollama/", "ollama_chat/")):  # Ollama's default 2-4k context cannot hold the task
         options.setdefault("num_ctx", OLLAMA_NUM_CTX)
     retry_wait = options.pop("retry_wait", 5.0)

@@ -15,7 +15,7 @@ import litellm
 import pytest
 from click.testing import CliRunner
 
-from pipeline import prompt, refresh, rules
+from pipeline import agent, prompt, refresh, rules
 from pipeline.cli import cli
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge, Reading
 
@@ -181,6 +181,8 @@ SCENARIOS = {
     "bare code, no block around it, once": ([lambda t: loop(t).split("<code>\n", 1)[1].replace("\n</code>", ""),
                                              loop], True, 2, "your reply had no code block, so nothing ran"),
     "prose before the code": ([lambda t: "Sure! I'll go through the stories one by one.\n\n" + loop(t)], True, 1, None),
+    "opens with <code>, closes with a markdown fence": (
+        [lambda t: loop(t).replace("\n</code>", "\n```\nThis stores every judgment, then answers.")], True, 1, None),
     "multi-row VALUES": ([multi_row_values], True, 1, None),
     "tuple and dict params": ([tuple_and_dict_params], True, 1, None),
     "f-string SQL with apostrophes": ([f_string_sql, insert_missing], True, 2, "write values as ? placeholders"),
@@ -449,3 +451,11 @@ def test_the_prompt_with_the_readers_votes_stays_within_the_token_goal(tmp_path)
     assert "READER'S VOTES: reader_votes" in json.dumps(first)
     assert prompt_tokens(first) - prompt_tokens(plain) <= 60, (prompt_tokens(plain), prompt_tokens(first))
     assert prompt_tokens(first) <= Reading().batch_tokens
+
+
+def test_a_judging_step_has_a_default_max_tokens_and_temperature(tmp_path):
+    """Without max_tokens a reply that never closed its code block generated until the context was full."""
+    with StubLLM([scripted([loop])]) as stub:
+        judge_hn(tmp_path / "news.db", stub)
+    first = agent_requests(stub)[0]
+    assert first["max_tokens"] == agent.MAX_TOKENS and first["temperature"] == agent.TEMPERATURE
