@@ -155,7 +155,7 @@ def judged_summary(path: Path, run_id: int, candidate_ids, batch=None) -> list[s
     `batch` (all the candidates by default), with judgments of any non-candidate an error."""
     conn = schema.connect_untrusted(path)
     try:
-        judged = {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
+        judged = judged_ids(conn, run_id)
         tagged = {row[0] for row in conn.execute("SELECT DISTINCT story_id FROM story_tags WHERE run_id = ?", [run_id])}
         other_runs = conn.execute("SELECT count(*) FROM judgments WHERE run_id <> ?", [run_id]).fetchone()[0]
     finally:
@@ -174,15 +174,19 @@ def judged_summary(path: Path, run_id: int, candidate_ids, batch=None) -> list[s
     return problems
 
 
+def judged_ids(conn: sqlite3.Connection, run_id: int) -> set[int]:
+    """The story ids a sandbox holds a judgment of for this run."""
+    return {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
+
+
 def batch_status(path: Path, run_id: int, batch) -> str:
     """Where a batch stands, for the model after each step: how many of its stories are judged, and which
     are still to judge."""
     conn = schema.connect_untrusted(path)
     try:
-        judged = {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
+        missing = set(batch) - judged_ids(conn, run_id)
     finally:
         conn.close()
-    missing = set(batch) - judged
     rest = f"; still to judge: {id_ranges(missing)}" if missing else "; all judged: call final_answer when tagged"
     return f"Where this batch stands: {len(set(batch)) - len(missing)} of {len(set(batch))} judged{rest}."
 
