@@ -9,7 +9,7 @@ declaring victory.
 
 `JudgeAgent` is smolagents' CodeAgent with the judge's own system prompt
 (prompt.py's template), `run_id` and `candidates` as variables of the code, a
-compact memory (earlier steps' code is not repeated in full), replies that could
+memory that says what each earlier step's code did instead of repeating it, replies that could
 not run (cut off at the token limit, empty, no code) named to the model, and no
 extra model call at max steps. Whenever the agent stops, for any reason, the host
 checks the sandbox: complete and valid, it lands.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
+import re
 import sys
 import threading
 import time
@@ -98,24 +99,39 @@ def code_variables(box: sandbox.Sandbox, ids: list[int] | None = None) -> dict:
 # Small real models import sqlite3 at every step (their refusal named the allowed modules, not the tool).
 IMPORT_HINT = (" Do not import modules to reach the database: call sql(statement, params), which is already "
                "defined, as the system prompt shows.")
-CODE_KEPT = 600  # characters of a step's code repeated in later prompts (what it wrote is in the database)
+THOUGHT_KEPT = 600  # characters of an earlier reply's thought repeated in later prompts, in whole lines
+FAILED_CODE_KEPT = 3000  # characters of the latest step's failed code repeated, in whole lines, to be fixed
 OUTPUT_KEPT = 8000  # characters of the latest step's output and error shown (the prompt says so); earlier...
 EARLIER_OUTPUT_KEPT = 400  # ...this many
 
 
-def reply_problem(message: ChatMessage | None, tags: tuple[str, str]) -> str | None:
+def finish_reason(message: ChatMessage) -> str | None:
+    raw = getattr(message, "raw", None)
+    try:
+        return raw.choices[0].finish_reason
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+
+
+def cut_off(message: ChatMessage, max_tokens: int | None) -> str:
+    """Why a reply stopped at `length`, named truly: the output limit (max_tokens) or, when the reply is
+    shorter than that, the model's context window, full with the prompt and the reply."""
+    usage = message.token_usage
+    if usage is not None and max_tokens and usage.output_tokens < max_tokens:
+        return (f"your reply was cut off after {usage.output_tokens} tokens because the model's context window was "
+                f"full ({usage.input_tokens} prompt + {usage.output_tokens} reply tokens), so none of its code ran: "
+                "write a short loop over `candidates` instead of one line per story")
+    tokens = usage.output_tokens if usage else "the maximum number of"
+    return (f"your reply was cut off after {tokens} tokens (the output limit), so none of its code ran: "
+            "write fewer judgments per code block (e.g. 10), then continue with the rest")
+
+
+def reply_problem(message: ChatMessage | None, tags: tuple[str, str], max_tokens: int | None = None) -> str | None:
     """Why a model reply cannot be run as it stands, in words the model can act on; None if it can."""
     if message is None:
         return None
-    raw = getattr(message, "raw", None)
-    try:
-        finish = raw.choices[0].finish_reason
-    except (AttributeError, IndexError, KeyError, TypeError):
-        finish = None
-    if finish == "length":
-        tokens = message.token_usage.output_tokens if message.token_usage else "the maximum number of"
-        return (f"your reply was cut off after {tokens} tokens (the output limit), so none of its code ran: "
-                "write fewer judgments per code block (e.g. 10), then continue with the rest")
+    if finish_reason(message) == "length":
+        return cut_off(message, max_tokens)
     content = message.content
     if content is None:
         return "your reply had no text (null content): answer with a thought and one code block"
@@ -123,10 +139,25 @@ def reply_problem(message: ChatMessage | None, tags: tuple[str, str]) -> str | N
         if not content.strip():
             return "your reply was empty: answer with a thought and one code block"
         opening, closing = tags
+        if opening not in content and content.count("```") % 2:
+            return (f"your reply opened a ``` code block and never closed it, so nothing ran: put the code "
+                    f"between {opening} and {closing}")
         # Bare code too: smolagents adds the closing tag to a reply without one, and then cannot parse it.
         if opening not in content and "```" not in content:
             return (f"your reply had no code block, so nothing ran: put Python code that calls sql(...) between "
                     f"{opening} and {closing} (not JSON, not prose)")
+    return None
+
+
+def code_problem(code: str) -> str | None:
+    """Why a parsed code block is not a step (real models answered with `<code># python code</code>`)."""
+    try:
+        statements = ast.parse(code).body
+    except SyntaxError:
+        return None  # the executor names the syntax error
+    if not statements:
+        return ("your code block held no code (only comments or blank lines), so nothing ran: "
+                "write Python that calls sql(...)")
     return None
 
 
@@ -136,23 +167,63 @@ def shortened(text: str, limit: int | None, what: str) -> str:
     return text[:limit] + f"\n[... {len(text) - limit} more characters of {what}]"
 
 
-def compact_reply(text: str, opening: str, closing: str) -> str:
-    """A reply as later prompts repeat it: its thought, and its code cut to CODE_KEPT characters."""
-    head, found, rest = text.partition(opening)
-    if not found:
-        return shortened(text, CODE_KEPT, "this reply")
-    code, _, tail = rest.partition(closing)
-    if len(code) > CODE_KEPT:
-        code = (code[:CODE_KEPT] + f"\n# [... {len(code) - CODE_KEPT} more characters of this code not repeated: "
-                "what it wrote is in the database]\n")
-    return shortened(head.strip(), CODE_KEPT, "this thought") + "\n" + opening + code + closing + tail
+def whole_lines(text: str, limit: int, what: str, comment: str = "") -> str:
+    """Text cut to at most `limit` characters at a line's end, never inside a line (a model copies a cut
+    line back, and every later step fails at the cut); the note says what is left out."""
+    if len(text) <= limit:
+        return text
+    lines, kept, size = text.splitlines(), [], 0
+    for line in lines:
+        if size + len(line) + 1 > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(kept) + f"\n{comment}[... {len(lines) - len(kept)} more lines of {what} not repeated]"
+
+
+def what_it_wrote(step: ActionStep, before: sandbox.Standing | None, after: sandbox.Standing | None) -> str:
+    """One step's code as later prompts remember it: by what it did to the database, never by its text
+    (models copy remembered code back)."""
+    wrote = sorted(after.judged - before.judged) if before is not None and after is not None else None
+    if step.error is None:
+        if wrote is None:
+            return "[this code ran; it is not repeated: the database holds what it wrote]"
+        done = f"{len(wrote)} judgments (stories {sandbox.id_ranges(wrote)[1:-1]})" if wrote else "no judgment"
+        return f"[this code ran and wrote {done}; it is not repeated]"
+    if wrote:
+        return (f"[this code failed with the error below after writing {len(wrote)} judgments "
+                f"(stories {sandbox.id_ranges(wrote)[1:-1]}), which are in the database]")
+    if wrote is None:
+        return "[this code failed with the error below; the database holds only what ran before the error]"
+    return "[this code failed with the error below: no judgment from it is in the database]"
+
+
+def remembered_reply(step: ActionStep, tags: tuple[str, str], before: sandbox.Standing | None,
+                     after: sandbox.Standing | None, code_room: int = 0) -> str:
+    """A reply as later prompts repeat it: its thought in whole lines, then what its code did. Failed code
+    is repeated too, in whole lines, when `code_room` (characters) is given: the latest step's, to be
+    fixed. Succeeded code never is."""
+    opening, closing = tags
+    text = str(step.model_output).strip()
+    head, found, _ = text.partition(opening)
+    if not found and not step.code_action:
+        return whole_lines(text, THOUGHT_KEPT, "this reply")
+    thought = whole_lines(head.strip(), THOUGHT_KEPT, "this thought") if found else ""
+    said = what_it_wrote(step, before, after)
+    code = step.code_action.strip("\n") if step.error is not None and step.code_action else ""
+    if code and len(code.splitlines()[0]) < code_room:
+        code = whole_lines(code, code_room, "this code", comment="# ")
+        return f"{thought}\n{said}\n{opening}\n{code}\n{closing}".strip()
+    return f"{thought}\n{said}".strip()
 
 
 class JudgeAgent(CodeAgent):
     """smolagents' CodeAgent as the judge needs it (see the module docstring)."""
 
-    def __init__(self, *, facts: dict, **kwargs):
+    def __init__(self, *, facts: dict, prompt_tokens: int | None = None, **kwargs):
+        self.prompt_tokens = prompt_tokens  # the batch's prompt budget (reading.batch_tokens), estimated
         self.facts = facts  # the run's facts the system prompt states: run_id, the candidate id range
+        self.standings: dict[int, sandbox.Standing] = {}  # step number -> the batch after it (0: before any)
         super().__init__(prompt_templates=prompt.templates(), **kwargs)
 
     def initialize_system_prompt(self) -> str:
@@ -161,18 +232,34 @@ class JudgeAgent(CodeAgent):
             "code_block_opening_tag": self.code_block_tags[0], "code_block_closing_tag": self.code_block_tags[1]})
 
     def write_memory_to_messages(self, summary_mode: bool = False) -> list[ChatMessage]:
-        """System prompt, task, then each step as its (compacted) reply and one message with what it printed
-        and its error: no duplicate 'Calling tools' copy of the code, earlier outputs cut shorter."""
+        """System prompt, task, then each step as its remembered reply (remembered_reply) and one message
+        with what it printed and its error: no 'Calling tools' copy of the code, earlier outputs cut shorter.
+        The latest step's failed code is repeated within what the batch's prompt budget leaves."""
+        messages = self.remembered(summary_mode, 0)
+        steps = [step for step in self.memory.steps if isinstance(step, ActionStep)]
+        if not steps or steps[-1].error is None or not steps[-1].code_action:
+            return messages
+        used = sum(prompt.tokens(str(part.get("text", ""))) for m in messages for part in m.content
+                   if isinstance(part, dict)) if self.prompt_tokens else 0
+        room = min(FAILED_CODE_KEPT, (self.prompt_tokens - used) * prompt.CHARS_PER_TOKEN) \
+            if self.prompt_tokens else FAILED_CODE_KEPT
+        return self.remembered(summary_mode, room) if room > 0 else messages
+
+    def remembered(self, summary_mode: bool, code_room: int) -> list[ChatMessage]:
         messages = self.memory.system_prompt.to_messages(summary_mode=summary_mode)
         actions = [step for step in self.memory.steps if isinstance(step, ActionStep)]
+        before = self.standings.get(0)
         for step in self.memory.steps:
             if not isinstance(step, ActionStep):
                 messages.extend(step.to_messages(summary_mode=summary_mode))
                 continue
-            keep = OUTPUT_KEPT if step is actions[-1] else EARLIER_OUTPUT_KEPT
+            latest = step is actions[-1]
+            after = self.standings.get(step.step_number)
             if step.model_output:
-                text = compact_reply(str(step.model_output).strip(), *self.code_block_tags)
+                text = remembered_reply(step, self.code_block_tags, before, after, code_room if latest else 0)
                 messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=[{"type": "text", "text": text}]))
+            before = after
+            keep = OUTPUT_KEPT if latest else EARLIER_OUTPUT_KEPT
             parts = []
             if step.observations:
                 parts.append("Observation:\n" + shortened(step.observations, keep, "output"))
@@ -187,15 +274,17 @@ class JudgeAgent(CodeAgent):
     def _step_stream(self, memory_step: ActionStep):
         """smolagents' step, but a reply that cannot run as it stands is named to the model, not run."""
         inner = super()._step_stream(memory_step)
+        max_tokens = getattr(self.model, "kwargs", {}).get("max_tokens")
         try:
             for item in inner:
                 if isinstance(item, ToolCall):
-                    problem = reply_problem(memory_step.model_output_message, self.code_block_tags)
+                    problem = reply_problem(memory_step.model_output_message, self.code_block_tags, max_tokens) \
+                        or code_problem(str(item.arguments))
                     if problem:
                         raise AgentParsingError(problem, self.logger)
                 yield item
         except AgentParsingError as exc:
-            problem = reply_problem(memory_step.model_output_message, self.code_block_tags)
+            problem = reply_problem(memory_step.model_output_message, self.code_block_tags, max_tokens)
             if problem and str(exc) != problem:
                 raise AgentParsingError(problem, self.logger) from None
             raise
@@ -274,12 +363,18 @@ class Budget:
                 self.spent += cost_usd(model_id, usage.input_tokens, usage.output_tokens) or 0.0
 
 
+FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)\n?```", re.DOTALL)
+
+
 def mend_fences(text: str, opening: str = "<code>", closing: str = "</code>") -> str:
-    """A reply that opens its code with `<code>` but closes it with a markdown fence (seen with real small
-    models), cut at the fence as the model meant: smolagents closes the block at the reply's end, so the
-    prose after the fence ran as Python."""
+    """A reply's code block as the model meant it. Real small models open with `<code>` and close with a
+    markdown fence (smolagents closes the block at the reply's end, so the prose after the fence ran as
+    Python), or write a markdown fence only: either is cut at the fence and tagged as the prompt asks."""
     head, found, rest = text.partition(opening)
-    if not found or closing in rest:
+    if not found:
+        match = FENCE.search(text)
+        return f"{text[:match.start()]}{opening}\n{match.group(1)}\n{closing}" if match else text
+    if closing in rest:
         return text
     code, fence, _ = rest.partition("\n```")
     return f"{head}{opening}{code}\n{closing}" if fence else text
@@ -566,7 +661,9 @@ def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabular
         if run.state == "success":
             result.status = "ok"
         else:
-            result.error = f"the agent did not call final_answer within {judge.max_steps} steps"
+            stands = agent.standings[max(agent.standings)]
+            result.error = (f"the agent did not call final_answer within {judge.max_steps} steps "
+                            f"({len(stands.judged)} of {len(stands.batch)} stories judged)")
     except Exception as exc:  # a failed batch must not stop the others
         if isinstance(exc, TimeoutError):
             result.error = one_line(f"stopped: {exc}")
@@ -610,7 +707,7 @@ def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge
                 ship_out(agent.python_executor, box)
         if isinstance(step, ActionStep) and step.is_final_answer is not True:
             with contextlib.suppress(Exception):  # an unreadable sandbox says so at the final answer
-                stands = sandbox.batch_status(box.path, box.run_id, ids)
+                agent.standings[step.step_number] = stands = sandbox.standing(box.path, box.run_id, ids)
                 step.observations = f"{step.observations or ''}\n{stands}".strip()
         if step_reporter and isinstance(step, ActionStep):
             step_reporter(box.source, step.step_number, one_line(f"{step.observations or ''} {step.error or ''}", 2000))
@@ -626,12 +723,14 @@ def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge
     local = judge.executor == "local"
     agent = JudgeAgent(
         facts={"run_id": box.run_id, "first_id": ids[0], "last_id": ids[-1]}, tools=[tool], model=model,
+        prompt_tokens=judge.reading.batch_tokens,
         executor=python_executor, executor_type=judge.executor if python_executor is None else "local",
         executor_kwargs={**LOCAL_EXECUTOR_DEFAULTS, **judge.executor_options} if local else judge.executor_options,
         max_steps=judge.max_steps, final_answer_checks=[every_candidate_judged], return_full_result=True,
         verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
         step_callbacks=[after_step])
     agent.stop_reason = stop_reason
+    agent.standings[0] = sandbox.Standing(frozenset(ids), frozenset())  # a batch's stories start unjudged
     return agent
 
 

@@ -179,16 +179,33 @@ def judged_ids(conn: sqlite3.Connection, run_id: int) -> set[int]:
     return {row[0] for row in conn.execute("SELECT story_id FROM judgments WHERE run_id = ?", [run_id])}
 
 
-def batch_status(path: Path, run_id: int, batch) -> str:
-    """Where a batch stands, for the model after each step: how many of its stories are judged, and which
-    are still to judge."""
+@dataclass(frozen=True)
+class Standing:
+    """Where a batch stands after a step: which of its stories the sandbox holds a judgment of. Its text is
+    what the model reads after each step; the memory of earlier steps uses two of them to say what a step
+    wrote."""
+
+    batch: frozenset[int]
+    judged: frozenset[int]
+
+    @property
+    def missing(self) -> frozenset[int]:
+        return self.batch - self.judged
+
+    def __str__(self) -> str:
+        rest = f"; still to judge: {id_ranges(self.missing)}" if self.missing else \
+            "; all judged: call final_answer when tagged"
+        return f"Where this batch stands: {len(self.judged)} of {len(self.batch)} judged{rest}."
+
+
+def standing(path: Path, run_id: int, batch) -> Standing:
+    """The batch's standing as the sandbox holds it now (read as untrusted, like every sandbox read)."""
     conn = schema.connect_untrusted(path)
     try:
-        missing = set(batch) - judged_ids(conn, run_id)
+        judged = judged_ids(conn, run_id)
     finally:
         conn.close()
-    rest = f"; still to judge: {id_ranges(missing)}" if missing else "; all judged: call final_answer when tagged"
-    return f"Where this batch stands: {len(set(batch)) - len(missing)} of {len(set(batch))} judged{rest}."
+    return Standing(frozenset(batch), frozenset(batch) & frozenset(judged))
 
 
 def id_ranges(ids) -> str:

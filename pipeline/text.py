@@ -38,7 +38,7 @@ def one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"(),;]+")
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~<-])/[^\s'\"(),;]+")  # not a closing tag's `</code>`
 
 
 def without_paths(text: str, data_dir: Path) -> str:

@@ -263,7 +263,8 @@ def test_scenario(tmp_path, name):
         second = json.dumps(agent_requests(stub)[1]["messages"])
         assert told in second, second[-3000:]
     if name.startswith("five per step"):
-        assert note == f"landed complete although the agent did not call final_answer within {DEFAULT_MAX_STEPS} steps"
+        assert note == (f"landed complete although the agent did not call final_answer within {DEFAULT_MAX_STEPS} "
+                        "steps (30 of 30 stories judged)")
     if name == "every reply cut off":
         assert "your reply was cut off after 4096 tokens" in error
 
@@ -459,3 +460,29 @@ def test_a_judging_step_has_a_default_max_tokens_and_temperature(tmp_path):
         judge_hn(tmp_path / "news.db", stub)
     first = agent_requests(stub)[0]
     assert first["max_tokens"] == agent.MAX_TOKENS and first["temperature"] == agent.TEMPERATURE
+
+
+def five_then_fail(task):
+    """Writes stories 1-5, one row a line, then stops at a NameError: five judgments from it are stored."""
+    rows = ",\n".join(f"    {list(row)!r}" for row in verdicts(task)[:5])
+    return code(f"rows = [\n{rows},\n]\n"
+                "for sid, rel, score, summary, reason, tags in rows:\n"
+                "    sql('INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?)', [run_id, sid, rel, score, summary, reason])\n"
+                "undefined_name")
+
+
+def test_the_memory_says_what_each_step_wrote_and_repeats_only_the_latest_failed_code(tmp_path):
+    """Step 1 writes 5 judgments and fails, step 2 writes nothing and fails, step 3 finishes. Each later
+    prompt says what the earlier code did, counted from the sandbox; step 2's code is repeated (whole
+    lines) only in the prompt right after it, and step 1's, failed too, no longer in step 3's."""
+    nothing = code("x = 1\nundefined_again", "Thought: checking.")
+    with StubLLM([scripted([five_then_fail, lambda t: nothing, insert_missing])]) as stub:
+        report = judge_hn(tmp_path / "news.db", stub)
+    second, third = (json.dumps(body["messages"]) for body in agent_requests(stub)[1:3])
+    assert report.status == "ok"
+    assert "[this code failed with the error below after writing 5 judgments (stories 1-5), which are in the " \
+           "database]" in second
+    assert "undefined_name" in second and "undefined_name\\n</code>" not in third
+    assert "[this code failed with the error below: no judgment from it is in the database]" in third
+    assert "undefined_again" in third

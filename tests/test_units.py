@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from pipeline import collect, parse, rules, sandbox, schema, store, sync
+from pipeline import collect, parse, rules, sandbox, schema, store, sync, text
 from pipeline.prompt import Candidate
 
 VOCABULARY = set(sandbox.reference_vocabulary())
@@ -103,3 +103,10 @@ def test_the_markdown_digest_groups_by_tag_and_escapes(tmp_path):
     assert collect.compose_digest(conn, run_id + 1, None) is None
     with pytest.raises(sqlite3.IntegrityError):  # the schema still guards what the digest reads
         conn.execute("INSERT INTO story_tags VALUES (?, 1, 'not-a-tag')", [run_id])
+
+
+def test_stored_errors_name_files_without_their_folders_and_keep_closing_tags(tmp_path):
+    """A run record names a file by its last part (Datasette publishes it); `</code>` in a model's error is
+    a closing tag, not a path (it read `<code>`, and the model was told the wrong tag)."""
+    stored = text.without_paths(f"no <code>x</code> in {tmp_path}/sandboxes/1/hn.db or /home/me/.ssh/id", tmp_path)
+    assert stored == "no <code>x</code> in sandboxes/1/hn.db or id"
