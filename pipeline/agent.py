@@ -336,7 +336,11 @@ def model_cost(model: Model, input_tokens: int, output_tokens: int) -> float | N
     return None
 
 
-class BudgetSpent(Exception):
+class ModelCallFailed(Exception):
+    """A model call that got no usable answer, named by its cause (what the site's error says)."""
+
+
+class BudgetSpent(ModelCallFailed):
     """The refresh's budget_usd would be exceeded by the next model call."""
 
 
@@ -380,18 +384,73 @@ def mend_fences(text: str, opening: str = "<code>", closing: str = "</code>") ->
     return f"{head}{opening}{code}\n{closing}" if fence else text
 
 
+def refuses_parts(exc: Exception) -> bool:
+    """A server that takes a message's content only as a string (llama.cpp's, through llama-cpp-python,
+    answers smolagents' list of text parts with 'Input should be a valid string')."""
+    text = str(exc)
+    return "valid string" in text and "content" in text
+
+
+def call_failure(exc: Exception, where: str, timeout: float | None) -> ModelCallFailed | None:
+    """A provider's error as the site's error should name it (where the model is served, what to change);
+    None for errors that already say what they are."""
+    import litellm
+
+    first = one_line(str(exc), 200)
+    if isinstance(exc, litellm.Timeout):
+        return ModelCallFailed(f"the model at {where} did not answer within {timeout or 0:g} s (the call was "
+                               "given up, not retried: set model.options timeout for a slow local model)")
+    if isinstance(exc, litellm.ContextWindowExceededError) or "context window" in first.lower():
+        return ModelCallFailed(f"the prompt did not fit the context window of the model at {where}: serve it "
+                               "with a larger context (llama.cpp server: --n_ctx 8192) or lower [reading] "
+                               f"batch_tokens ({first})")
+    if isinstance(exc, litellm.APIConnectionError) or "connection error" in first.lower():
+        return ModelCallFailed(f"cannot reach the model at {where}: {first}")
+    return None
+
+
+TEXT_ONLY: set[tuple[str, str]] = set()  # (api_base, model id) of servers found to refuse a list of parts
+
+
+class DeadlinePassed(TimeoutError):
+    """The site's deadline came before a model call: no call is made."""
+
+
 class BudgetedModel(LiteLLMModel):
     """A LiteLLM model whose every call is checked against, and counted into, the refresh's budget, and
-    ends by the site's deadline (`deadline`, a `time.monotonic()` instant that judge_site sets)."""
+    ends by the site's deadline (`deadline`, a `time.monotonic()` instant that judge_site sets). Calls that
+    got no answer are counted too (`unanswered`, `unanswered_tokens`: a timed-out prompt was still read)."""
 
     def __init__(self, *args, budget: Budget | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if (self.api_base, self.model_id) in TEXT_ONLY:
+            self.flatten_messages_as_text = True
         self.budget = budget or Budget(None)
         self.deadline: float | None = None
+        self.unanswered = self.unanswered_tokens = 0
+
+    @property
+    def where(self) -> str:
+        return self.api_base or f"{self.model_id.split('/', 1)[0]}'s API"
 
     def generate(self, messages, *args, **kwargs) -> ChatMessage:
         self.budget.check(self.model_id, messages)
-        message = self.within_deadline(super().generate, messages, *args, **kwargs)
+        try:
+            message = self.within_deadline(super().generate, messages, *args, **kwargs)
+        except DeadlinePassed:
+            raise
+        except Exception as exc:
+            self.unanswered += 1
+            if not self.flatten_messages_as_text and refuses_parts(exc):
+                self.flatten_messages_as_text = True  # detected once: every later call to it sends plain text
+                TEXT_ONLY.add((self.api_base, self.model_id))
+                return self.generate(messages, *args, **kwargs)
+            if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
+                self.unanswered_tokens += sum(prompt.tokens(str(getattr(m, "content", m))) for m in messages)
+            failure = call_failure(exc, self.where, kwargs.get("timeout") or self.kwargs.get("timeout"))
+            if failure is None:
+                raise
+            raise failure from exc
         self.budget.add(self.model_id, message.token_usage)
         if isinstance(message.content, str):
             message.content = mend_fences(message.content)
@@ -405,7 +464,7 @@ class BudgetedModel(LiteLLMModel):
             return call(*args, **kwargs)
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("the site ran past its time limit before this model call")
+            raise DeadlinePassed("the site ran past its time limit before this model call")
         kwargs["timeout"] = min(float(kwargs.get("timeout") or self.kwargs.get("timeout") or left), left)
         done: dict = {}
 
@@ -425,6 +484,33 @@ class BudgetedModel(LiteLLMModel):
         return done["message"]
 
 
+SERVED_TIMEOUT = 600  # seconds a call to a model at a given api_base may take (a CPU generates slowly)
+
+
+def model_options(model_id: str, options: dict) -> dict:
+    """The LiteLLM options a judging call is made with: ours first, the config's over them.
+
+    Without max_tokens a reply that never closes its code block generates until the context is full (7,203
+    tokens in 382 s, seen with a local model); without a temperature a server's own default (0.8) applies;
+    drop_params drops what a model does not take (gpt-5's temperature). A model served at an api_base (a
+    local server) is not retried: a call given up at its timeout keeps the server generating, and a retry
+    makes it generate twice."""
+    served = bool(options.get("api_base"))
+    options = {"timeout": SERVED_TIMEOUT if served else 120, "max_retries": 0 if served else 2,
+               "drop_params": True, "max_tokens": MAX_TOKENS, "temperature": TEMPERATURE, **options}
+    if model_id.startswith(("ollama/", "ollama_chat/")):  # Ollama's default 2-4k context cannot hold the task
+        options.setdefault("num_ctx", OLLAMA_NUM_CTX)
+    return options
+
+
+def option_warnings(model_id: str | None, options: dict) -> list[str]:
+    """What in model.options has no effect on this model, said once a refresh (LiteLLM drops it silently)."""
+    if model_id and "num_ctx" in options and not model_id.startswith(("ollama/", "ollama_chat/")):
+        return [f"model.options num_ctx is an Ollama option and has no effect on {model_id}: the context window "
+                "is the server's (llama.cpp server: --n_ctx; LM Studio: the model's load settings)"]
+    return []
+
+
 def make_model(model_id: str | None, budget: Budget | None = None, learned=None, **options) -> Model:
     """`rules` (the default, offline), `keyword-baseline`, or any LiteLLM model id (keys from the environment).
     `learned`: what the `rules` model learned from the reader's votes (an LLM reads them in its sandbox)."""
@@ -432,13 +518,7 @@ def make_model(model_id: str | None, budget: Budget | None = None, learned=None,
         return RulesModel(learned=learned)
     if model_id == KeywordBaselineModel.name:
         return KeywordBaselineModel()
-    # drop_params: a parameter the model does not take (gpt-5's temperature) is dropped, not fatal. Without
-    # max_tokens a reply that never closes its code block generates until the context is full (7,203 tokens
-    # in 382 s, seen with a local model); without a temperature a server's own default (0.8) applies.
-    options = {"timeout": 120, "max_retries": 2, "drop_params": True, "max_tokens": MAX_TOKENS,
-               "temperature": TEMPERATURE, **options}
-    if model_id.startswith(("ollama/", "ollama_chat/")):  # Ollama's default 2-4k context cannot hold the task
-        options.setdefault("num_ctx", OLLAMA_NUM_CTX)
+    options = model_options(model_id, options)
     retry_wait = options.pop("retry_wait", 5.0)
     import litellm
 
@@ -644,6 +724,7 @@ def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabular
     result = SiteResult(source=box.source, box=box)
     remote = runs_remotely(judge, python_executor)
     agent = None
+    unanswered = (getattr(model, "unanswered", 0), getattr(model, "unanswered_tokens", 0))
     try:
         agent = batch_agent(box, ids, model, judge, python_executor, site_deadline, step_reporter)
         agent.state.update(code_variables(box, ids))  # sent to the executor by run(), not pasted into the task
@@ -667,13 +748,15 @@ def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabular
     except Exception as exc:  # a failed batch must not stop the others
         if isinstance(exc, TimeoutError):
             result.error = one_line(f"stopped: {exc}")
-        elif isinstance(exc, AgentError) and isinstance(exc.__cause__, BudgetSpent):
+        elif isinstance(exc, AgentError) and isinstance(exc.__cause__, ModelCallFailed):
             result.error = one_line(str(exc.__cause__))
         else:
             result.error = describe(exc)
     finally:
         if agent is not None:
             steps = count_steps(agent, result)
+            result.llm_calls += getattr(model, "unanswered", 0) - unanswered[0]
+            result.input_tokens += getattr(model, "unanswered_tokens", 0) - unanswered[1]
             result.log = [one_line(f"{s.observations or ''} {s.error or ''}", 2000) for s in steps]
             last = last_error(steps)
             if result.error and last and last not in result.error:

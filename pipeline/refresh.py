@@ -157,6 +157,8 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
     state = Run(options, conn, run_id, started_at, data_dir, started,
                 vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()),
                 budget=agent.Budget(options.judge.budget_usd))
+    for warning in agent.option_warnings(options.judge.model, options.judge.model_options):
+        options.reporter.message(f"warning: {warning}")
     # The reader's votes teach the judge: the rules model learns from them, an LLM reads them in its sandbox.
     try:
         state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES,
@@ -225,7 +227,7 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
     """The site's sandbox, holding only the stories to judge: one judged within reuse_days on the same
     basis (prompt, model, reader, vocabulary, its own words) is carried over, not asked again."""
     judge = state.options.judge
-    bases = {s.source_id: prompt.basis(judge.model, judge.profile, state.vocabulary, s) for s in stories}
+    bases = {s.source_id: prompt.basis(judge.served_model, judge.profile, state.vocabulary, s) for s in stories}
     earlier = sync.reusable(state.conn, source, bases, days_ago(state.options.reuse_days)) \
         if state.options.reuse_days else {}
     fresh = [s for s in stories if s.source_id not in earlier]

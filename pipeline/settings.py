@@ -53,6 +53,13 @@ class Judge:
     budget_usd: float | None = None  # the refresh stops calling the model before spending more than this
     reading: Reading = field(default_factory=Reading)  # what a card holds, how many cards a batch
 
+    @property
+    def served_model(self) -> str:
+        """The model a judgment rests on: its id and, for a model at an api_base, where it is served (another
+        model behind the same alias on another server must not reuse its judgments)."""
+        base = self.model_options.get("api_base")
+        return f"{self.model} at {base}" if base else self.model
+
     def but(self, **changes) -> Judge:
         """A copy with some settings changed."""
         return replace(self, **changes)

@@ -9,7 +9,9 @@ judgments come from the rules model, written out in the style the scenario names
 
 import json
 import re
+import socket
 import sqlite3
+import time
 
 import litellm
 import pytest
@@ -20,7 +22,7 @@ from pipeline.cli import cli
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge, Reading
 
 from .helpers import SNAPSHOT, snapshot_with_articles, with_new_stories
-from .stub_llm import StubLLM, cli_refresh, completion
+from .stub_llm import SLOW, StubLLM, cli_refresh, completion
 
 MODEL = "openai/gpt-4.1-mini"  # priced in LiteLLM's bundled cost map: the run's cost is known
 
@@ -231,10 +233,10 @@ def scripted(steps):
     return answer
 
 
-def judge_hn(db, stub, **options):
+def judge_hn(db, stub, judge_options=None, **options):
     """A real refresh of the HN snapshot with a LiteLLM model on the stub, in the jail, default steps."""
     judge = Judge(model=MODEL, model_options={"api_base": stub.api_base, "api_key": "sk-test", "max_retries": 0,
-                                              "retry_wait": 0.1})
+                                              "retry_wait": 0.1, **(judge_options or {})})
     return refresh.refresh(refresh.Options(db=str(db), snapshot=options.pop("snapshot", SNAPSHOT), sources=("hn",),
                                            judge=judge, **options))
 
@@ -486,3 +488,92 @@ def test_the_memory_says_what_each_step_wrote_and_repeats_only_the_latest_failed
     assert "undefined_name" in second and "undefined_name\\n</code>" not in third
     assert "[this code failed with the error below: no judgment from it is in the database]" in third
     assert "undefined_again" in third
+
+
+# --- models as they are served: local OpenAI-compatible servers ---------------------------------------
+
+LLAMA_CPP_REFUSAL = (422, {"error": {"message": "10 validation errors:\n  {'type': 'string_type', 'loc': ('body', "
+                                     "'messages', 0, 'ChatCompletionRequestSystemMessage', 'content'), 'msg': "
+                                     "'Input should be a valid string', 'input': [{'type': 'text'}]}",
+                                     "type": "invalid_request_error"}}, {})
+
+
+def text_only(steps):
+    """A server as llama-cpp-python's is: a message whose content is a list of parts is refused (422)."""
+    answer = scripted(steps)
+
+    def serve(body):
+        if any(not isinstance(m["content"], str) for m in body["messages"]):
+            return LLAMA_CPP_REFUSAL
+        return answer(body)
+
+    return serve
+
+
+def test_a_server_that_takes_only_text_messages_is_detected_once_and_every_call_counted(tmp_path):
+    """llama.cpp's server refused every call smolagents made (content as a list of parts). The first refusal
+    turns flattening on for the model; the refused call is counted (no tokens), the rest are plain text."""
+    with StubLLM([text_only([loop])]) as stub:
+        report = judge_hn(tmp_path / "news.db", stub)
+    calls = sqlite3.connect(tmp_path / "news.db").execute(
+        "SELECT llm_calls FROM run_sites WHERE source = 'hn'").fetchone()[0]
+    shapes = [isinstance(body["messages"][0]["content"], str) for body in stub.requests]
+    assert report.status == "ok" and shapes == [False, True, True] and calls == 2  # judging: refused + answered
+
+
+def site_error(db) -> tuple[str, int, int]:
+    return sqlite3.connect(db).execute(
+        "SELECT error, llm_calls, input_tokens FROM run_sites WHERE source = 'hn'").fetchone()
+
+
+def test_a_connection_error_names_the_server(tmp_path):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"  # nothing listens here
+        judge = Judge(model=MODEL, model_options={"api_base": base, "api_key": "sk-test"})
+        refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), snapshot=SNAPSHOT, sources=("hn",),
+                                        judge=judge))
+    error, calls, _ = site_error(tmp_path / "news.db")
+    assert f"cannot reach the model at {base}" in error and calls == 1, error
+
+
+def test_a_timed_out_call_is_counted_with_its_prompt_and_not_retried(tmp_path):
+    """A local server keeps generating for a call the client gave up on: no retry makes it generate twice."""
+    with StubLLM([(SLOW, 3, completion("too late"))]) as stub:
+        judge_hn(tmp_path / "news.db", stub, judge_options={"timeout": 1})
+        time.sleep(2.5)  # the abandoned request arrives late: nothing else may have been sent
+        sent = len(stub.requests)
+    error, calls, input_tokens = site_error(tmp_path / "news.db")
+    assert "did not answer within 1 s" in error and "not retried" in error, error
+    assert calls == sent == 1 and input_tokens > 1000  # the task's cards were read
+
+
+def test_a_prompt_over_the_context_window_is_named_with_what_to_change(tmp_path):
+    refusal = (400, {"error": {"message": "Requested tokens (9317) exceed context window of 8192",
+                               "type": "invalid_request_error"}}, {})
+    with StubLLM([refusal]) as stub:
+        judge_hn(tmp_path / "news.db", stub)
+    error, calls, _ = site_error(tmp_path / "news.db")
+    assert f"did not fit the context window of the model at {stub.api_base}" in error, error
+    assert "--n_ctx" in error and "batch_tokens" in error and calls == 1
+
+
+def test_the_same_alias_on_another_server_is_asked_again(tmp_path):
+    """The basis of a judgment names where the model is served: another model behind `openai/local` on
+    another server does not reuse this one's judgments."""
+    db = tmp_path / "news.db"
+    with StubLLM([scripted([loop])]) as one, StubLLM([scripted([loop])]) as other:
+        judge_hn(db, one)
+        judge_hn(db, other)
+        judge_hn(db, other)
+    assert (len(agent_requests(one)), len(agent_requests(other))) == (1, 1)
+
+
+def test_num_ctx_on_a_model_that_ignores_it_is_warned_once(tmp_path):
+    config = tmp_path / "newsreader.toml"
+    config.write_text('[model]\noptions = { num_ctx = 8192 }\n')
+    with StubLLM([scripted([loop])]) as stub:
+        done = cli_refresh(tmp_path / "news.db", stub, "--source", "hn", model="openai/local",
+                           env={"NEWSREADER_CONFIG": str(config)})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("num_ctx is an Ollama option and has no effect on openai/local") == 1
