@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # litellm must never try to download its cost map (there is no internet in CI).
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test bench soak install browser jail docker-ready clean
+.PHONY: run test bench bench-local soak install browser jail docker-ready clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ test: $(STAMP) browser jail docker-ready
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run
+
+# A real local model in the loop (SmolLM2-135M on llama-cpp-python's server, built once and cached):
+# a 5-story refresh, its figures into BENCHMARKS.md. Not part of `make test` (the build takes minutes).
+bench-local: $(STAMP) jail
+	$(BIN)/python -m benchmarks.local
 
 # The long reliability variants (more fuzz examples, 250 SIGKILLs, ...); writes RELIABILITY.md.
 soak: $(STAMP)

@@ -233,10 +233,10 @@ def scripted(steps):
     return answer
 
 
-def judge_hn(db, stub, judge_options=None, **options):
+def judge_hn(db, stub, **options):
     """A real refresh of the HN snapshot with a LiteLLM model on the stub, in the jail, default steps."""
     judge = Judge(model=MODEL, model_options={"api_base": stub.api_base, "api_key": "sk-test", "max_retries": 0,
-                                              "retry_wait": 0.1, **(judge_options or {})})
+                                              "retry_wait": 0.1})
     return refresh.refresh(refresh.Options(db=str(db), snapshot=options.pop("snapshot", SNAPSHOT), sources=("hn",),
                                            judge=judge, **options))
 
@@ -540,7 +540,9 @@ def test_a_connection_error_names_the_server(tmp_path):
 def test_a_timed_out_call_is_counted_with_its_prompt_and_not_retried(tmp_path):
     """A local server keeps generating for a call the client gave up on: no retry makes it generate twice."""
     with StubLLM([(SLOW, 3, completion("too late"))]) as stub:
-        judge_hn(tmp_path / "news.db", stub, judge_options={"timeout": 1})
+        judge = Judge(model=MODEL, model_options={"api_base": stub.api_base, "api_key": "sk-test", "timeout": 1})
+        refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), snapshot=SNAPSHOT, sources=("hn",),
+                                        judge=judge))  # the defaults for a model at an api_base: no retry
         time.sleep(2.5)  # the abandoned request arrives late: nothing else may have been sent
         sent = len(stub.requests)
     error, calls, input_tokens = site_error(tmp_path / "news.db")
