@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[docker]' --group test
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -55,11 +55,11 @@ docker-ready: $(STAMP)
 
 test: $(STAMP) browser jail docker-ready
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Offline benchmarks; writes BENCHMARKS.md (synthetic histories are cached in data/bench/).
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[docker,bench]' --group test
 	$(BIN)/python -m benchmarks.run
 
 # A real local model in the loop (SmolLM2-135M on llama-cpp-python's server, built once and cached):

@@ -60,12 +60,13 @@ def metadata_for(history: str | os.PathLike, votes: bool) -> dict:
 
 
 def datasette_args(db: str, host: str, port: int, *, votes: bool, metadata_dir: Path) -> list[str]:
-    """`python -m datasette serve ...` for the history (read-only to visitors) and feedback.db."""
+    """Datasette's own `serve` for the history (read-only to visitors) and feedback.db, with this module
+    registered as its plugin (`python -m pipeline.serve`: see main)."""
     metadata_dir.mkdir(parents=True, exist_ok=True)
     metadata = metadata_dir / "datasette-metadata.json"
     metadata.write_text(json.dumps(metadata_for(db, votes), ensure_ascii=False, indent=1), encoding="utf-8")
     return [
-        sys.executable, "-m", "datasette", "serve", db, str(store.feedback_path(db)),
+        sys.executable, "-m", "pipeline.serve", "serve", db, str(store.feedback_path(db)),
         "--metadata", str(metadata), "--template-dir", str(TEMPLATES),
         "--host", host, "--port", str(port),
         "--setting", "sql_time_limit_ms", "3000", "--setting", "num_sql_threads", str(SQL_THREADS),
@@ -77,9 +78,36 @@ def app(db: str | os.PathLike, votes: bool = True):
     rendered metadata and templates."""
     from datasette.app import Datasette
 
+    register()
     store.open_feedback(db).close()
     return Datasette([str(db), str(store.feedback_path(db))], metadata=metadata_for(db, votes),
                      template_dir=str(TEMPLATES))
+
+
+def register() -> None:
+    """This module as a plugin of the Datasette in this process. It is not an entry point: installing
+    newsreader must not add its routes to, or deny printf on, every Datasette in the environment."""
+    import importlib
+
+    from datasette.plugins import pm
+
+    plugin = importlib.import_module("pipeline.serve")  # the module, also when this file runs as __main__
+    if not pm.is_registered(plugin):
+        pm.register(plugin, name="newsreader")
+
+
+def main() -> None:
+    """`python -m pipeline.serve serve ...`: Datasette's command line with this plugin registered."""
+    from datasette.cli import cli
+
+    register()
+    cli(prog_name="datasette")
+
+
+def serves(datasette) -> bool:
+    """Whether this Datasette is the one newsreader serves (its metadata names the history): the hooks act
+    only there, even in a process where another Datasette runs too (tests)."""
+    return bool(datasette.plugin_config("newsreader"))
 
 
 SLOW_FUNCTIONS = {"printf", "format"}  # printf('%.*c', 2000000000, 'x'): seconds inside one call
@@ -132,6 +160,8 @@ def prepare_connection(conn, database, datasette):
     """Bound what one anonymous query can build, and how long one function call can run: Datasette's time
     limit is a progress handler, which never runs inside a single call. SQLite's own instr() and replace()
     are replaced by linear ones (numbers are read as Python writes them: 1e+20, not SQLite's 1.0e+20)."""
+    if not serves(datasette):
+        return
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_LIMIT)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000)
     conn.set_authorizer(authorize)
@@ -158,6 +188,9 @@ def same_origin(scope) -> bool:
 def asgi_wrapper(datasette):
     """Every POST (the vote queries are Datasette's writable canned queries) is refused with 403 unless it
     is same-origin, with or without cookies, on top of the CSRF token."""
+    if not serves(datasette):
+        return None
+
     def wrap(app):
         async def guarded(scope, receive, send):
             if scope["type"] == "http" and scope.get("method", "GET") not in ("GET", "HEAD", "OPTIONS") \
@@ -173,7 +206,7 @@ def asgi_wrapper(datasette):
 @hookimpl
 def render_cell(row, value, column, table, database, datasette):
     """A story title becomes a link to the story; the title text stays escaped text."""
-    if column != "title" or not isinstance(value, str):
+    if column != "title" or not isinstance(value, str) or not serves(datasette):
         return None
     keys = row.keys() if hasattr(row, "keys") else []
     link = (row["url"] if "url" in keys else None) or (row["discussion_url"] if "discussion_url" in keys else None)
@@ -326,7 +359,9 @@ DATE = r"(?P<date>\d{4}-\d{2}-\d{2})"
 
 
 @hookimpl
-def register_routes():
+def register_routes(datasette):
+    if not serves(datasette):
+        return []
     return [
         (r"^/digest$", digest_page),
         (rf"^/digest/{DATE}$", digest_page),
@@ -336,5 +371,9 @@ def register_routes():
 
 
 @hookimpl
-def extra_template_vars():
-    return {"site_label": sites.label}
+def extra_template_vars(datasette):
+    return {"site_label": sites.label} if serves(datasette) else {}
+
+
+if __name__ == "__main__":
+    main()

@@ -212,3 +212,35 @@ def test_canned_queries_use_indexes_not_scans_of_history_tables(datasette):
 def test_the_markdown_digest_is_rendered_where_datasette_shows_it(datasette):
     page = asyncio.run(datasette.client.get("/news/digests")).text
     assert "<h2>security</h2>" in page and "<li><a href=" in page  # rendered, by datasette-render-markdown
+
+
+def test_installing_newsreader_leaves_every_other_datasette_alone(tmp_path):
+    """The plugin is registered by `newsreader serve` (and serve.app), not as an entry point: a plain
+    `datasette` in the same environment, on another file, keeps printf and has no /digest route."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    datasette = str(Path(sys.executable).with_name("datasette"))
+
+    def get(path):
+        return subprocess.run([datasette, "serve", str(other), "--get", path], capture_output=True, text=True,
+                              timeout=60)
+
+    printed = get("/other.json?sql=select+printf('%25s-%25s',+'a',+'b')+as+v&_shape=array")
+    assert printed.returncode == 0 and '"v": "a-b"' in printed.stdout, printed.stdout + printed.stderr
+    assert get("/digest").returncode != 0  # --get exits non-zero on a 404
+    plugins = get("/-/plugins.json")
+    assert "newsreader" not in plugins.stdout and "pipeline" not in plugins.stdout, plugins.stdout
+
+
+def test_newsreader_serve_runs_datasette_with_its_plugin(tmp_path, refreshed):
+    """What `newsreader serve` execs: Datasette's own CLI with the plugin, so /digest is there."""
+    import subprocess
+
+    args = serve.datasette_args(str(refreshed), "127.0.0.1", 8001, votes=True, metadata_dir=tmp_path)
+    args = args[:args.index("--host")] + ["--get", "/digest"]
+    page = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert page.returncode == 0 and "<html" in page.stdout.lower(), page.stderr[-2000:]
