@@ -19,6 +19,7 @@ business/culture evidence.
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from dataclasses import dataclass
 
@@ -385,25 +386,30 @@ def code_for(task: str, judge_fn=None, learned_terms: frozenset[str] = frozenset
         v = judge_fn(c, vocabulary, site, interests, hits, frozenset(words))
         summary, quote, said, heard = from_card(c, v.summary)
         rows.append([c.id, v.relevant, v.score, summary, v.reason, quote, said, heard, v.tags])
-    return (
-        f"RUN = {run_id}\n"
-        f"rows = {rows!r}\n"
-        "failed = []\n"
-        "for story_id, relevant, score, summary, reason, evidence, discussion, heard, tags in rows:\n"
-        "    r = sql(\"INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, \"\n"
-        "            \"discussion, discussion_evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING\",\n"
-        "            [RUN, story_id, relevant, score, summary, reason, evidence, discussion, heard])\n"
-        "    if r.startswith('error'):\n"
-        "        failed.append((story_id, r))\n"
-        "        continue\n"
-        "    for tag in tags:\n"
-        "        t = sql(\"INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING\",\n"
-        "                [RUN, story_id, tag])\n"
-        "        if t.startswith('error'):\n"
-        "            failed.append((story_id, t))\n"
-        "print('failed:', failed)\n"
-        "final_answer(f'judged {len(rows) - len(failed)} of {len(rows)} stories')\n"
-    )
+    return (f"{inspect.getsource(write_judgments)}\n"
+            f"rows = {rows!r}\n"
+            f"failed = write_judgments(rows, {run_id}, sql)\n"
+            "print('failed:', failed)\n"
+            "final_answer(f'judged {len(rows) - len(failed)} of {len(rows)} stories')\n")
+
+
+def write_judgments(rows: list, run_id: int, sql) -> list:
+    """The rules model's code in the sandbox (sent as this function's source, run by the executor): each
+    row's judgment, then its tags, through the `sql` tool; what the database refused, with its reason."""
+    failed = []
+    for story_id, relevant, score, summary, reason, evidence, discussion, heard, tags in rows:
+        r = sql("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, "
+                "discussion, discussion_evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [run_id, story_id, relevant, score, summary, reason, evidence, discussion, heard])
+        if r.startswith("error"):
+            failed.append((story_id, r))
+            continue
+        for tag in tags:
+            t = sql("INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    [run_id, story_id, tag])
+            if t.startswith("error"):
+                failed.append((story_id, t))
+    return failed
 
 
 class RulesModel(Model):

@@ -196,7 +196,7 @@ def test_after_each_step_the_model_is_told_where_its_batch_stands(tmp_path):
     """Real small models never learnt how far they had got: after each step the observation says so."""
     def half(task):  # the rules' judgments of the first 15 stories, and no final answer
         return rules.code_for(task).replace("final_answer(", "print(").replace(
-            "\nfor story_id", "\nrows = rows[:15]\nfor story_id", 1)
+            "\nfailed = write_judgments(rows", "\nrows = rows[:15]\nfailed = write_judgments(rows", 1)
 
     shown = shown_at_step([half, rules.code_for], tmp_path, 2)
     assert "Where this batch stands: 15 of 30 judged; still to judge: [16-30]." in shown
@@ -207,3 +207,17 @@ def test_an_import_refusal_points_to_the_sql_tool(tmp_path):
     shown = shown_at_step(["import sqlite3\nconn = sqlite3.connect('judgments.db')", rules.code_for], tmp_path, 2)
     assert "Import of sqlite3 is not allowed" in shown
     assert "Do not import modules to reach the database: call sql(statement, params)" in shown
+
+
+def test_the_rules_models_sandbox_code_is_a_function_tests_can_call():
+    """What the rules model sends is rules.write_judgments' own source: one INSERT loop that ruff checks,
+    which records what the database refused (a judgment, then each of its tags) with the reason."""
+    said = []
+
+    def sql(statement, params):
+        said.append((statement.split()[2], params[1:2] + params[-1:]))
+        return "error: refused" if params[-1] == "web" else "ok"
+
+    rows = [[1, 1, 80, "A summary of it.", "why", None, None, None, ["rust", "web"]]]
+    assert rules.write_judgments(rows, 7, sql) == [(1, "error: refused")]
+    assert said == [("judgments", [1, None]), ("story_tags", [1, "rust"]), ("story_tags", [1, "web"])]

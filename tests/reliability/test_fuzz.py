@@ -8,6 +8,7 @@ verdict, the Python rules and the host's verdict agree on every row.
 import sqlite3
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,9 +94,13 @@ def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
     history.conn.close()
 
 
-def test_zz_fuzz_figures():
-    """Runs after the property above (alphabetical order in this module) to report its totals."""
-    assert TOTALS["examples"] > 0
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_figures():
+    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
+    every test here passes alone and in any order)."""
+    yield
+    if not any(TOTALS.values()):
+        return
     record("schema fuzz: judgments + tags via the sql tool, then sync", TOTALS["rows"], TOTALS["refused"],
            0, 0, f"{TOTALS['examples']} generated batches; {TOTALS['landed']} rows landed, every one re-checked")
 
@@ -135,7 +140,12 @@ def test_generated_candidates_are_refused_exactly_when_the_rules_say(tmp_path_fa
     conn.close()
 
 
-def test_zz_candidate_figures():
-    assert STORY_TOTALS["stories"] > 0
+@pytest.fixture(scope="module", autouse=True)
+def candidate_figures():
+    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
+    every test here passes alone and in any order)."""
+    yield
+    if not any(STORY_TOTALS.values()):
+        return
     record("schema fuzz: hostile candidate stories at sandbox preload", STORY_TOTALS["stories"],
            STORY_TOTALS["refused"], 0, 0, "refused candidates are reported, never silently dropped")

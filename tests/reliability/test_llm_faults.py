@@ -56,8 +56,13 @@ def test_a_faulty_model_fails_its_site_and_the_other_lands(tmp_path, monkeypatch
     SEEN["seconds"] = max(SEEN["seconds"], elapsed)
 
 
-def test_zz_llm_fault_figures():
-    assert SEEN["faults"] == len(FAULTS)
+@pytest.fixture(scope="module", autouse=True)
+def llm_fault_figures():
+    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
+    every test here passes alone and in any order)."""
+    yield
+    if not any(SEEN.values()):
+        return
     record("LLM faults via the loopback stub (LiteLLM)", len(FAULTS), SEEN["faults"], 0, 0,
            f"{SEEN['requests']} model requests in all; slowest refresh {SEEN['seconds']:.1f} s; other site landed")
 

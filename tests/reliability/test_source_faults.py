@@ -75,7 +75,12 @@ def test_one_site_faulty_the_other_lands(tmp_path, monkeypatch, fault):
     SEEN["faults"] += 1
 
 
-def test_zz_source_fault_figures():
-    assert SEEN["faults"] == len(FAULTS)
+@pytest.fixture(scope="module", autouse=True)
+def source_fault_figures():
+    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
+    every test here passes alone and in any order)."""
+    yield
+    if not any(SEEN.values()):
+        return
     record("source faults via httpx.MockTransport", len(FAULTS), SEEN["faults"], 0, 0,
            "clear one-line reason per site; the other site landed; run partial")
