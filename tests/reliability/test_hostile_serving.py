@@ -21,6 +21,10 @@ from pipeline import store
 from ..helpers import SNAPSHOT, served
 from .figures import record
 
+# Measures how fast a quick query answers while hostile ones run: alone on the machine, after the parallel
+# part of `make test` (another worker's load made `select 1` wait 4 s).
+pytestmark = pytest.mark.serial
+
 LIMIT_S = 3.0  # sql_time_limit_ms that `newsreader serve` sets
 HOSTILE = {
     "instr over printf": "select instr(printf('%.*c', 2000000000, 'x'), 'y')",
