@@ -29,7 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import httpx  # noqa: E402
 
-from pipeline import agent, parse, refresh, rules, sandbox, schema, store, sync  # noqa: E402
+from pipeline import agent, parse, prompt, refresh, rules, sandbox, schema, sqltool, store, sync  # noqa: E402
 from pipeline.settings import Judge
 
 from . import local, speed_limit, synth  # noqa: E402
@@ -95,7 +95,7 @@ def llm_economy(tmp: Path) -> None:
             part.get("text", "") for part in m["content"])} for m in body["messages"]]
         prompt_tokens = litellm.token_counter(model="gpt-4.1-mini", messages=messages)
         text = "\n".join(m["content"] for m in messages)
-        if rules.CANDIDATES_MARKER not in text:  # the collector's editor's note
+        if prompt.CANDIDATES_MARKER not in text:  # the collector's editor's note
             answer = "Today's stories lean towards systems and security."
         else:
             answer = f"Thought: judge every candidate.\n<code>\n{rules.code_for(text)}</code>"
@@ -124,7 +124,7 @@ def llm_economy(tmp: Path) -> None:
         sizes = [litellm.token_counter(model="gpt-4.1-mini", messages=[
             {"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else " ".join(
                 part.get("text", "") for part in m["content"])} for m in body["messages"]])
-            for body in stub.requests if rules.CANDIDATES_MARKER in json.dumps(body)]
+            for body in stub.requests if prompt.CANDIDATES_MARKER in json.dumps(body)]
     budget = Judge().reading.batch_tokens
     record("LLM economy", "largest prompt of one call (a batch of cards)", max(sizes), "tokens",
            f"≤ {budget} (reading.batch_tokens)", max(sizes) <= budget, note=f"{len(sizes)} calls judged cards")
@@ -274,7 +274,7 @@ def sandbox_overhead(tmp: Path) -> None:
     stories = parse.parse("hn", (SNAPSHOT / "hn.html").read_text())
     path = tmp / "box" / "hn.db"
     create = median_time(lambda: sandbox.create(path, "hn", 1, "2026-11-25T00:00:00Z", stories), 15)
-    tool = sandbox.SqlTool(str(path))
+    tool = sqltool.SqlTool(str(path))
     call = median_time(lambda: tool("SELECT count(*) FROM stories"), 50)
 
     def round_trip():
@@ -350,7 +350,7 @@ def container_start() -> None:
             executor = container.SandboxContainerExecutor([], image=tag)
             try:
                 agent.ship_in(executor, box)
-                executor.send_tools({"sql": sandbox.SqlTool(), "final_answer": FinalAnswerTool()})
+                executor.send_tools({"sql": sqltool.SqlTool(), "final_answer": FinalAnswerTool()})
                 times.append(time.perf_counter() - t0)
             finally:
                 executor.cleanup()
@@ -367,7 +367,7 @@ def container_start() -> None:
 def history(days: int) -> Path:
     """A cached synthetic history of `days` days (rebuilt when the generator or schema changes)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    stamp = hashlib.sha256((Path(synth.__file__).read_text() + store.schema_sql()).encode()).hexdigest()[:10]
+    stamp = hashlib.sha256((Path(synth.__file__).read_text() + schema.schema_sql()).encode()).hexdigest()[:10]
     path = CACHE / f"history-{days}d-{stamp}.db"
     if not path.exists():
         for old in CACHE.glob(f"history-{days}d-*.db*"):
@@ -378,12 +378,12 @@ def history(days: int) -> Path:
     return path
 
 
-def judged_templates(tmp: Path) -> list[sync.SiteResult]:
+def judged_templates(tmp: Path) -> list[agent.SiteResult]:
     out = []
     for source in ("hn", "lobsters"):
         box = sandbox.create(tmp / "tpl" / f"{source}.db", source, 0, "2026-11-25T00:00:00Z",
                              parse.parse(source, (SNAPSHOT / f"{source}.html").read_text()))
-        result = agent.judge_site(box, agent.make_model("rules"), vocabulary=sandbox.reference_vocabulary())
+        result = agent.judge_site(box, agent.make_model("rules"), vocabulary=schema.reference_vocabulary())
         assert result.status == "ok", result.error
         out.append(result)
     return out

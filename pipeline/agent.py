@@ -40,7 +40,7 @@ from smolagents.models import ChatMessage, MessageRole
 from smolagents.monitoring import LogLevel, Timing, TokenUsage
 from smolagents.utils import AgentError, AgentMaxStepsError, AgentParsingError
 
-from . import jail, prompt, sandbox
+from . import jail, prompt, sandbox, sqltool
 from .rules import KeywordBaselineModel, RulesModel
 from .settings import Judge, Reading
 from .text import describe, one_line
@@ -772,7 +772,7 @@ def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge
     sandbox is made current and the agent stopped when its executor died or the site ran out of time; the
     final answer is refused until every story of the batch is judged, tagged and the sandbox sound."""
     remote = runs_remotely(judge, python_executor)
-    tool = sandbox.SqlTool() if remote else sandbox.SqlTool(str(box.path))
+    tool = sqltool.SqlTool() if remote else sqltool.SqlTool(str(box.path))
 
     def stop_reason() -> str | None:
         dead = getattr(agent.python_executor, "dead", None)

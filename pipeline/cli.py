@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, sites
+from . import __version__, schema, sites
 from .config import RANGES
 from .settings import EXECUTORS
 
@@ -66,7 +66,7 @@ def open_history(db: Path):
     from . import store
     try:
         return store.open_db(db)
-    except store.StoreError as exc:
+    except schema.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -92,14 +92,13 @@ def config_command():
 @db_option
 def init(db):
     """Create the history database (idempotent) and sync the configured tags into it."""
-    from . import store
     cfg = settings(db=db)
     database = open_history(cfg.db)
     try:
-        store.sync_tags(database.conn, cfg.vocabulary)
-    except store.StoreError as exc:
+        schema.sync_tags(database.conn, cfg.vocabulary)
+    except schema.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{cfg.db}: schema version {store.schema_version()}, {database['tags'].count} tags")
+    click.echo(f"{cfg.db}: schema version {schema.schema_version()}, {database['tags'].count} tags")
 
 
 @cli.command()
@@ -121,7 +120,6 @@ def refresh(db, snapshot, only, fallback_snapshot, judge, rejudge, no_wait, quie
     Exit status: 0 when the run is ok or partial (reported), 1 when it failed.
     """
     from . import refresh as refresh_module
-    from . import store
     from .jail import JailError
     from .progress import Reporter
     from .refresh import RefreshBusy
@@ -142,7 +140,7 @@ def refresh(db, snapshot, only, fallback_snapshot, judge, rejudge, no_wait, quie
         raise click.ClickException(f"{exc}; not waiting (--no-wait)") from exc
     except JailError as exc:
         raise click.ClickException(str(exc)) from exc
-    except store.StoreError as exc:
+    except schema.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     except sqlite3.Error as exc:  # e.g. disk full: the run's transaction was rolled back
         raise click.ClickException(f"history database {cfg.db}: {exc}; nothing from this run was stored") from exc
@@ -378,9 +376,9 @@ def vote(db, story_id, choice, tags, import_path):
         raise click.ClickException(f"not in the vocabulary: {', '.join(unknown)}")
     try:
         conn = store.open_feedback(cfg.db)
-    except store.StoreError as exc:
+    except schema.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    with store.transaction(conn):
+    with schema.transaction(conn):
         store.record_vote(conn, story_id, choice, given or None)
     conn.close()
     click.echo(f"{'cleared the vote on' if choice == 'clear' else choice + ':'} {found[0]}"
@@ -397,7 +395,7 @@ def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
         raise click.ClickException(str(exc)) from exc
     conn = store.open_feedback(db)
     stored = missing = 0
-    with store.transaction(conn):
+    with schema.transaction(conn):
         for label in labels:
             row = history.execute("SELECT id FROM stories WHERE source = ? AND title = ? ORDER BY id DESC LIMIT 1",
                                   [label.source, label.title]).fetchone()
@@ -427,7 +425,7 @@ def serve(db, host, port, allow_votes):
     open_history(db)  # create / migrate first, so Datasette sees the current schema
     try:
         store.open_feedback(db).close()
-    except store.StoreError as exc:
+    except schema.StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     chosen = click.get_current_context().get_parameter_source("port").name != "DEFAULT"
     port = free_port(host, port, tries=1 if chosen else 20)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, collect, parse, prompt, rules, sandbox, sources, store, sync
+from . import agent, articles, collect, parse, prompt, rules, sandbox, schema, sources, store, sync
 from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
@@ -105,7 +105,7 @@ def refresh(options: Options) -> sync.SyncReport:
             prune(folder, options.retention_days)
         conn = history.conn
         if options.vocabulary is not None:
-            store.sync_tags(conn, options.vocabulary)
+            schema.sync_tags(conn, options.vocabulary)
         started = time.monotonic()
         run_id, started_at = sync.start_run(conn, judge.model, judge.executor)
         report.start(run_id, list(options.sources))
@@ -163,7 +163,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
     try:
         state.votes = store.reader_votes(conn, store.feedback_path(store.db_path(options.db)), LEARN_VOTES,
                                          rules.ARTICLE_CHARS)
-    except store.StoreError as exc:  # the judge works without them; the reader is told why they were not used
+    except schema.StoreError as exc:  # the judge works without them; the reader is told why they were not used
         options.reporter.message(f"warning: {exc}: judging without your votes this run")
     if state.votes:
         options.reporter.message(f"judging with your {len(state.votes)} most recent votes (feedback.db)")

@@ -27,7 +27,7 @@ from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
 from . import learn, sites
-from .prompt import CANDIDATES_MARKER, Candidate, parse_task  # noqa: F401 - the rules model reads it
+from .prompt import CANDIDATES_MARKER, Candidate, parse_task
 from .settings import Reading
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",

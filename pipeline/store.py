@@ -17,19 +17,14 @@ from pathlib import Path
 import sqlite_utils
 
 from . import shipped
-from .schema import (  # noqa: F401 - the schema's helpers, as callers of the history also know them
-    SCHEMA_PATH,
+from .schema import (
     StoreError,
     apply_schema,
     connect_ro,
-    reference_db,
     reference_schema,
-    savepoint,
     schema_of,
-    schema_sql,
     schema_version,
     statements,
-    sync_tags,
     transaction,
 )
 

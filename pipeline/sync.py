@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from . import collect, sandbox, schema
 from .agent import SiteResult
 from .sandbox import validate
-from .schema import reference_schema, schema_of  # noqa: F401
 
 
 def now_iso() -> str:
@@ -161,13 +160,13 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
             history_id = upsert_story(conn, run_id, story)
             local_to_history[local_id] = history_id
             ids[(story.source, story.source_id)] = history_id
-            sandbox.insert_sighting(conn, run_id, history_id, story)
+            schema.insert_sighting(conn, run_id, history_id, story)
         store_reading(conn, run_id, outcome.source, box, local_to_history)
         judged = copy_judgments(conn, run_id, outcome.source, box, local_to_history)
         for story, earlier_run in box.reused:
             history_id = upsert_story(conn, run_id, story)
             ids[(story.source, story.source_id)] = history_id
-            sandbox.insert_sighting(conn, run_id, history_id, story)
+            schema.insert_sighting(conn, run_id, history_id, story)
             reused += carry_over(conn, run_id, outcome.source, history_id, earlier_run)
         judged += reused
         report.stories += len(box.stories)

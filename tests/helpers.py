@@ -14,7 +14,7 @@ import pytest
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
-from pipeline import agent, parse, rules, sandbox, schema
+from pipeline import agent, parse, prompt, rules, sandbox, schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SNAPSHOT = FIXTURES / "snapshot"
@@ -87,7 +87,7 @@ class ScriptedModel(Model):
         self.prompt_chars: list[int] = []  # size of what the model was shown, per call
 
     def generate(self, messages, stop_sequences=None, **kwargs):
-        task = next(rules.text_of(m) for m in messages if rules.CANDIDATES_MARKER in rules.text_of(m))
+        task = next(rules.text_of(m) for m in messages if prompt.CANDIDATES_MARKER in rules.text_of(m))
         self.prompt_chars.append(sum(len(rules.text_of(m)) for m in messages))
         step = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1

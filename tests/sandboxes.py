@@ -7,7 +7,7 @@ import sqlite3
 
 
 def clone_for_run(result, folder, run_id):
-    """A copy of a judged sandbox (a sync.SiteResult), renumbered to another run."""
+    """A copy of a judged sandbox (an agent.SiteResult), renumbered to another run."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / result.box.path.name
     shutil.copy(result.box.path, path)

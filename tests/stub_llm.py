@@ -11,7 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from pipeline import rules
+from pipeline import prompt, rules
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 SNAPSHOT = Path(__file__).parent / "fixtures" / "snapshot"
@@ -110,7 +110,7 @@ def honest_or(attack):
 
     def reply(body):
         texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in body["messages"]]
-        task = next((text for text in texts if rules.CANDIDATES_MARKER in text), None)
+        task = next((text for text in texts if prompt.CANDIDATES_MARKER in text), None)
         if task is None:  # the collector's editor's note
             return completion("Two front pages, read for you.")
         if "today's Hacker News front page" in task:

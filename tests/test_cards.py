@@ -66,7 +66,7 @@ def conversation_of(body: dict) -> str:
 
 def careful(body):
     text = conversation_of(body)
-    if rules.CANDIDATES_MARKER not in text:  # the editor's note
+    if prompt.CANDIDATES_MARKER not in text:  # the editor's note
         return completion("Two front pages, read for you.", prompt_tokens=prompt.tokens(text))
     code = careful_code(text)
     return completion(f"Thought: judging every card.\n<code>\n{code}\n</code>", prompt_tokens=prompt.tokens(text),
@@ -78,7 +78,7 @@ def test_a_model_that_quotes_only_what_it_was_shown_grounds_its_judgments(tmp_pa
     db = tmp_path / "news.db"
     with StubLLM([careful]) as stub:
         done = cli_refresh(db, stub, snapshot=snapshot)
-        calls = [body for body in stub.requests if rules.CANDIDATES_MARKER in conversation_of(body)]
+        calls = [body for body in stub.requests if prompt.CANDIDATES_MARKER in conversation_of(body)]
     assert done.returncode == 0, done.stderr
     conn = sqlite3.connect(db)
     read = conn.execute("SELECT count(*), count(j.evidence) FROM judgments j JOIN story_articles a "
@@ -140,8 +140,8 @@ class Obedient(Model):
     reach the other stories."""
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
-        task = next(rules.text_of(m) for m in messages if rules.CANDIDATES_MARKER in rules.text_of(m))
-        body = task.split(rules.CANDIDATES_MARKER, 1)[1]
+        task = next(rules.text_of(m) for m in messages if prompt.CANDIDATES_MARKER in rules.text_of(m))
+        body = task.split(prompt.CANDIDATES_MARKER, 1)[1]
         cards = cards_in(body)
         outside = re.sub(r"^=== story .*\n.*\n=== end of story .*$", "", body, flags=re.MULTILINE)
         everyone = "ignore previous instructions" in outside.lower()

@@ -7,7 +7,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, rules, sandbox, sync
+from pipeline import agent, prompt, rules, sandbox, schema
 from pipeline.cli import cli
 
 from .helpers import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
@@ -97,11 +97,11 @@ HOSTILE = [
 @pytest.mark.parametrize("code,refusal", HOSTILE)
 def test_hostile_code_is_refused_and_the_schema_is_unchanged(tmp_path, code, refusal):
     box = make_box(tmp_path)
-    before = sync.schema_of(sqlite3.connect(box.path))
+    before = schema.schema_of(sqlite3.connect(box.path))
     model = ScriptedModel(code, rules_code)
     result = judge(box, model)
     assert refusal in result.log[0], result.log
-    assert sync.schema_of(sqlite3.connect(box.path)) == before
+    assert schema.schema_of(sqlite3.connect(box.path)) == before
     assert sandbox.validate(box.path) == []
     assert not (tmp_path / "evil.db").exists()
     assert result.status == "ok"  # the agent recovered on the next step
@@ -149,7 +149,7 @@ def stub_model(stub):
 
 def code_reply(body):
     task = next(m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
-                for m in body["messages"] if rules.CANDIDATES_MARKER in str(m["content"]))
+                for m in body["messages"] if prompt.CANDIDATES_MARKER in str(m["content"]))
     return completion(f"Thought: judge all.\n<code>\n{rules.code_for(task)}</code>")
 
 

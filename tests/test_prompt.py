@@ -1,6 +1,6 @@
 """The prompt is built and read in one module: what the agent is told is exactly what the rules model reads."""
 
-from pipeline import articles, discussions, parse, prompt, sandbox
+from pipeline import articles, discussions, parse, prompt, schema
 
 from .helpers import SNAPSHOT
 
@@ -11,7 +11,7 @@ def cards(stories, reading=None) -> list[str]:
 
 def test_the_task_round_trips(tmp_path):
     stories = parse.parse("lobsters", (SNAPSHOT / "lobsters.html").read_text())
-    vocabulary = sandbox.reference_vocabulary()
+    vocabulary = schema.reference_vocabulary()
     profile = "Rust and databases.\nNot interested in   crypto."
     task = prompt.build_task("lobsters", 42, profile, vocabulary, cards(stories))
     run_id, site, slugs, read, read_profile = prompt.parse_task(task)

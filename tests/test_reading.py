@@ -13,7 +13,7 @@ import time
 import httpx
 from click.testing import CliRunner
 
-from pipeline import agent, articles, parse, refresh, rules
+from pipeline import agent, articles, parse, prompt, refresh, rules
 from pipeline.cli import cli
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
@@ -184,7 +184,7 @@ def test_the_latest_output_is_shown_whole_up_to_the_cap_the_prompt_states():
     printed = "\n".join(f"line {i} of an article the model asked to read, all of it" for i in range(100))
     assert 4000 < len(printed) < agent.OUTPUT_KEPT
     judge = agent.JudgeAgent(facts={"run_id": 1, "first_id": 1, "last_id": 100}, tools=[], model=ScriptedModel())
-    judge.memory.steps = [TaskStep(task=f"{rules.CANDIDATES_MARKER} ..."),
+    judge.memory.steps = [TaskStep(task=f"{prompt.CANDIDATES_MARKER} ..."),
                           ActionStep(step_number=1, timing=Timing(start_time=0.0), observations="x" * 5000),
                           ActionStep(step_number=2, timing=Timing(start_time=0.0), observations=printed)]
     shown = "\n".join(rules.text_of(m) for m in judge.write_memory_to_messages())

@@ -7,7 +7,7 @@ missing. CHECK constraints are named in schema.sql for the rule they enforce.
 
 import pytest
 
-from pipeline import sandbox
+from pipeline import sandbox, sqltool
 from tests.helpers import make_box
 
 JUDGE = "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) VALUES (?, ?, ?, ?, ?, ?)"
@@ -18,7 +18,7 @@ GOOD = "A long enough summary that says what the story is."
 @pytest.fixture
 def tool(tmp_path):
     box = make_box(tmp_path, run_id=1)
-    tool = sandbox.SqlTool(str(box.path))
+    tool = sqltool.SqlTool(str(box.path))
     assert tool(JUDGE, [1, 1, 1, 70, GOOD, "on topic"]).startswith("ok")
     return tool
 

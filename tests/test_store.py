@@ -31,7 +31,7 @@ def test_init_twice_leaves_one_schema_and_one_vocabulary(tmp_path):
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM tags").fetchone() == (15,)
     assert conn.execute("SELECT count(*) FROM sources").fetchone() == (2,)
-    assert conn.execute("PRAGMA user_version").fetchone() == (store.schema_version(),)
+    assert conn.execute("PRAGMA user_version").fetchone() == (schema.schema_version(),)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -53,7 +53,7 @@ def test_older_database_is_migrated_forward(tmp_path):
     conn.close()
 
     db = store.open_db(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == store.schema_version()
+    assert db.execute("PRAGMA user_version").fetchone()[0] == schema.schema_version()
     assert {"runs", "stories", "judgments", "story_tags", "sightings"} <= set(db.table_names())
     assert db.execute("SELECT description FROM tags WHERE slug='ai'").fetchone() == ("kept as it was",)
     assert db["tags"].count == 15
@@ -64,7 +64,7 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
     """A version bump applies its statements once, inside the migration transaction."""
     path = tmp_path / "news.db"
     store.open_db(path).conn.close()
-    target = store.schema_version() + 1
+    target = schema.schema_version() + 1
     monkeypatch.setattr(store, "schema_version", lambda sql=None: target)
     monkeypatch.setitem(store.MIGRATIONS, target, ["INSERT INTO runs (started_at, status, finished_at) "
                                                    "VALUES ('2026-01-01T00:00:00Z', 'ok', '2026-01-01T00:00:01Z')"])
@@ -146,7 +146,7 @@ def test_a_version_5_history_is_rebuilt_to_the_current_schema_with_every_row(tmp
               for t in ("runs", "run_sites", "stories", "judgments", "story_tags", "sightings")}
     before.close()
     db = store.open_db(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == store.schema_version()
+    assert db.execute("PRAGMA user_version").fetchone()[0] == schema.schema_version()
     fresh = store.open_db(tmp_path / "fresh.db")
     assert schema.schema_differences(schema.schema_of(db.conn), schema.schema_of(fresh.conn)) == []
     assert {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in counts} == counts

@@ -150,7 +150,7 @@ def test_story_facts_come_from_the_host_parse_not_the_sandbox(tmp_path, hist):
 def test_a_failed_site_leaves_the_other_to_land_as_partial(tmp_path, hist):
     path, conn, run_id = hist
     ok = judged_box(tmp_path, "lobsters", run_id=run_id)
-    failed = sync.SiteResult(source="hn", error="cannot reach https://news.ycombinator.com/")
+    failed = agent.SiteResult(source="hn", error="cannot reach https://news.ycombinator.com/")
     report = merge(conn, run_id, failed, ok)
     assert (report.status, report.sites) == ("partial", {"hn": "failed", "lobsters": "ok"})
     assert conn.execute("SELECT source, status, error FROM run_sites ORDER BY source").fetchall() == [

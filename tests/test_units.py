@@ -8,7 +8,7 @@ import pytest
 from pipeline import collect, parse, rules, sandbox, schema, store, sync, text
 from pipeline.prompt import Candidate
 
-VOCABULARY = set(sandbox.reference_vocabulary())
+VOCABULARY = set(schema.reference_vocabulary())
 
 
 def candidate(title, domain=None, site_tags=(), kind="story", points=10, comments=2):

@@ -3,7 +3,7 @@ through the sql tool the model writes with."""
 
 import pytest
 
-from pipeline import articles
+from pipeline import articles, sqltool
 
 from .figures import record
 
@@ -34,7 +34,7 @@ def with_evidence(tmp_path, text: str, quote: str) -> str:
                                fetched_at="2026-11-25T08:00:00Z")
     sandbox.add_reading(box, articles.Reading(articles={story.source_id: article}, discussions={}, fetched=[]))
     assert box.rejected == []
-    return sandbox.SqlTool(str(box.path))(
+    return sqltool.SqlTool(str(box.path))(
         "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence) "
         "VALUES (1, 1, 1, 70, 'A migration guide for databases in production.', 'databases', ?)", [quote])
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import parse, sandbox, store, sync
+from pipeline import agent, parse, sandbox, schema, sqltool, store, sync
 
 from ..helpers import SNAPSHOT
 from .figures import record, scale
@@ -20,7 +20,7 @@ from .rules_py import judgment_ok, story_ok
 
 STORIES = parse.parse("hn", (SNAPSHOT / "hn.html").read_text())
 TITLES = {i: s.title for i, s in enumerate(STORIES, start=1)}
-VOCABULARY = sandbox.reference_vocabulary()
+VOCABULARY = schema.reference_vocabulary()
 
 nasty_text = st.one_of(
     st.text(max_size=60),
@@ -58,7 +58,7 @@ def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
     history = store.open_db(folder / "news.db")
     run_id, started_at = sync.start_run(history.conn, "rules", "local")
     box = sandbox.create(folder / "box.db", "hn", run_id, started_at, STORIES, VOCABULARY)
-    tool = sandbox.SqlTool(str(box.path))
+    tool = sqltool.SqlTool(str(box.path))
     accepted, keys, tag_count = [], set(), {}
     for row in judgments:
         result = tool("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) "
@@ -76,7 +76,7 @@ def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
         assert result.startswith("ok") == expected, (story_id, slug, result)
         if expected:
             tag_count[(story_id, slug)] = 1
-    result = sync.SiteResult(source="hn", status="ok", box=box)
+    result = agent.SiteResult(source="hn", status="ok", box=box)
     report = sync.merge(history.conn, run_id, [result], model="rules", executor="local")
     landed = history.conn.execute(
         "SELECT j.relevant, j.score, j.summary, j.reason, s.title FROM judgments j JOIN stories s ON s.id = j.story_id "

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from pipeline import agent, refresh, rules, sync
+from pipeline import agent, refresh, rules, schema
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
@@ -41,10 +41,10 @@ ATTACKS = {
 def history_before(refreshed_copy):
     db = refreshed_copy
     conn = sqlite3.connect(db)
-    schema = sync.schema_of(conn)
+    tables = schema.schema_of(conn)
     stories = conn.execute("SELECT count(*) FROM stories").fetchone()[0]
     conn.close()
-    return db, schema, stories
+    return db, tables, stories
 
 
 RESULTS = {"attacks": 0, "refused": 0}
@@ -53,7 +53,7 @@ RESULTS = {"attacks": 0, "refused": 0}
 @pytest.mark.parametrize("name", ATTACKS)
 def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_before, name):
     code, refusal = ATTACKS[name]
-    db, schema, stories = history_before
+    db, tables, stories = history_before
     models = iter([ScriptedModel(code), ScriptedModel(rules.code_for)])
     monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
     reporter = Reporter(tmp_path / "logs", quiet=True)
@@ -61,7 +61,7 @@ def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_
                                              judge=Judge(max_steps=2, executor_options={"timeout_seconds": 8})))
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
     conn = sqlite3.connect(db)
-    assert sync.schema_of(conn) == schema
+    assert schema.schema_of(conn) == tables
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert conn.execute("SELECT count(*) FROM stories").fetchone()[0] == stories  # hn re-seen, nothing added
     assert conn.execute("SELECT count(*) FROM sightings WHERE run_id = ? AND story_id IN "

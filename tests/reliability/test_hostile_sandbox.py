@@ -8,7 +8,7 @@ history holds exactly the rows it should.
 import json
 import sqlite3
 
-from pipeline import sync
+from pipeline import schema, sync
 
 from ..helpers import ESCAPE_TO_PROCESS
 from ..stub_llm import StubLLM, cli_refresh, honest_or
@@ -99,7 +99,7 @@ def test_rejections_per_site_are_bounded(tmp_path):
     history = store.open_db(tmp_path / "news.db")
     conn = history.conn
     run_id, _ = sync.start_run(conn, "rules", "jail")
-    with store.transaction(conn):
+    with schema.transaction(conn):
         for i in range(sync.MAX_REJECTIONS + 250):
             sync.reject(conn, run_id, "hn", f"row {i}", "refused \udcff with a lone surrogate")
     rows = conn.execute("SELECT item, reason FROM rejections").fetchall()

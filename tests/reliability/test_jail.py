@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import agent, jail, refresh, rules, sandbox
+from pipeline import agent, jail, refresh, rules, sandbox, sqltool
 from pipeline.settings import Judge
 
 from ..helpers import ESCAPE_TO_PROCESS, SNAPSHOT, ScriptedModel, run_one_rows
@@ -295,5 +295,5 @@ def test_one_sql_value_is_bounded_in_size(tmp_path, statement, refusal):
     """One function call cannot build gigabytes, or spend seconds where the progress handler never runs."""
     from ..helpers import make_box
 
-    tool = sandbox.SqlTool(str(make_box(tmp_path).path))
+    tool = sqltool.SqlTool(str(make_box(tmp_path).path))
     assert tool(statement).startswith(refusal)

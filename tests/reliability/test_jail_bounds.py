@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import jail, rules
+from pipeline import jail, prompt, rules
 
 from ..helpers import ESCAPE_TO_PROCESS
 from ..stub_llm import API_KEY, NEWSREADER, SNAPSHOT, StubLLM, cli_refresh, completion
@@ -121,7 +121,7 @@ def scripted(then):
 
     def reply(body):
         texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in body["messages"]]
-        task = next((text for text in texts if rules.CANDIDATES_MARKER in text), None)
+        task = next((text for text in texts if prompt.CANDIDATES_MARKER in text), None)
         if task is None:
             return completion("Two front pages, read for you.")
         if "today's Hacker News front page" not in task:

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import parse, rules, sandbox, store, sync
+from pipeline import agent, parse, prompt, rules, sandbox, schema, sqltool, store, sync
 
 from ..helpers import FIXTURES, SNAPSHOT
 from .figures import record, scale
@@ -110,14 +110,14 @@ TOTALS = {"pages": 0, "layout": 0, "stories": 0, "refused": 0, "schema_refused":
 
 def schema_db() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    store.apply_schema(conn)
+    schema.apply_schema(conn)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("INSERT INTO runs (id, started_at) VALUES (1, '2026-11-25T00:00:00Z')")
     return conn
 
 
 SCHEMA = schema_db()
-VOCABULARY = sandbox.reference_vocabulary()
+VOCABULARY = schema.reference_vocabulary()
 INTERESTS = rules.interests_from("systems, security and databases", set(VOCABULARY))
 
 
@@ -138,8 +138,8 @@ def test_mutated_pages_parse_or_say_why(tmp_path_factory, page, seed):
     SCHEMA.execute("SAVEPOINT page")
     try:
         for n, story in enumerate(parsed.stories, start=1000):
-            sandbox.insert_story(SCHEMA, n, story, 1)  # raises if schema.sql refuses a story the parser gave
-            sandbox.insert_sighting(SCHEMA, 1, n, story)
+            schema.insert_story(SCHEMA, n, story, 1)  # raises if schema.sql refuses a story the parser gave
+            schema.insert_sighting(SCHEMA, 1, n, story)
     finally:
         SCHEMA.execute("ROLLBACK TO page")
         SCHEMA.execute("RELEASE page")
@@ -155,19 +155,19 @@ def sync_page(folder, source, parsed):
                          VOCABULARY)
     box.rejected[:0] = parsed.refused
     assert box.rejected == parsed.refused  # every story the parser gave was a valid candidate
-    tool = sandbox.SqlTool(str(box.path))
+    tool = sqltool.SqlTool(str(box.path))
     task = "\n".join([f"You are judging today's {source} front page.", f"run_id: {run_id}", f"site: {source}",
                       "READER'S INTERESTS: systems", "TAG VOCABULARY (use only these slugs):",
                       *(f"- {slug}: {meaning}" for slug, meaning in VOCABULARY.items()),
-                      rules.CANDIDATES_MARKER,
+                      prompt.CANDIDATES_MARKER,
                       *(repr_candidate(i, s) for i, s in box.candidates.items())])
-    for c in rules.parse_task(task)[3]:  # the rules model's verdicts, written through the agent's tool
+    for c in prompt.parse_task(task)[3]:  # the rules model's verdicts, written through the agent's tool
         v = rules.judge(c, set(VOCABULARY), source, INTERESTS)
         tool("INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason) VALUES (?, ?, ?, ?, ?, ?)",
              [run_id, c.id, v.relevant, v.score, v.summary, v.reason])
         for tag in v.tags:
             tool("INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?)", [run_id, c.id, tag])
-    report = sync.merge(history.conn, run_id, [sync.SiteResult(source=source, status="ok", box=box)],
+    report = sync.merge(history.conn, run_id, [agent.SiteResult(source=source, status="ok", box=box)],
                         model="rules", executor="local")
     landed = history.conn.execute("SELECT count(*) FROM sightings WHERE run_id = ?", [run_id]).fetchone()[0]
     assert landed == len(box.candidates) and report.sites == {source: "ok"}

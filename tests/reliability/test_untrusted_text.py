@@ -4,7 +4,7 @@ import asyncio
 import json
 import sqlite3
 
-from pipeline import agent, parse, refresh, rules, serve, sync
+from pipeline import agent, parse, prompt, refresh, rules, schema, serve
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
@@ -55,7 +55,7 @@ def test_injected_titles_stay_data(tmp_path, monkeypatch):
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=snap))
     assert report.status in ("ok", "partial")
     conn = sqlite3.connect(db)
-    assert set(sync.reference_schema()) <= set(sync.schema_of(conn))
+    assert set(schema.reference_schema()) <= set(schema.schema_of(conn))
     landed = conn.execute("SELECT j.relevant, j.score, j.summary, j.reason, s.title FROM judgments j "
                           "JOIN stories s ON s.id = j.story_id").fetchall()
     assert landed and all(judgment_ok(dict(relevant=r, score=sc, summary=su, reason=re_), t)
@@ -114,4 +114,4 @@ def test_api_keys_never_land_anywhere(tmp_path, monkeypatch):
 
 def _task(body):
     return next(m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
-                for m in body["messages"] if rules.CANDIDATES_MARKER in json.dumps(m))
+                for m in body["messages"] if prompt.CANDIDATES_MARKER in json.dumps(m))
