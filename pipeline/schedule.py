@@ -9,17 +9,13 @@ from pathlib import Path
 RECIPES = ("cron", "systemd", "github-actions")
 
 
-def recipe(kind: str, workdir: Path, newsreader: str | None = None, hour: int = 6) -> str:
-    """The text of a recipe; `workdir` holds newsreader.toml and data/."""
-    workdir = Path(workdir).resolve()
-    exe = newsreader or str(Path(sys.executable).with_name("newsreader"))
-    if kind == "cron":
-        return (
-            "# Daily newsreader refresh (add with `crontab -e`); errors only, so cron mails only on failure.\n"
-            f"0 {hour} * * * cd {shlex.quote(str(workdir))} && {shlex.quote(exe)} refresh --quiet\n"
-        )
-    if kind == "systemd":
-        return f"""# ~/.config/systemd/user/newsreader.service
+# The recipes' text, filled with str.format (`{{` is a literal brace: GitHub's `${{ ... }}`).
+CRON = (
+    "# Daily newsreader refresh (add with `crontab -e`); errors only, so cron mails only on failure.\n"
+    "0 {hour} * * * cd {quoted_workdir} && {quoted_exe} refresh --quiet\n"
+)
+
+SYSTEMD = """# ~/.config/systemd/user/newsreader.service
 [Unit]
 Description=newsreader daily refresh
 Wants=network-online.target
@@ -44,8 +40,8 @@ WantedBy=timers.target
 
 # Enable with: systemctl --user daemon-reload && systemctl --user enable --now newsreader.timer
 """
-    if kind == "github-actions":
-        return f"""# .github/workflows/newsreader.yml
+
+GITHUB_ACTIONS = """# .github/workflows/newsreader.yml
 #
 # The history's durable home is a release asset (tag `newsreader-history`): downloaded before the
 # refresh, uploaded after it, kept as long as the repository. Trade-offs: the asset is as public as
@@ -106,4 +102,15 @@ jobs:
       #     datasette publish cloudrun data/news.db --service newsreader --metadata metadata.yml
       #     --install datasette-atom --install datasette-dashboards
 """
-    raise ValueError(f"unknown recipe {kind!r} (known: {', '.join(RECIPES)})")
+
+TEMPLATES = dict(zip(RECIPES, (CRON, SYSTEMD, GITHUB_ACTIONS), strict=True))
+
+
+def recipe(kind: str, workdir: Path, newsreader: str | None = None, hour: int = 6) -> str:
+    """The text of a recipe; `workdir` holds newsreader.toml and data/."""
+    if kind not in TEMPLATES:
+        raise ValueError(f"unknown recipe {kind!r} (known: {', '.join(RECIPES)})")
+    workdir = Path(workdir).resolve()
+    exe = newsreader or str(Path(sys.executable).with_name("newsreader"))
+    return TEMPLATES[kind].format(hour=hour, workdir=workdir, exe=exe, quoted_workdir=shlex.quote(str(workdir)),
+                                  quoted_exe=shlex.quote(exe))

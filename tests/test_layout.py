@@ -87,3 +87,11 @@ def test_help_and_config_do_not_load_the_agent_libraries():
             "print(sorted(m for m in ('smolagents', 'litellm', 'datasette') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_no_function_is_over_sixty_lines():
+    """A function a reader can hold: 60 lines at most, docstring included."""
+    long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in sorted(PACKAGE.glob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60]
+    assert long == []
