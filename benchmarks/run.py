@@ -29,7 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import httpx  # noqa: E402
 
-from pipeline import agent, parse, prompt, refresh, rules, sandbox, schema, sqltool, store, sync  # noqa: E402
+from pipeline import agent, models, parse, prompt, refresh, rules, sandbox, schema, sqltool, store, sync  # noqa: E402
 from pipeline.settings import Judge
 
 from . import local, speed_limit, synth  # noqa: E402
@@ -140,7 +140,7 @@ def economy_day(label: str, calls: int, requests: int, fresh: int, report, tin: 
            note=f"{tin} prompt + {tout} completion in all")
     unchanged = label.startswith("day 2 (the same")
     for model in ("anthropic/claude-haiku-4-5", "openai/gpt-4.1-mini"):
-        usd = agent.cost_usd(model, tin, tout) or 0.0
+        usd = models.cost_usd(model, tin, tout) or 0.0
         record("LLM economy", f"{label}: USD with {model.split('/')[1]}", round(usd, 5), "USD",
                "0 on an unchanged page" if unchanged else "", usd == 0 if unchanged else None,
                note="these tokens at LiteLLM's bundled prices")
@@ -383,7 +383,7 @@ def judged_templates(tmp: Path) -> list[agent.SiteResult]:
     for source in ("hn", "lobsters"):
         box = sandbox.create(tmp / "tpl" / f"{source}.db", source, 0, "2026-11-25T00:00:00Z",
                              parse.parse(source, (SNAPSHOT / f"{source}.html").read_text()))
-        result = agent.judge_site(box, agent.make_model("rules"), vocabulary=schema.reference_vocabulary())
+        result = agent.judge_site(box, models.make_model("rules"), vocabulary=schema.reference_vocabulary())
         assert result.status == "ok", result.error
         out.append(result)
     return out

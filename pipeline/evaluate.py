@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, parse, rules, sandbox, schema
+from . import agent, articles, models, parse, rules, sandbox, schema
 from .learn import Learner, Vote
 from .settings import Judge
 
@@ -96,7 +96,7 @@ def predict_page(source: str, html: str, judge: Judge, vocabulary: dict[str, str
     box = sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories)
     if replay is not None:
         sandbox.add_reading(box, articles.read(source, list(box.candidates.values()), replay=replay))
-    model = agent.make_model(judge.model, learned=learned, **judge.model_options)
+    model = models.make_model(judge.model, learned=learned, **judge.model_options)
     result = agent.judge_site(box, model, vocabulary=vocabulary, judge=judge)
     if result.status != "ok":
         return {}, result

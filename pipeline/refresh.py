@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, collect, parse, prompt, rules, sandbox, schema, sources, store, sync
+from . import agent, articles, collect, models, parse, prompt, rules, sandbox, schema, sources, store, sync
 from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
@@ -96,7 +96,7 @@ def refresh(options: Options) -> sync.SyncReport:
     # Before the lock and the run record: an LLM model with no jail is refused here, with the fix.
     judge = options.judge = options.judge.but(
         executor=agent.choose_executor(options.judge.executor, options.judge.model, report.message))
-    if judge.budget_usd is not None and agent.cost_usd(judge.model, 1000, 1000) is None:
+    if judge.budget_usd is not None and models.cost_usd(judge.model, 1000, 1000) is None:
         report.message(f"budget_usd {judge.budget_usd:g} cannot be enforced: LiteLLM has no price for model "
                        f"{judge.model!r}, so its calls are counted but not costed")
     with refresh_lock(db_path, wait=options.wait,
@@ -138,7 +138,7 @@ class Run:
     failed: list[agent.SiteResult] = field(default_factory=list)  # sites that never reached the judge
     results: list[agent.SiteResult] = field(default_factory=list)
     fetch_s: dict[str, float] = field(default_factory=dict)
-    budget: agent.Budget | None = None  # what this refresh may still spend on model calls
+    budget: models.Budget | None = None  # what this refresh may still spend on model calls
     unreachable: set[str] = field(default_factory=set)  # sources whose page could not be fetched at all
     votes: list[dict] = field(default_factory=list)  # the reader's recent votes (feedback.db), newest first
     learned: Learner | None = None  # what the rules model learned from them
@@ -148,7 +148,7 @@ class Run:
         return self.data_dir / "sandboxes" / str(self.run_id)
 
     def model(self):
-        return agent.make_model(self.options.judge.model, budget=self.budget, learned=self.learned,
+        return models.make_model(self.options.judge.model, budget=self.budget, learned=self.learned,
                                 **self.options.judge.model_options)
 
 
@@ -156,8 +156,8 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
     """The stages of one run, in order; each site that fails a stage is recorded and the others go on."""
     state = Run(options, conn, run_id, started_at, data_dir, started,
                 vocabulary=dict(conn.execute("SELECT slug, description FROM tags ORDER BY rowid").fetchall()),
-                budget=agent.Budget(options.judge.budget_usd))
-    for warning in agent.option_warnings(options.judge.model, options.judge.model_options):
+                budget=models.Budget(options.judge.budget_usd))
+    for warning in models.option_warnings(options.judge.model, options.judge.model_options):
         options.reporter.message(f"warning: {warning}")
     # The reader's votes teach the judge: the rules model learns from them, an LLM reads them in its sandbox.
     try:
@@ -330,7 +330,7 @@ def collect_digest(state: Run) -> tuple[str | None, list, agent.SiteResult]:
         else:
             if tokens is not None:
                 usage.llm_calls, usage.input_tokens, usage.output_tokens = 1, tokens.input_tokens, tokens.output_tokens
-                usage.cost_usd = agent.model_cost(model, tokens.input_tokens, tokens.output_tokens)
+                usage.cost_usd = models.model_cost(model, tokens.input_tokens, tokens.output_tokens)
     return note, collect.cross_posts(sound), usage
 
 

@@ -14,7 +14,7 @@ from smolagents import Model
 from smolagents.models import ChatMessage, MessageRole
 from smolagents.monitoring import TokenUsage
 
-from pipeline import agent, articles, discussions, parse, prompt, rules, sandbox
+from pipeline import agent, articles, discussions, models, parse, prompt, rules, sandbox
 from pipeline.settings import Judge, Reading
 
 from .helpers import SNAPSHOT, VOCABULARY, snapshot_with_articles
@@ -196,7 +196,7 @@ def test_a_failed_batch_costs_its_own_stories_and_the_run_is_partial(tmp_path, m
     from pipeline import refresh
 
     snapshot = snapshot_with_articles(tmp_path / "snapshot")
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: FailsOneBatch(broken=15))
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: FailsOneBatch(broken=15))
     report = refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), snapshot=snapshot, sources=("hn",),
                                              judge=Judge(max_steps=2)))
     assert report.status == "partial"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipeline import agent, container, refresh, rules
+from pipeline import container, models, refresh, rules
 from pipeline.settings import Judge
 
 from .helpers import SNAPSHOT, ScriptedModel, judgments
@@ -82,8 +82,8 @@ def test_a_fork_bomb_is_contained(box):
 
 def test_a_memory_hog_fails_its_site_and_the_other_lands(tmp_path, monkeypatch, image):
     db = tmp_path / "news.db"
-    models = iter([ScriptedModel("hog = bytearray(2 * 1024 ** 3)\nprint(len(hog))"), rules.RulesModel()])
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+    queue = iter([ScriptedModel("hog = bytearray(2 * 1024 ** 3)\nprint(len(hog))"), rules.RulesModel()])
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: next(queue, rules.RulesModel()))
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT,
                                              judge=Judge(executor="docker", max_steps=2, step_timeout=10)))
     assert report.status == "partial" and report.sites == {"hn": "failed", "lobsters": "ok"}
@@ -110,8 +110,8 @@ def test_a_step_that_never_ends_is_killed_at_the_step_timeout(tmp_path, monkeypa
     """A wall-clock bound, not a per-read socket timeout: printing every second does not extend it."""
     db = tmp_path / "news.db"
     endless = "import time\nwhile True:\n    print('still here', flush=True)\n    time.sleep(1)"
-    models = iter([ScriptedModel(endless), rules.RulesModel()])
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+    queue = iter([ScriptedModel(endless), rules.RulesModel()])
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: next(queue, rules.RulesModel()))
     t0 = time.monotonic()
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT,
                                              judge=Judge(executor="docker", max_steps=3, step_timeout=5)))

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, evaluate, rules
+from pipeline import agent, evaluate, models, rules
 from pipeline.cli import cli
 from pipeline.sandbox import reference_vocabulary
 from pipeline.settings import Judge
@@ -42,7 +42,7 @@ def labels(tmp_path):
 
 
 def test_metrics_on_a_hand_made_labels_file(labels, monkeypatch):
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: ScriptedModel(SCRIPT))
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: ScriptedModel(SCRIPT))
     m = evaluate.evaluate(labels, html_dir=FIXTURES / "html", vocabulary=reference_vocabulary(),
                           judge=Judge(model="scripted"))
     assert m["stories"] == 3 and m["pages"] == 1 and m["errors"] == []
@@ -119,7 +119,7 @@ class DownFor(ScriptedModel):
 
 def test_a_curve_with_pages_the_model_could_not_judge_names_them_and_fails(monkeypatch):
     """Their stories count as wrong, as in eval; the table is printed, each failure named, the exit non-zero."""
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: DownFor("lobsters"))
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: DownFor("lobsters"))
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--executor",
                                    "local"])
     assert out.exit_code == 1
@@ -132,7 +132,7 @@ def test_a_curve_with_pages_the_model_could_not_judge_names_them_and_fails(monke
 def test_a_curve_no_page_of_which_could_be_judged_is_one_line(monkeypatch):
     """It stops at the first point: the others would only fail the same way (and spend the same calls)."""
     model = DownFor()
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: model)
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: model)
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--executor",
                                    "local"])
     assert out.exit_code == 1 and len(out.output.splitlines()) == 1

@@ -7,7 +7,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, prompt, rules, sandbox, schema
+from pipeline import agent, models, prompt, rules, sandbox, schema
 from pipeline.cli import cli
 
 from .helpers import SNAPSHOT, VOCABULARY, ScriptedModel, make_box
@@ -135,8 +135,8 @@ def test_sites_run_concurrently(tmp_path):
 
 def test_a_failing_site_does_not_stop_the_other(tmp_path):
     boxes = [make_box(tmp_path, "hn"), make_box(tmp_path, "lobsters")]
-    models = iter([ScriptedModel("raise_error_here("), ScriptedModel(rules_code)])
-    results = agent.judge_sites(boxes, lambda: next(models), vocabulary=VOCABULARY, max_steps=2)
+    queue = iter([ScriptedModel("raise_error_here("), ScriptedModel(rules_code)])
+    results = agent.judge_sites(boxes, lambda: next(queue), vocabulary=VOCABULARY, max_steps=2)
     assert [r.status for r in results] == ["failed", "ok"]
 
 
@@ -144,7 +144,7 @@ def test_a_failing_site_does_not_stop_the_other(tmp_path):
 
 
 def stub_model(stub):
-    return agent.make_model("openai/stub", api_base=stub.api_base, api_key="x", max_retries=2, retry_wait=0.1)
+    return models.make_model("openai/stub", api_base=stub.api_base, api_key="x", max_retries=2, retry_wait=0.1)
 
 
 def code_reply(body):

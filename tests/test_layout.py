@@ -16,7 +16,8 @@ ORDER = [
     "sources", "schema", "parse",  # fetch a page; schema.sql as code; HTML -> stories the schema takes
     "discussions", "articles",  # a story's comments; what it links to (fetched, read, archived)
     "sqltool", "sandbox", "prompt", "learn", "rules",  # the sandbox DB, its one tool, the task, the built-in models
-    "seccomp", "jail", "container", "agent",  # where the agent's code runs (its seccomp filter); the judge
+    "seccomp", "jail", "container",  # where the agent's code runs (its seccomp filter)
+    "models", "agent",  # the model factory and the budget; the judge
     "collect", "sync", "store",  # cross-posts and digest; landing a run; the history DB
     "config", "progress", "refresh", "evaluate", "schedule", "serve", "cli",  # the ways in
 ]

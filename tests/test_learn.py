@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from pipeline import evaluate, learn, rules
+from pipeline import evaluate, learn, models, rules
 from pipeline.cli import cli
 from pipeline.prompt import Candidate
 
@@ -118,7 +118,7 @@ def test_eval_curve_prints_accuracy_and_tag_f1_against_votes():
 def test_votes_reach_the_sandbox_read_only_and_the_prompt_points_to_them(refreshed_copy, monkeypatch):
     import sqlite3
 
-    from pipeline import agent, refresh
+    from pipeline import refresh
 
     from .helpers import SNAPSHOT, ScriptedModel
 
@@ -131,7 +131,7 @@ def test_votes_reach_the_sandbox_read_only_and_the_prompt_points_to_them(refresh
         seen.append(task)
         return "print(sql('SELECT count(*) AS n FROM reader_votes'))\n" + rules.code_for(task)
 
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: ScriptedModel(look))
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: ScriptedModel(look))
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reuse_days=0, sources=("hn",)))
     assert report.status == "ok"
     assert "READER'S VOTES: reader_votes (title, domain, tags, vote up/down) holds 30 of this reader's" in seen[0]
@@ -306,11 +306,10 @@ def test_the_rules_model_finds_those_words_on_the_cards_and_weighs_them(tmp_path
 
 def test_eval_learn_from_a_bad_labels_file_fails_before_judging_anything(tmp_path, monkeypatch):
     """With an LLM, judging the pages first would pay for a whole eval before the one-line error."""
-    from pipeline import agent
 
     bad = tmp_path / "votes.csv"
     bad.write_text("title,vote\nSomething,up\n")
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("judged")))
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("judged")))
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--learn-from", str(bad)])
     assert out.exit_code == 1 and out.output.startswith(f"Error: {bad}: missing column(s) file, rank, relevant")
 

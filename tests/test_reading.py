@@ -13,7 +13,7 @@ import time
 import httpx
 from click.testing import CliRunner
 
-from pipeline import agent, articles, parse, prompt, refresh, rules
+from pipeline import agent, articles, models, parse, prompt, refresh, rules
 from pipeline.cli import cli
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
@@ -58,8 +58,8 @@ def test_a_made_up_quote_is_refused_and_the_model_is_told_why(tmp_path, monkeypa
                 "          'VALUES (?, 1, 1, 80, ?, ?, ?)', [run_id, 'A summary that says what the story is.', 'x',\n"
                 "          'A sentence this article never contained.']))")
 
-    models = iter([ScriptedModel(made_up, rules.code_for), rules.RulesModel()])
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+    queue = iter([ScriptedModel(made_up, rules.code_for), rules.RulesModel()])
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: next(queue, rules.RulesModel()))
     reporter = Reporter(tmp_path / "logs", quiet=True)
     report = refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), snapshot=snapshot, sources=("hn",),
                                              reporter=reporter))

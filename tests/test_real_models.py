@@ -17,7 +17,7 @@ import litellm
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, prompt, refresh, rules
+from pipeline import models, prompt, refresh, rules
 from pipeline.cli import cli
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge, Reading
 
@@ -461,7 +461,7 @@ def test_a_judging_step_has_a_default_max_tokens_and_temperature(tmp_path):
     with StubLLM([scripted([loop])]) as stub:
         judge_hn(tmp_path / "news.db", stub)
     first = agent_requests(stub)[0]
-    assert first["max_tokens"] == agent.MAX_TOKENS and first["temperature"] == agent.TEMPERATURE
+    assert first["max_tokens"] == models.MAX_TOKENS and first["temperature"] == models.TEMPERATURE
 
 
 def five_then_fail(task):

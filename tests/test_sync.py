@@ -9,7 +9,7 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from pipeline import agent, refresh, sandbox, store, sync
+from pipeline import agent, models, refresh, sandbox, store, sync
 from pipeline.cli import cli
 from pipeline.settings import Judge
 
@@ -236,7 +236,7 @@ def test_cross_posted_story_is_linked_and_listed_once_in_the_digest(tmp_path):
 
 
 def test_a_model_that_never_finishes_leaves_history_without_the_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: ScriptedModel("print('thinking...')"))
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: ScriptedModel("print('thinking...')"))
     db = tmp_path / "news.db"
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, judge=Judge(max_steps=2)))
     assert report.status == "failed"

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from pipeline import agent, refresh, rules, schema
+from pipeline import agent, models, refresh, rules, schema
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
@@ -54,8 +54,8 @@ RESULTS = {"attacks": 0, "refused": 0}
 def test_attack_is_refused_and_history_unchanged(tmp_path, monkeypatch, history_before, name):
     code, refusal = ATTACKS[name]
     db, tables, stories = history_before
-    models = iter([ScriptedModel(code), ScriptedModel(rules.code_for)])
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+    queue = iter([ScriptedModel(code), ScriptedModel(rules.code_for)])
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: next(queue, rules.RulesModel()))
     reporter = Reporter(tmp_path / "logs", quiet=True)
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reporter=reporter, reuse_days=0,
                                              judge=Judge(max_steps=2, executor_options={"timeout_seconds": 8})))

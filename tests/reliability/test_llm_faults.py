@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipeline import agent, refresh, rules
+from pipeline import models, refresh, rules
 from pipeline.settings import Judge
 
 from ..helpers import SNAPSHOT
@@ -30,15 +30,15 @@ SEEN = {"faults": 0, "requests": 0, "seconds": 0.0}
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_faulty_model_fails_its_site_and_the_other_lands(tmp_path, monkeypatch, fault):
-    real_make_model = agent.make_model
+    real_make_model = models.make_model
     db = tmp_path / "news.db"
     with StubLLM(FAULTS[fault]) as stub:
-        models = iter([
+        queue = iter([
             real_make_model("openai/stub", api_base=stub.api_base, api_key="sk-test", timeout=1, max_retries=1,
                             retry_wait=0.2),
             rules.RulesModel(),
         ])
-        monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+        monkeypatch.setattr(models, "make_model", lambda *a, **k: next(queue, rules.RulesModel()))
         t0 = time.monotonic()
         report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, judge=Judge(max_steps=2)))
         elapsed = time.monotonic() - t0

@@ -4,7 +4,7 @@ import asyncio
 import json
 import sqlite3
 
-from pipeline import agent, parse, prompt, refresh, rules, schema, serve
+from pipeline import models, parse, prompt, refresh, rules, schema, serve
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
@@ -50,8 +50,8 @@ def gullible(task):
 def test_injected_titles_stay_data(tmp_path, monkeypatch):
     snap = hostile_snapshot(tmp_path)
     db = tmp_path / "news.db"
-    models = iter([ScriptedModel(gullible), rules.RulesModel()])
-    monkeypatch.setattr(agent, "make_model", lambda *a, **k: next(models, rules.RulesModel()))
+    queue = iter([ScriptedModel(gullible), rules.RulesModel()])
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: next(queue, rules.RulesModel()))
     report = refresh.refresh(refresh.Options(db=str(db), snapshot=snap))
     assert report.status in ("ok", "partial")
     conn = sqlite3.connect(db)
