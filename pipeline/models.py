@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import dataclass
 
 from smolagents import LiteLLMModel, Model
 from smolagents.models import ChatMessage
@@ -52,6 +53,17 @@ def model_cost(model: Model, input_tokens: int, output_tokens: int) -> float | N
     if isinstance(model, LiteLLMModel):
         return cost_usd(model.model_id, input_tokens, output_tokens)
     return None
+
+
+@dataclass
+class Usage:
+    """What model calls took outside any site's agent (the editor's note): calls, tokens, cost (None when
+    LiteLLM has no price for the model). The run's totals add it to the sites'."""
+
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
 
 
 class ModelCallFailed(Exception):

@@ -314,11 +314,11 @@ def judge_pages(state: Run) -> None:
             report.stage(result.source, "validate", "failed" if problems else "ok", "; ".join(problems))
 
 
-def collect_digest(state: Run) -> tuple[str | None, list, agent.SiteResult]:
+def collect_digest(state: Run) -> tuple[str | None, list, models.Usage]:
     """The editor's note (on what was newly judged) and the cross-posts, from the sites whose sandboxes
     are sound; the note's model call is accounted like a site's."""
     sound = [r.box for r in state.results if r.status == "ok" and not r.problems]
-    usage = agent.SiteResult(source="collector", status="ok")
+    usage = models.Usage()
     note = None
     if any(box.candidates for box in sound):
         model = state.model()
@@ -334,7 +334,7 @@ def collect_digest(state: Run) -> tuple[str | None, list, agent.SiteResult]:
     return note, collect.cross_posts(sound), usage
 
 
-def land(state: Run, note: str | None, links: list, collector: agent.SiteResult) -> sync.SyncReport:
+def land(state: Run, note: str | None, links: list, collector: models.Usage) -> sync.SyncReport:
     """Merge every site into history in one transaction; remove the sandboxes that landed."""
     report, judge_settings = state.options.reporter, state.options.judge
     outcomes = state.failed + state.results

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from . import collect, sandbox, schema
 from .agent import SiteResult
+from .models import Usage
 from .sandbox import validate
 
 
@@ -89,7 +90,7 @@ def merge(
     note: str | None = None,
     links: list[tuple[tuple[str, str], tuple[str, str]]] = (),
     started: float | None = None,
-    collector: SiteResult | None = None,
+    collector: Usage | None = None,
 ) -> SyncReport:
     """Validate and merge every site's sandbox, and finish the run record, in ONE transaction.
 
