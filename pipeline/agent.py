@@ -538,53 +538,71 @@ def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabular
     return result
 
 
-def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge, python_executor,
-                site_deadline: float, step_reporter=None) -> JudgeAgent:
-    """The JudgeAgent of one batch, with the host's callbacks: after each step the host's copy of a remote
-    sandbox is made current and the agent stopped when its executor died or the site ran out of time; the
-    final answer is refused until every story of the batch is judged, tagged and the sandbox sound."""
-    remote = runs_remotely(judge, python_executor)
-    tool = sqltool.SqlTool() if remote else sqltool.SqlTool(str(box.path))
+@dataclass
+class BatchWatch:
+    """The host's side of one batch's agent: after each step the host's copy of a remote sandbox is made
+    current, the model told where the batch stands, and the agent stopped when its executor died or the
+    site ran out of time; the final answer is refused until every story of the batch is judged, tagged
+    and the sandbox sound."""
 
-    def stop_reason() -> str | None:
-        dead = getattr(agent.python_executor, "dead", None)
+    box: sandbox.Sandbox
+    ids: list[int]
+    remote: bool
+    site_deadline: float
+    site_timeout: float
+    step_reporter: Callable[[str, int, str], None] | None = None
+    agent: JudgeAgent | None = None
+
+    def stop_reason(self) -> str | None:
+        dead = getattr(self.agent.python_executor, "dead", None)
         if dead:
             return dead
-        if time.monotonic() > site_deadline:
-            return f"the site ran past its {judge.site_timeout:g} s time limit"
+        if time.monotonic() > self.site_deadline:
+            return f"the site ran past its {self.site_timeout:g} s time limit"
         return None
 
-    def after_step(step, agent=None):
-        if stop_reason():
-            agent.interrupt()
-        elif remote and isinstance(step, ActionStep) and step.code_action:
+    def after_step(self, step, agent=None) -> None:
+        if self.stop_reason():
+            self.agent.interrupt()
+        elif self.remote and isinstance(step, ActionStep) and step.code_action:
             with contextlib.suppress(Exception):  # the host keeps its previous copy
-                ship_out(agent.python_executor, box)
+                ship_out(self.agent.python_executor, self.box)
         if isinstance(step, ActionStep) and step.is_final_answer is not True:
             with contextlib.suppress(Exception):  # an unreadable sandbox says so at the final answer
-                agent.standings[step.step_number] = stands = sandbox.standing(box.path, box.run_id, ids)
+                stands = sandbox.standing(self.box.path, self.box.run_id, self.ids)
+                self.agent.standings[step.step_number] = stands
                 step.observations = f"{step.observations or ''}\n{stands}".strip()
-        if step_reporter and isinstance(step, ActionStep):
-            step_reporter(box.source, step.step_number, one_line(f"{step.observations or ''} {step.error or ''}", 2000))
+        if self.step_reporter and isinstance(step, ActionStep):
+            self.step_reporter(self.box.source, step.step_number,
+                               one_line(f"{step.observations or ''} {step.error or ''}", 2000))
 
-    def every_candidate_judged(answer, memory, agent=None):
-        if remote:
-            ship_out(agent.python_executor, box)
-        problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates, ids)
+    def every_candidate_judged(self, answer, memory, agent=None) -> bool:
+        if self.remote:
+            ship_out(self.agent.python_executor, self.box)
+        box = self.box
+        problems = sandbox.validate(box.path) or sandbox.judged_summary(box.path, box.run_id, box.candidates, self.ids)
         if problems:
             raise ValueError("not done yet: " + "; ".join(problems))
         return True
 
+
+def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge, python_executor,
+                site_deadline: float, step_reporter=None) -> JudgeAgent:
+    """The JudgeAgent of one batch, watched by the host (BatchWatch)."""
+    remote = runs_remotely(judge, python_executor)
+    tool = sqltool.SqlTool() if remote else sqltool.SqlTool(str(box.path))
+    watch = BatchWatch(box, ids, remote, site_deadline, judge.site_timeout, step_reporter)
     local = judge.executor == "local"
     agent = JudgeAgent(
         facts={"run_id": box.run_id, "first_id": ids[0], "last_id": ids[-1]}, tools=[tool], model=model,
         prompt_tokens=judge.reading.batch_tokens,
         executor=python_executor, executor_type=judge.executor if python_executor is None else "local",
         executor_kwargs={**LOCAL_EXECUTOR_DEFAULTS, **judge.executor_options} if local else judge.executor_options,
-        max_steps=judge.max_steps, final_answer_checks=[every_candidate_judged], return_full_result=True,
+        max_steps=judge.max_steps, final_answer_checks=[watch.every_candidate_judged], return_full_result=True,
         verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
-        step_callbacks=[after_step])
-    agent.stop_reason = stop_reason
+        step_callbacks=[watch.after_step])
+    watch.agent = agent
+    agent.stop_reason = watch.stop_reason
     agent.standings[0] = sandbox.Standing(frozenset(ids), frozenset())  # a batch's stories start unjudged
     return agent
 
