@@ -23,7 +23,7 @@ from .figures import record
 
 # Measures how fast a quick query answers while hostile ones run: alone on the machine and in file order,
 # after the parallel part of `make test` (another worker's load, and some shuffled orders of the cases,
-# made one `select 1` wait 4 s; not yet understood: see RELIABILITY.md).
+# made one `select 1` wait 4 s; why is not yet understood).
 pytestmark = pytest.mark.serial
 
 LIMIT_S = 3.0  # sql_time_limit_ms that `newsreader serve` sets
