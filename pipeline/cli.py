@@ -209,15 +209,13 @@ def format_table(rows: list[dict]) -> str:
 def digest(db, day):
     """Print a day's Markdown digest (the latest run of that day)."""
     cfg = settings(db=db)
-    row = open_history(cfg.db).execute(
-        "SELECT d.body FROM digests d JOIN runs r ON r.id = d.run_id "
-        "WHERE (? IS NULL OR substr(r.started_at, 1, 10) = ?) ORDER BY r.id DESC LIMIT 1",
-        [day and f"{day:%Y-%m-%d}"] * 2,
-    ).fetchone()
-    if row is None:
+    from . import history
+
+    body = history.digest_body(open_history(cfg.db), day and f"{day:%Y-%m-%d}")
+    if body is None:
         raise click.ClickException(f"no digest for {day:%Y-%m-%d}" if day
                                    else "no digest yet: run `newsreader refresh`")
-    click.echo(row[0], nl=False)
+    click.echo(body, nl=False)
 
 
 @cli.group(name="sandbox")
@@ -354,24 +352,24 @@ def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
               help="Load a labels CSV (labels.csv format) as votes: relevant 1/0 as up/down, tags as your tags.")
 def vote(db, story_id, choice, tags, import_path):
     """Vote on a story, as the digest page's buttons do (stored in feedback.db beside the history)."""
-    from . import store
+    from . import history, store
 
     cfg = settings(db=db)
-    history = open_history(cfg.db)
+    news = open_history(cfg.db)
     if import_path is not None:
         if story_id is not None:
             raise click.ClickException("give either STORY_ID up|down|clear or --import CSV, not both")
-        stored, missing = import_votes(history, cfg.db, import_path)
+        stored, missing = import_votes(news, cfg.db, import_path)
         click.echo(f"imported {stored} votes from {import_path}"
                    + (f"; {missing} labelled stories are not in {cfg.db} and were skipped" if missing else ""))
         return
     if story_id is None or choice is None:
         raise click.ClickException("give STORY_ID and up, down or clear (or --import CSV)")
-    found = history.execute("SELECT title FROM stories WHERE id = ?", [story_id]).fetchone()
-    if found is None:
+    title = history.story_title(news, story_id)
+    if title is None:
         raise click.ClickException(f"no story {story_id} in {cfg.db}")
     given = list(dict.fromkeys(t.strip() for t in (tags or "").split(",") if t.strip()))
-    unknown = [t for t in given if not history.execute("SELECT 1 FROM tags WHERE slug = ?", [t]).fetchone()]
+    unknown = history.unknown_tags(news, given)
     if unknown:
         raise click.ClickException(f"not in the vocabulary: {', '.join(unknown)}")
     try:
@@ -381,13 +379,13 @@ def vote(db, story_id, choice, tags, import_path):
     with schema.transaction(conn):
         store.record_vote(conn, story_id, choice, given or None)
     conn.close()
-    click.echo(f"{'cleared the vote on' if choice == 'clear' else choice + ':'} {found[0]}"
+    click.echo(f"{'cleared the vote on' if choice == 'clear' else choice + ':'} {title}"
                + (f" [{', '.join(given)}]" if given else ""))
 
 
-def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
+def import_votes(news, db: Path, path: Path) -> tuple[int, int]:
     """A labels CSV as votes on the stories of this history it names (matched by site and title)."""
-    from . import evaluate, store
+    from . import evaluate, history, store
 
     try:
         labels = evaluate.load_labels(path)
@@ -397,12 +395,11 @@ def import_votes(history, db: Path, path: Path) -> tuple[int, int]:
     stored = missing = 0
     with schema.transaction(conn):
         for label in labels:
-            row = history.execute("SELECT id FROM stories WHERE source = ? AND title = ? ORDER BY id DESC LIMIT 1",
-                                  [label.source, label.title]).fetchone()
-            if row is None:
+            story_id = history.latest_story(news, label.source, label.title)
+            if story_id is None:
                 missing += 1
                 continue
-            store.record_vote(conn, row[0], "up" if label.relevant else "down", label.tags)
+            store.record_vote(conn, story_id, "up" if label.relevant else "down", label.tags)
             stored += 1
     conn.close()
     return stored, missing

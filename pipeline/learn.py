@@ -58,6 +58,12 @@ class Vote:
     kind: str = "story"
     text: str = ""  # the start of its article, when it was read: the rules count its topic words, as they do
     # for the stories they judge, and the learner weighs its words
+    story_id: int | None = None  # the story in the history, for a vote from feedback.db
+
+    @property
+    def vote(self) -> str:
+        """The vote as the reader gave it: "up" or "down"."""
+        return "up" if self.relevant else "down"
 
 
 POSSESSIVE = r"['’]s\b"

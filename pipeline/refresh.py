@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, collect, models, parse, prompt, rules, sandbox, schema, sources, store, sync
+from . import agent, articles, collect, history, models, parse, prompt, rules, sandbox, schema, sources, store, sync
 from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
@@ -140,7 +140,7 @@ class Run:
     fetch_s: dict[str, float] = field(default_factory=dict)
     budget: models.Budget | None = None  # what this refresh may still spend on model calls
     unreachable: set[str] = field(default_factory=set)  # sources whose page could not be fetched at all
-    votes: list[dict] = field(default_factory=list)  # the reader's recent votes (feedback.db), newest first
+    votes: list[Vote] = field(default_factory=list)  # the reader's recent votes (feedback.db), newest first
     learned: Learner | None = None  # what the rules model learned from them
 
     @property
@@ -167,9 +167,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
         options.reporter.message(f"warning: {exc}: judging without your votes this run")
     if state.votes:
         options.reporter.message(f"judging with your {len(state.votes)} most recent votes (feedback.db)")
-    state.learned = rules.teach([Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"],
-                                      v["source"], v["kind"], v["text"]) for v in state.votes],
-                                state.vocabulary, options.judge.profile)
+    state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile)
     read_pages(state)
     if options.fallback_snapshot is not None and options.snapshot is None and \
             state.unreachable == set(options.sources):
@@ -228,14 +226,15 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
     basis (prompt, model, reader, vocabulary, its own words) is carried over, not asked again."""
     judge = state.options.judge
     bases = {s.source_id: prompt.basis(judge.served_model, judge.profile, state.vocabulary, s) for s in stories}
-    earlier = sync.reusable(state.conn, source, bases, days_ago(state.options.reuse_days)) \
+    earlier = history.reusable(state.conn, source, bases, days_ago(state.options.reuse_days)) \
         if state.options.reuse_days else {}
     fresh = [s for s in stories if s.source_id not in earlier]
     box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, fresh,
                          state.vocabulary)
     box.reused = [(s, earlier[s.source_id]) for s in stories if s.source_id in earlier]
     box.basis = bases
-    box.cached = recent_articles(state, [s for s in fresh if s.url])
+    box.cached = history.recent_articles(state.conn, [s for s in fresh if s.url],
+                                         days_ago(state.options.article_cache_days))
     sandbox.add_votes(box, state.votes[:sandbox.SANDBOX_VOTES])
     return box
 
@@ -243,22 +242,6 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
 def days_ago(days: int) -> str:
     """The UTC time `days` ago, in the form runs.started_at and articles.fetched_at compare with."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
-
-
-def recent_articles(state: Run, stories: list) -> dict[str, articles.Article]:
-    """Articles of these stories fetched within article_cache_days (by key) that got an answer (a page, a
-    404, a PDF...): not fetched again. One that got no answer at all (a timeout) is tried again."""
-    since = days_ago(state.options.article_cache_days)
-    found = {}
-    for story in stories:
-        cursor = state.conn.execute(
-            "SELECT * FROM articles WHERE url = ? AND http_status IS NOT NULL AND fetched_at >= ?",
-            [articles.key(story), since])
-        row = cursor.fetchone()
-        if row is not None:
-            found[articles.key(story)] = articles.Article(**dict(zip([c[0] for c in cursor.description], row,
-                                                                     strict=True)))
-    return found
 
 
 def replay_file(options: Options) -> Path | None:

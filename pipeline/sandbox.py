@@ -91,8 +91,9 @@ SANDBOX_COMMENTS = 10  # per story: the judge reads the first comments, not the 
 SANDBOX_VOTES = 30  # the reader's most recent votes the judge sees as examples (the prompt does not grow)
 
 
-def add_votes(box: Sandbox, votes: list[dict]) -> None:
-    """The reader's recent votes into the sandbox's `reader_votes`, read-only to the judge: examples of taste."""
+def add_votes(box: Sandbox, votes: list) -> None:
+    """The reader's recent votes (learn.Vote) into the sandbox's `reader_votes`, read-only to the judge:
+    examples of taste."""
     box.votes = len(votes)
     if not votes:
         return
@@ -100,9 +101,9 @@ def add_votes(box: Sandbox, votes: list[dict]) -> None:
     try:
         with schema.transaction(conn):
             for v in votes:
-                tags = ", ".join(v["tags"] or v["site_tags"] or [])[:200] or None
+                tags = ", ".join(v.tags or v.site_tags or [])[:200] or None
                 conn.execute("INSERT INTO reader_votes (title, domain, tags, vote) VALUES (?, ?, ?, ?)",
-                             [v["title"][:300], v["domain"], tags, v["vote"]])
+                             [v.title[:300], v.domain, tags, v.vote])
     finally:
         conn.close()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import shipped
+from . import learn, shipped
 from .schema import (
     StoreError,
     apply_schema,
@@ -169,7 +169,8 @@ def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
-def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int, text_chars: int) -> list[dict]:
+def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit: int, text_chars: int
+                 ) -> list[learn.Vote]:
     """The reader's most recent votes (newest first, at most `limit`) on stories in this history: each story's
     title, domain, site tags, source and kind, the first `text_chars` of its article (if it was read), the
     vote, and the reader's own tags if they corrected them. StoreError if the file is not a votes database."""
@@ -193,9 +194,8 @@ def reader_votes(history: sqlite3.Connection, feedback: str | os.PathLike, limit
             "SELECT title, domain, native_tags, source, kind, (SELECT substr(text, 1, ?) FROM story_articles "
             "WHERE story_id = stories.id LIMIT 1) FROM stories WHERE id = ?", [text_chars, story_id]).fetchone()
         if row is not None:
-            found.append({"story_id": story_id, "title": row[0], "domain": row[1],
-                          "site_tags": json.loads(row[2] or "[]"), "source": row[3], "kind": row[4],
-                          "text": row[5] or "", "vote": vote, "tags": tags.get(story_id)})
+            found.append(learn.Vote(row[0], row[1], json.loads(row[2] or "[]"), int(vote == "up"),
+                                    tags.get(story_id), row[3], row[4], row[5] or "", story_id))
     return found
 
 

@@ -207,25 +207,6 @@ def store_reading(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to
                            *sandbox.comment_sql(history_id, position, comment))
 
 
-def reusable(conn, source: str, bases: dict[str, str], since: str) -> dict[str, int]:
-    """source_id -> the latest run holding a tagged judgment of that story on the same basis, first made
-    at or after `since` (a carried-over judgment keeps the age of the run that made it)."""
-    found = {}
-    for source_id, basis in bases.items():
-        row = conn.execute(
-            """
-            SELECT j.run_id FROM stories AS s
-            JOIN judgments AS j ON j.story_id = s.id
-            JOIN runs AS r ON r.id = coalesce(j.reused_from, j.run_id)
-            WHERE s.source = ? AND s.source_id = ? AND j.basis = ? AND r.started_at >= ?
-              AND EXISTS (SELECT 1 FROM story_tags AS t WHERE t.run_id = j.run_id AND t.story_id = j.story_id)
-            ORDER BY j.run_id DESC LIMIT 1
-            """, [source, source_id, basis, since]).fetchone()
-        if row:
-            found[source_id] = row[0]
-    return found
-
-
 def carry_over(conn, run_id: int, source: str, story_id: int, earlier_run: int) -> int:
     """Copy a story's judgment and tags from an earlier run into this one, through the history's
     constraints; 1 if it landed."""

@@ -15,6 +15,7 @@ ORDER = [
     "text", "sites", "settings",  # helpers and facts with no dependencies
     "sources", "schema", "parse",  # fetch a page; schema.sql as code; HTML -> stories the schema takes
     "discussions", "articles",  # a story's comments; what it links to (fetched, read, archived)
+    "history",  # reads of the history before judging (a judgment to carry over, a recent article) and the CLI's
     "sqltool", "sandbox", "prompt", "learn", "rules",  # the sandbox DB, its one tool, the task, the built-in models
     "seccomp", "jail", "container",  # where the agent's code runs (its seccomp filter)
     "models", "agent",  # the model factory and the budget; the judge

@@ -152,7 +152,7 @@ def test_the_rules_model_learns_from_the_votes_at_each_refresh(refreshed_copy):
                                         "the fish'").fetchone()[0]
     CliRunner().invoke(cli, ["vote", "--db", str(db), "--import", str(FIXTURES / "labels.csv")])
     votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500, rules.ARTICLE_CHARS)
-    assert len(votes) == 55 and any(v["story_id"] == story for v in votes)
+    assert len(votes) == 55 and any(v.story_id == story for v in votes)
     out = CliRunner().invoke(cli, ["refresh", "--db", str(db), "--snapshot", str(SNAPSHOT), "--rejudge"])
     assert out.exit_code == 0 and "judging with your 55 most recent votes (feedback.db)" in out.output, out.output
     assert "55 judged (0 carried over)" in out.output
@@ -171,11 +171,10 @@ def test_votes_on_read_stories_carry_the_start_of_their_article(tmp_path):
     assert refresh.refresh(refresh.Options(db=str(db), snapshot=snapshot)).status == "ok"
     CliRunner().invoke(cli, ["vote", "--db", str(db), "--import", str(FIXTURES / "labels.csv")])
     votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500, rules.ARTICLE_CHARS)
-    read = [v for v in votes if v["text"]]
+    read = [v for v in votes if v.text]
     assert 0 < len(read) < len(votes)  # some links failed (a 404 every third), and their votes carry no text
-    assert all(len(v["text"]) <= rules.ARTICLE_CHARS for v in votes)
-    assert rules.teach([learn.Vote(v["title"], v["domain"], v["site_tags"], int(v["vote"] == "up"), v["tags"],
-                                   v["source"], v["kind"], v["text"]) for v in read], VOCABULARY).n == len(read)
+    assert all(len(v.text) <= rules.ARTICLE_CHARS for v in votes)
+    assert rules.teach(read, VOCABULARY).n == len(read)
 
 
 def test_trained_on_two_development_pages_the_rules_reach_the_targets_on_the_other_two(tmp_path):
@@ -226,7 +225,7 @@ def test_votes_from_before_tag_corrections_still_teach(refreshed_copy):
                       f"INSERT INTO feedback VALUES ({story}, 'down', '2026-11-25T08:00:00Z');")
     old.close()
     votes = store.reader_votes(sqlite3.connect(db), store.feedback_path(db), 500, rules.ARTICLE_CHARS)
-    assert [(v["story_id"], v["vote"], v["tags"]) for v in votes] == [(story, "down", None)]
+    assert [(v.story_id, v.vote, v.tags) for v in votes] == [(story, "down", None)]
 
 
 WEBINAR = ("Register now for our sponsored webinar. Seats are limited, and the early-bird pricing tier ends on "
@@ -329,7 +328,7 @@ def test_vote_tags_correct_a_storys_tags_and_teach_with_the_vote(refreshed_copy)
         return out.output
 
     def said():
-        return [(v["vote"], v["tags"]) for v in store.reader_votes(sqlite3.connect(db), store.feedback_path(db),
+        return [(v.vote, v.tags) for v in store.reader_votes(sqlite3.connect(db), store.feedback_path(db),
                                                                    10, rules.ARTICLE_CHARS)]
 
     assert vote("1", "up", "--tags", "rust, systems,rust").endswith("[rust, systems]\n")
