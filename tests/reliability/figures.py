@@ -7,7 +7,10 @@ from which `make soak` writes RELIABILITY.md.
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 SOAK = os.environ.get("NEWSREADER_SOAK") == "1"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "reliability.json"
@@ -32,3 +35,17 @@ def write_figures() -> None:
         return
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps(FIGURES, indent=2))
+
+
+def after_module(ran: Callable[[], object]):
+    """Decorates the function that records a module's figures: it runs once the module's tests did (whichever
+    of them ran, when `ran()` says any did), as a module fixture, not a test: every test passes alone and in
+    any order."""
+    def wrap(write: Callable[[], None]):
+        @pytest.fixture(scope="module", autouse=True, name=write.__name__)
+        def figures():
+            yield
+            if ran():
+                write()
+        return figures
+    return wrap

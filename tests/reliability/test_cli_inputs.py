@@ -15,7 +15,7 @@ import pytest
 from pipeline import refresh
 
 from ..helpers import SNAPSHOT
-from .figures import record
+from .figures import after_module, record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 LABELS_HEADER = "source,file,rank,title,url,domain,native_tags,relevant,tags\n"
@@ -115,13 +115,8 @@ def test_one_refresh_per_database_file_whatever_path_reaches_it(tmp_path, link):
     SEEN["cases"] += 1
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(SEEN.values()))
 def cli_input_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(SEEN.values()):
-        return
     record("careless command-line input and someone else's --db (real CLI)", SEEN["cases"], SEEN["cases"], 0, 0,
            "one clear line and a non-zero exit each; another application's database byte-identical, "
            "journal mode unchanged; the refresh lock held through a symlink, a hard link and a relative path")

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline import articles, sqltool
 
-from .figures import record
+from .figures import after_module, record
 
 ARTICLE = ("We do not recommend running the migration on a live primary. "
            "Take a snapshot first, then replay the log on a replica.")
@@ -53,13 +53,8 @@ def test_evidence_is_four_whole_words_quoted_from_the_article(tmp_path, quote):
 FOUND: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: FOUND)
 def evidence_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not FOUND:
-        return
     refused = sum(1 for quote in FOUND if QUOTES[quote] is not None)
     record("evidence: 'e', two words, a quote starting or ending mid-word, whole-word quotes (sql tool)",
            len(FOUND), refused, 0, 0, f"{refused} refused with the schema's reason; {len(FOUND) - refused} whole-word "

@@ -8,14 +8,13 @@ verdict, the Python rules and the host's verdict agree on every row.
 import sqlite3
 from dataclasses import replace
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import agent, parse, sandbox, schema, sqltool, store, sync
 
 from ..helpers import SNAPSHOT
-from .figures import record, scale
+from .figures import after_module, record, scale
 from .rules_py import judgment_ok, story_ok
 
 STORIES = parse.parse("hn", (SNAPSHOT / "hn.html").read_text())
@@ -94,13 +93,8 @@ def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
     history.conn.close()
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(TOTALS.values()))
 def fuzz_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(TOTALS.values()):
-        return
     record("schema fuzz: judgments + tags via the sql tool, then sync", TOTALS["rows"], TOTALS["refused"],
            0, 0, f"{TOTALS['examples']} generated batches; {TOTALS['landed']} rows landed, every one re-checked")
 
@@ -140,12 +134,7 @@ def test_generated_candidates_are_refused_exactly_when_the_rules_say(tmp_path_fa
     conn.close()
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(STORY_TOTALS.values()))
 def candidate_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(STORY_TOTALS.values()):
-        return
     record("schema fuzz: hostile candidate stories at sandbox preload", STORY_TOTALS["stories"],
            STORY_TOTALS["refused"], 0, 0, "refused candidates are reported, never silently dropped")

@@ -15,7 +15,7 @@ from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
 from ..helpers import SNAPSHOT, ScriptedModel
-from .figures import record
+from .figures import after_module, record
 
 ATTACKS = {
     "import os": ("import os\nos.system('touch /tmp/pwned')", "Import of os is not allowed"),
@@ -88,12 +88,7 @@ def test_printing_10_mb_reaches_the_model_bounded(tmp_path):
     assert model.prompt_chars[1] - model.prompt_chars[0] < bound + 5000
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(RESULTS.values()))
 def hostile_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(RESULTS.values()):
-        return
     record("hostile generated code (scripted model), full refresh", len(ATTACKS), RESULTS["refused"], 0, 0,
            "each attack refused or bounded; hn failed after 2 steps, lobsters landed, run partial, schema unchanged")

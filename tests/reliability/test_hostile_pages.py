@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..helpers import SNAPSHOT, run_one_rows
-from .figures import record
+from .figures import after_module, record
 
 NEWSREADER = str(Path(sys.executable).with_name("newsreader"))
 HN_TITLE = "Bypassing airport security via SQL injection"
@@ -142,13 +142,8 @@ def test_parse_reports_refused_rows_on_stderr_and_prints_the_rest(tmp_path):
         "warning: story 41392128 refused at parse: unreadable link (Invalid IPv6 URL)"]
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(SEEN.values()))
 def hostile_page_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(SEEN.values()):
-        return
     record("hostile front pages through the CLI (one story edited each)", len(CASES), len(CASES), 0, 0,
            f"{SEEN['refused']} stories refused with a reason, {SEEN['landed']} landed made safe; "
            "every other story of both sites landed; 0 tracebacks")

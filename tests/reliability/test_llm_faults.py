@@ -14,7 +14,7 @@ from pipeline.settings import Judge
 
 from ..helpers import SNAPSHOT
 from ..stub_llm import RESET, SLOW, StubLLM, completion
-from .figures import record
+from .figures import after_module, record
 
 FAULTS = {
     "429 with Retry-After": [(429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"})],
@@ -56,13 +56,8 @@ def test_a_faulty_model_fails_its_site_and_the_other_lands(tmp_path, monkeypatch
     SEEN["seconds"] = max(SEEN["seconds"], elapsed)
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(SEEN.values()))
 def llm_fault_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(SEEN.values()):
-        return
     record("LLM faults via the loopback stub (LiteLLM)", len(FAULTS), SEEN["faults"], 0, 0,
            f"{SEEN['requests']} model requests in all; slowest refresh {SEEN['seconds']:.1f} s; other site landed")
 

@@ -18,14 +18,13 @@ import random
 import re
 import sqlite3
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import agent, parse, prompt, rules, sandbox, schema, sqltool, store, sync
 
 from ..helpers import FIXTURES, SNAPSHOT
-from .figures import record, scale
+from .figures import after_module, record, scale
 
 
 def trimmed(html: str, row_start: str, keep: int) -> str:
@@ -183,13 +182,8 @@ def repr_candidate(i, story):
                       ensure_ascii=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(TOTALS.values()))
 def page_fuzz_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(TOTALS.values()):
-        return
     record("page fuzz: mutated real front pages through the parsers", TOTALS["pages"], TOTALS["pages"], 0, 0,
            f"0 tracebacks; {TOTALS['layout']} pages declared not a front page, {TOTALS['stories']} stories "
            f"parsed, every one passing schema.sql; {TOTALS['refused']} rows refused at parse with a reason "

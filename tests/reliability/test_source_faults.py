@@ -8,7 +8,7 @@ import pytest
 from pipeline import refresh
 
 from ..helpers import SNAPSHOT
-from .figures import record
+from .figures import after_module, record
 
 GOOD = {"news.ycombinator.com": (SNAPSHOT / "hn.html").read_bytes(),
         "lobste.rs": (SNAPSHOT / "lobsters.html").read_bytes()}
@@ -75,12 +75,7 @@ def test_one_site_faulty_the_other_lands(tmp_path, monkeypatch, fault):
     SEEN["faults"] += 1
 
 
-@pytest.fixture(scope="module", autouse=True)
+@after_module(lambda: any(SEEN.values()))
 def source_fault_figures():
-    """The module's figures for RELIABILITY.md, recorded after whichever of its tests ran (not a test:
-    every test here passes alone and in any order)."""
-    yield
-    if not any(SEEN.values()):
-        return
     record("source faults via httpx.MockTransport", len(FAULTS), SEEN["faults"], 0, 0,
            "clear one-line reason per site; the other site landed; run partial")
