@@ -16,14 +16,14 @@ checks the sandbox: complete and valid, it lands.
 
 Executors: `local` (smolagents' LocalPythonExecutor, in process) or a remote one
 (`docker`, `e2b`, `modal`, `blaxel`). Remote kernels run the tool's source on
-their side, so the sandbox DB is shipped in as base64 before the run and read
-back afterwards; the host's validation and sync are the same for every executor.
+their side, so the sandbox DB is shipped in before the run and read back afterwards
+(`executors.HostExecutor.load`/`dump`, or base64 through a kernel smolagents built); the
+host's validation and sync are the same for every executor.
 """
 
 from __future__ import annotations
 
 import ast
-import base64
 import contextlib
 import sys
 import threading
@@ -39,7 +39,7 @@ from smolagents.models import ChatMessage, MessageRole
 from smolagents.monitoring import LogLevel, Timing, TokenUsage
 from smolagents.utils import AgentError, AgentMaxStepsError, AgentParsingError
 
-from . import jail, prompt, sandbox, sqltool
+from . import executors, jail, plugins, prompt, sandbox, sqltool
 from .models import BUILTIN_MODELS, BudgetedModel, ModelCallFailed, model_cost
 from .rules import RulesModel
 from .settings import Judge, Reading
@@ -60,10 +60,8 @@ def _serial_ast_parse(*args, **kwargs):
 if sys.version_info < (3, 11, 9):
     ast.parse = _serial_ast_parse
 
-REMOTE_DB = "sandbox.db"  # the SqlTool's default path, inside a remote kernel's working directory
 # Bounds on one step in smolagents' LocalPythonExecutor (in process, or inside the jail): its own
 # time limit (only checked when the step's thread finishes) and printed characters.
-LOCAL_EXECUTOR_DEFAULTS = {"timeout_seconds": 30, "max_print_outputs_length": 20_000}
 
 
 # --- the task -------------------------------------------------------------------------
@@ -343,54 +341,25 @@ def choose_executor(executor: str, model_id: str | None, notice: Callable[[str],
             raise jail.JailError(f"cannot run the model's code in a jail: {reason}")
         notice(f"no jail on this machine ({reason}); the built-in model's code runs in-process (local)")
         return "local"
-    if executor == "local" and not builtin:
-        notice("executor 'local' runs model-written code inside the refresh process: "
+    kind = plugins.kinds().get(executor)
+    if kind is None:
+        raise ValueError(f"no executor {executor!r} (known: {', '.join(plugins.kinds())})")
+    if not kind.isolates and not builtin:
+        notice(f"executor '{executor}' runs model-written code inside the refresh process: "
                "use it only for code you trust (the default 'jail' isolates it)")
     return executor
 
 
 def ship_in(executor, box: sandbox.Sandbox) -> None:
     """Put the sandbox DB where the executor's code runs (the jail's /sandbox, a kernel's working folder)."""
-    if isinstance(executor, jail.JailExecutor):
-        executor.load(box.path.read_bytes())
-        return
-    data = base64.b64encode(box.path.read_bytes()).decode("ascii")
-    executor.run_code_raise_errors(
-        f"import base64\nwith open({REMOTE_DB!r}, 'wb') as f:\n    f.write(base64.b64decode({data!r}))\n"
-        f"print('shipped', {len(data)})"
-    )
-
-
-SHIP_OUT_MARK = "NEWSREADER-SANDBOX:"
+    data = box.path.read_bytes()
+    executor.load(data) if isinstance(executor, executors.HostExecutor) else executors.remote_load(executor, data)
 
 
 def ship_out(executor, box: sandbox.Sandbox) -> None:
     """Read the sandbox DB back into the host's copy (untrusted bytes: validated before any use)."""
-    if isinstance(executor, jail.JailExecutor):
-        box.path.write_bytes(executor.dump())
-        return
-    out = executor.run_code_raise_errors(
-        f"import base64\nwith open({REMOTE_DB!r}, 'rb') as f:\n"
-        f"    print({SHIP_OUT_MARK!r} + base64.b64encode(f.read()).decode('ascii'))"
-    )
-    text = out.logs or ""
-    if SHIP_OUT_MARK not in text:
-        raise RuntimeError("the remote sandbox did not send its database back")
-    payload = text.split(SHIP_OUT_MARK, 1)[1].split()[0]
-    box.path.write_bytes(base64.b64decode(payload))
-
-
-def make_executor(executor: str, executor_kwargs: dict, step_timeout: float, site_deadline: float):
-    """Our own executors (jail, docker) with the host's deadlines; None lets smolagents build the rest."""
-    if executor == "jail":
-        return jail.JailExecutor([], step_timeout=step_timeout, site_deadline=site_deadline,
-                                 **{**LOCAL_EXECUTOR_DEFAULTS, **executor_kwargs})
-    if executor == "docker":
-        from .container import SandboxContainerExecutor
-
-        return SandboxContainerExecutor([], step_timeout=step_timeout, site_deadline=site_deadline,
-                                        **executor_kwargs)
-    return None
+    box.path.write_bytes(executor.dump() if isinstance(executor, executors.HostExecutor)
+                         else executors.remote_dump(executor))
 
 
 # --- one site ---------------------------------------------------------------------------
@@ -429,8 +398,8 @@ def judge_site(
     own = None
     try:
         if python_executor is None:
-            python_executor = own = make_executor(judge.executor, judge.executor_options, judge.step_timeout,
-                                                  site_deadline)
+            python_executor = own = plugins.kinds()[judge.executor].make(judge.executor_options,
+                                                                           judge.step_timeout, site_deadline)
         parts = batches(box, judge, vocabulary)
         for number, ids in enumerate(parts, 1):
             done = judge_batch(box, ids, model, vocabulary=vocabulary, judge=judge, python_executor=python_executor,
@@ -439,7 +408,7 @@ def judge_site(
     except Exception as exc:  # the executor could not start: the site fails, the other one goes on
         result.error = describe(exc)
     finally:
-        if own is not None and hasattr(own, "cleanup"):
+        if own is not None:
             try:
                 own.cleanup()
             except Exception as exc:  # pragma: no cover - cleanup failures are reported, not raised
@@ -597,7 +566,8 @@ def batch_agent(box: sandbox.Sandbox, ids: list[int], model: Model, judge: Judge
         facts={"run_id": box.run_id, "first_id": ids[0], "last_id": ids[-1]}, tools=[tool], model=model,
         prompt_tokens=judge.reading.batch_tokens,
         executor=python_executor, executor_type=judge.executor if python_executor is None else "local",
-        executor_kwargs={**LOCAL_EXECUTOR_DEFAULTS, **judge.executor_options} if local else judge.executor_options,
+        executor_kwargs={**executors.LOCAL_EXECUTOR_DEFAULTS, **judge.executor_options} if local
+        else judge.executor_options,
         max_steps=judge.max_steps, final_answer_checks=[watch.every_candidate_judged], return_full_result=True,
         verbosity_level=LogLevel.OFF,  # our Reporter shows steps (--verbose) and failures
         step_callbacks=[watch.after_step])

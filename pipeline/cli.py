@@ -16,11 +16,29 @@ from pathlib import Path
 import click
 
 from . import __version__, schema, sites
-from .config import RANGES
+from .config import RANGES, executor_names
 from .settings import EXECUTORS
 
 SOURCE_CHOICE = click.Choice(sorted(sites.SITES))
-EXECUTOR_CHOICE = click.Choice(EXECUTORS)
+
+
+class ExecutorName(click.ParamType):
+    """An executor's name: a built-in one, or one a plugin registers (the registry is loaded only for a
+    name that is not built in)."""
+
+    name = "executor"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(EXECUTORS) + "|a plugin's]"
+
+    def convert(self, value, param, ctx):
+        known = executor_names(value)
+        if value not in known:
+            self.fail(f"{value!r} is not one of {', '.join(known)}", param, ctx)
+        return value
+
+
+EXECUTOR_CHOICE = ExecutorName()
 
 db_option = click.option("--db", type=click.Path(dir_okay=False),
                          help="History database [default: <data_dir>/news.db; env: NEWSREADER_DB].")

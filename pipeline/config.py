@@ -156,8 +156,8 @@ def check(key: str, value: Any, expected: Any) -> Any:
         value = " ".join(value.split()) if key == "profile.interests" else value.strip()
     if key.startswith("sources.") and key.endswith(".url") and not re.match(r"https?://[^/\s]+", value):
         raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
-    if key == "executor.name" and value not in settings.EXECUTORS:
-        raise ConfigError(f"{where} must be one of {', '.join(settings.EXECUTORS)}, not {value!r}")
+    if key == "executor.name" and value not in executor_names(value):
+        raise ConfigError(f"{where} must be one of {', '.join(executor_names(value))}, not {value!r}")
     if key == "tags":
         if not value:
             raise ConfigError(f"{where} needs at least one tag")
@@ -227,3 +227,13 @@ def load(explicit: str | os.PathLike | None = None, overrides: dict[str, Any] | 
     if not config.sources:
         raise ConfigError("config enables no source: set sources.hn.enabled or sources.lobsters.enabled to true")
     return config
+
+
+def executor_names(name: str) -> tuple[str, ...]:
+    """The executors there are: the built-in names, and the plugins' when `name` is none of those (the
+    registry is loaded only then: `newsreader --help` stays light)."""
+    if name in settings.EXECUTORS:
+        return settings.EXECUTORS
+    from . import plugins
+
+    return tuple(plugins.kinds())

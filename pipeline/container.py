@@ -31,7 +31,7 @@ from pathlib import Path
 from smolagents.monitoring import AgentLogger, LogLevel
 from smolagents.remote_executors import DockerExecutor, RemotePythonExecutor, _create_kernel_http
 
-from .jail import step_deadline
+from .executors import HostExecutor, remote_dump, remote_load, step_deadline
 
 RECIPE = {
     "suite": "bookworm",
@@ -160,8 +160,14 @@ def internal_network(docker_client):
         return docker_client.networks.create(NETWORK, driver="bridge", internal=True)
 
 
-class SandboxContainerExecutor(DockerExecutor):
+class SandboxContainerExecutor(DockerExecutor, HostExecutor):
     """smolagents' Docker executor, started the newsreader way (see the module docstring)."""
+
+    def load(self, data: bytes) -> None:
+        remote_load(self, data)
+
+    def dump(self) -> bytes:
+        return remote_dump(self)
 
     def __init__(self, additional_imports: list[str], logger: AgentLogger | None = None, image: str | None = None,
                  step_timeout: float = 60, site_deadline: float | None = None, **limits):

@@ -48,6 +48,7 @@ import weakref
 from pathlib import Path
 
 from . import seccomp
+from .executors import HostExecutor, step_deadline
 
 JAIL_DIR = "/sandbox"  # the jail's one writable folder (a tmpfs), its working directory
 PACKAGE_ROOT = "/opt/newsreader"  # where this package is bound, read-only, inside the jail
@@ -81,15 +82,6 @@ class JailError(Exception):
 
 
 # --- the host side ------------------------------------------------------------------------
-
-
-def step_deadline(step_timeout: float, site_deadline: float | None) -> tuple[float, str]:
-    """When a step must have answered (a `time.monotonic()` instant), and the reason to give if it has not:
-    the step's own bound, or the site's deadline if that comes first. The jail and docker both use it."""
-    deadline, why = time.monotonic() + step_timeout, f"the step ran past its {step_timeout:g} s limit"
-    if site_deadline is not None and site_deadline < deadline:
-        deadline, why = site_deadline, "the site ran past its time limit"
-    return deadline, why
 
 
 PYTHON = f"{PACKAGE_ROOT}/python"  # the interpreter as the jail names it: a symlink, so no host path shows
@@ -232,7 +224,7 @@ def unavailable() -> str | None:
     return None
 
 
-class JailExecutor:
+class JailExecutor(HostExecutor):
     """A smolagents PythonExecutor whose code runs in a bubblewrap jail (see the module docstring).
 
     `timeout_seconds` and `max_print_outputs_length` go to the LocalPythonExecutor

@@ -16,7 +16,7 @@ DEFAULT_PROFILE = (
     "funding, startup or market news, crypto, politics/law/policy news, social-media drama, hiring posts, or "
     "general science/space/health/history unless it is about computing."
 )
-EXECUTORS = ("jail", "local", "docker", "e2b", "modal", "blaxel")
+EXECUTORS = ("jail", "local", "docker", "e2b", "modal", "blaxel")  # the built-in ones (plugins.py); plugins add more
 DEFAULT_EXECUTOR = "jail"
 DEFAULT_MAX_STEPS = 6
 MAX_CANDIDATES = 100  # stories judged per site and run: a front page has 25-30

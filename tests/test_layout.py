@@ -17,7 +17,8 @@ ORDER = [
     "discussions", "articles",  # a story's comments; what it links to (fetched, read, archived)
     "history",  # reads of the history before judging (a judgment to carry over, a recent article) and the CLI's
     "sqltool", "sandbox", "prompt", "learn", "rules",  # the sandbox DB, its one tool, the task, the built-in models
-    "seccomp", "jail", "container",  # where the agent's code runs (its seccomp filter)
+    "seccomp", "executors", "jail", "container", "plugins",  # where the agent's code runs: its interface, the
+    # jail (and its seccomp filter), docker, and the registry the built-ins and plugins fill
     "models", "agent",  # the model factory and the budget; the judge
     "collect", "sync", "store",  # cross-posts and digest; landing a run; the history DB
     "config", "progress", "refresh", "evaluate", "schedule", "serve", "cli",  # the ways in

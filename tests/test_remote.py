@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from pipeline import agent, refresh, rules
+from pipeline import agent, executors, refresh, rules
 
 from .helpers import SNAPSHOT, VOCABULARY, ScriptedModel, judgments, make_box
 from .kernel_double import SubprocessKernel
@@ -13,7 +13,7 @@ def test_sandbox_round_trip_through_a_remote_kernel(tmp_path):
     kernel = SubprocessKernel(tmp_path / "kernel")
     result = agent.judge_site(box, ScriptedModel(rules.code_for), vocabulary=VOCABULARY, python_executor=kernel)
     assert result.status == "ok", result.error
-    assert (tmp_path / "kernel" / agent.REMOTE_DB).is_file()  # the agent wrote into the kernel's copy
+    assert (tmp_path / "kernel" / executors.REMOTE_DB).is_file()  # the agent wrote into the kernel's copy
     host = sqlite3.connect(box.path)  # ... and the host's copy holds what it wrote
     assert host.execute("SELECT count(*) FROM judgments").fetchone() == (25,)
 

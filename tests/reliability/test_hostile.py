@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from pipeline import agent, models, refresh, rules, schema
+from pipeline import agent, executors, models, refresh, rules, schema
 from pipeline.progress import Reporter
 from pipeline.settings import Judge
 
@@ -84,7 +84,7 @@ def test_printing_10_mb_reaches_the_model_bounded(tmp_path):
     model = ScriptedModel("print('x' * 10_000_000)", rules.code_for)
     result = agent.judge_site(make_box(tmp_path), model, vocabulary=VOCABULARY)
     assert result.status == "ok"
-    bound = agent.LOCAL_EXECUTOR_DEFAULTS["max_print_outputs_length"]
+    bound = executors.LOCAL_EXECUTOR_DEFAULTS["max_print_outputs_length"]
     assert model.prompt_chars[1] - model.prompt_chars[0] < bound + 5000
 
 
