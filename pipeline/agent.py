@@ -613,16 +613,18 @@ def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model]
     first in the site's own thread (reading its articles), so no site waits on another's."""
     if not boxes:
         return []
-
-    def site(box: sandbox.Sandbox, model: Model) -> SiteResult:
-        if before is not None:
-            before(box)
-        return judge_site(box, model, **kwargs)
-
     with ThreadPoolExecutor(max_workers=len(boxes), thread_name_prefix="judge") as pool:
-        futures = [pool.submit(site, box, model_factory()) for box in boxes]
+        futures = [pool.submit(read_then_judge, box, model_factory(), before, kwargs) for box in boxes]
         try:
             return [f.result() for f in futures]
         except BaseException:  # Ctrl-C: no site's jail may run on to its deadline while the pool waits
             jail.kill_all()
             raise
+
+
+def read_then_judge(box: sandbox.Sandbox, model: Model, before: Callable[[sandbox.Sandbox], None] | None,
+                    settings: dict) -> SiteResult:
+    """One site in its own thread: `before` (reading its articles), then judge_site with `settings`."""
+    if before is not None:
+        before(box)
+    return judge_site(box, model, **settings)

@@ -93,6 +93,7 @@ class Page:
 
     def screenshot(self, path: Path):
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)  # whichever test shoots first (the order is random)
         path.write_bytes(base64.b64decode(data))
 
     def close(self):
