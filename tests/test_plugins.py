@@ -44,3 +44,28 @@ def test_every_executor_newsreader_builds_is_a_host_executor(tmp_path):
         assert isinstance(made, executors.HostExecutor)
     finally:
         made.cleanup()
+
+
+def test_an_installed_package_adds_an_executor_by_its_entry_point(tmp_path):
+    """What `pip install` of a plugin leaves: a module and a dist-info naming it in the `newsreader` group."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "newsreader_mine.py").write_text(
+        "from pipeline.executors import Kind\nfrom pipeline.plugins import hookimpl\n\n\n"
+        "@hookimpl\ndef register_executors():\n    return [Kind('mine', lambda *a: None, about='a plugin')]\n")
+    info = tmp_path / "newsreader_mine-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: newsreader-mine\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[newsreader]\nmine = newsreader_mine\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    listed = subprocess.run([sys.executable, "-c", "from pipeline import plugins; print(list(plugins.kinds()))"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert listed.stdout.strip() == str([*settings.EXECUTORS, "mine"]), listed.stderr
+    newsreader = str(Path(sys.executable).with_name("newsreader"))
+    refused = subprocess.run([newsreader, "refresh", "--executor", "nope"], capture_output=True, text=True, env=env,
+                             timeout=60)
+    assert refused.returncode == 2 and "'nope' is not one of jail, local, docker, e2b, modal, blaxel, mine" \
+        in refused.stderr, refused.stderr
