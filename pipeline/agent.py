@@ -352,8 +352,10 @@ def choose_executor(executor: str, model_id: str | None, notice: Callable[[str],
 
 def ship_in(executor, box: sandbox.Sandbox) -> None:
     """Put the sandbox DB where the executor's code runs (the jail's /sandbox, a kernel's working folder)."""
-    data = box.path.read_bytes()
-    executor.load(data) if isinstance(executor, executors.HostExecutor) else executors.remote_load(executor, data)
+    if isinstance(executor, executors.HostExecutor):
+        executor.load(box.path.read_bytes())
+    else:
+        executors.remote_load(executor, box.path.read_bytes())
 
 
 def ship_out(executor, box: sandbox.Sandbox) -> None:

@@ -218,11 +218,10 @@ def render_cell(row, value, column, table, database, datasette):
 # --- the pages --------------------------------------------------------------------------------
 
 def config(datasette) -> dict:
-    """Which database is the history and which the votes (set by `newsreader serve`); for a Datasette
-    started by hand, the first database and no voting."""
-    found = datasette.plugin_config("newsreader") or {}
-    history = found.get("history") or datasette.get_database().name
-    return {"history": history, "feedback": found.get("feedback"), "votes": bool(found.get("votes"))}
+    """Which database is the history and which the votes, as `newsreader serve` names them in the metadata
+    (the pages exist only there: `serves`)."""
+    found = datasette.plugin_config("newsreader")
+    return {"history": found["history"], "feedback": found.get("feedback"), "votes": bool(found.get("votes"))}
 
 
 def http_link(url: str | None) -> str | None:
