@@ -14,9 +14,8 @@ from ..helpers import SNAPSHOT
 from .figures import record, scale
 
 
-def test_refresh_while_serving_reads(tmp_path):
-    db = tmp_path / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def test_refresh_while_serving_reads(refreshed_copy, tmp_path):
+    db = refreshed_copy
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -11,7 +11,7 @@ import time
 
 from click.testing import CliRunner
 
-from pipeline import refresh, store, sync
+from pipeline import store, sync
 from pipeline.cli import cli
 
 from ..helpers import SNAPSHOT, judged_box
@@ -71,9 +71,8 @@ def content_hash(db) -> str:
     return digest.hexdigest()
 
 
-def test_disk_full_during_sync_leaves_history_intact(tmp_path, monkeypatch):
-    db = tmp_path / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def test_disk_full_during_sync_leaves_history_intact(refreshed_copy, monkeypatch):
+    db = refreshed_copy
     before = content_hash(db)
     pages = sqlite3.connect(db).execute("PRAGMA page_count").fetchone()[0]
     real_connect = store.connect
@@ -104,11 +103,9 @@ def make_read_only(paths, on: bool) -> None:
             path.chmod((0o555 if path.is_dir() else 0o444) if on else (0o755 if path.is_dir() else 0o644))
 
 
-def test_read_only_data_directory_is_a_clear_error(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    db = data / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def test_read_only_data_directory_is_a_clear_error(refreshed_copy, tmp_path):
+    db = refreshed_copy
+    data = db.parent
     sqlite3.connect(db).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
     before = content_hash(db)
     paths = [*data.iterdir(), data]
