@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -519,9 +518,7 @@ def serving(db: Path, tmp: Path) -> None:
     work = tmp / "serve" / "news.db"
     work.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(db, work)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = local.free_port()
     exe = str(Path(sys.executable).with_name("newsreader"))
     proc = subprocess.Popen([exe, "serve", "--db", str(work), "--port", str(port)], cwd=tmp,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -42,7 +42,6 @@ class Kind:
     name: str
     make: Callable[[dict, float, float], HostExecutor | None]
     isolates: bool = True
-    about: str = ""
 
 
 def step_deadline(step_timeout: float, site_deadline: float | None) -> tuple[float, str]:

@@ -121,6 +121,13 @@ def refuses_parts(exc: Exception) -> bool:
     return "valid string" in text and "content" in text
 
 
+def timed_out(exc: Exception) -> bool:
+    """A call given up at a timeout: the site's deadline (TimeoutError) or LiteLLM's own (litellm.Timeout)."""
+    import litellm
+
+    return isinstance(exc, TimeoutError | litellm.Timeout)
+
+
 def call_failure(exc: Exception, where: str, timeout: float | None) -> ModelCallFailed | None:
     """A provider's error as the site's error should name it (where the model is served, what to change);
     None for errors that already say what they are."""
@@ -175,7 +182,7 @@ class BudgetedModel(LiteLLMModel):
                 self.flatten_messages_as_text = True  # detected once: every later call to it sends plain text
                 TEXT_ONLY.add((self.api_base, self.model_id))
                 return self.generate(messages, *args, **kwargs)
-            if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
+            if timed_out(exc):
                 self.unanswered_tokens += sum(prompt.tokens(str(getattr(m, "content", m))) for m in messages)
             failure = call_failure(exc, self.where, kwargs.get("timeout") or self.kwargs.get("timeout"))
             if failure is None:

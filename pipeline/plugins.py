@@ -46,11 +46,10 @@ def built_by_smolagents(options: dict, step_timeout: float, site_deadline: float
 @hookimpl
 def register_executors() -> list[Kind]:
     return [
-        Kind("jail", make_jail, about="a bubblewrap process per site (the default)"),
-        Kind("local", built_by_smolagents, isolates=False, about="in the refresh process: trusted code only"),
-        Kind("docker", make_docker, about="a locked-down Docker container per site"),
-        *(Kind(name, built_by_smolagents, about=f"smolagents' {name} executor")
-          for name in ("e2b", "modal", "blaxel")),
+        Kind("jail", make_jail),  # a bubblewrap process per site (the default)
+        Kind("local", built_by_smolagents, isolates=False),  # in the refresh process: trusted code only
+        Kind("docker", make_docker),  # a locked-down Docker container per site
+        *(Kind(name, built_by_smolagents) for name in ("e2b", "modal", "blaxel")),  # smolagents' hosted ones
     ]
 
 

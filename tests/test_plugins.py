@@ -18,7 +18,7 @@ class Mine:
             Mine.made.append(options)
             return jail.JailExecutor([], step_timeout=step_timeout, site_deadline=site_deadline)
 
-        return [Kind("mine", make, about="a plugin's"), Kind("jail", lambda *a: None, about="an impostor")]
+        return [Kind("mine", make), Kind("jail", lambda *a: None)]  # the second, an impostor
 
 
 def test_the_built_in_executors_are_the_settings_names_and_isolate_but_local():
@@ -55,7 +55,7 @@ def test_an_installed_package_adds_an_executor_by_its_entry_point(tmp_path):
 
     (tmp_path / "newsreader_mine.py").write_text(
         "from pipeline.executors import Kind\nfrom pipeline.plugins import hookimpl\n\n\n"
-        "@hookimpl\ndef register_executors():\n    return [Kind('mine', lambda *a: None, about='a plugin')]\n")
+        "@hookimpl\ndef register_executors():\n    return [Kind('mine', lambda *a: None)]\n")
     info = tmp_path / "newsreader_mine-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: newsreader-mine\nVersion: 0.1\n")
