@@ -232,20 +232,26 @@ class JudgeAgent(CodeAgent):
         """System prompt, task, then each step as its remembered reply (remembered_reply) and one message
         with what it printed and its error: no 'Calling tools' copy of the code, earlier outputs cut shorter.
         The latest step's failed code is repeated within what the batch's prompt budget leaves."""
-        messages = self.remembered(summary_mode, 0)
-        steps = [step for step in self.memory.steps if isinstance(step, ActionStep)]
-        if not steps or steps[-1].error is None or not steps[-1].code_action:
+        messages, latest = self.remembered(summary_mode)
+        actions = [step for step in self.memory.steps if isinstance(step, ActionStep)]
+        if latest is None or actions[-1].error is None or not actions[-1].code_action:
             return messages
         used = sum(prompt.tokens(str(part.get("text", ""))) for m in messages for part in m.content
                    if isinstance(part, dict)) if self.prompt_tokens else 0
         room = min(FAILED_CODE_KEPT, (self.prompt_tokens - used) * prompt.CHARS_PER_TOKEN) \
             if self.prompt_tokens else FAILED_CODE_KEPT
-        return self.remembered(summary_mode, room) if room > 0 else messages
+        if room > 0:  # the latest reply again, with its failed code
+            before = self.standings.get(actions[-2].step_number if len(actions) > 1 else 0)
+            text = remembered_reply(actions[-1], self.code_block_tags, before,
+                                    self.standings.get(actions[-1].step_number), room)
+            messages[latest] = ChatMessage(role=MessageRole.ASSISTANT, content=[{"type": "text", "text": text}])
+        return messages
 
-    def remembered(self, summary_mode: bool, code_room: int) -> list[ChatMessage]:
+    def remembered(self, summary_mode: bool) -> tuple[list[ChatMessage], int | None]:
+        """The conversation with no code repeated, and where in it the latest step's reply is (None: none)."""
         messages = self.memory.system_prompt.to_messages(summary_mode=summary_mode)
         actions = [step for step in self.memory.steps if isinstance(step, ActionStep)]
-        before = self.standings.get(0)
+        before, latest_reply = self.standings.get(0), None
         for step in self.memory.steps:
             if not isinstance(step, ActionStep):
                 messages.extend(step.to_messages(summary_mode=summary_mode))
@@ -253,7 +259,8 @@ class JudgeAgent(CodeAgent):
             latest = step is actions[-1]
             after = self.standings.get(step.step_number)
             if step.model_output:
-                text = remembered_reply(step, self.code_block_tags, before, after, code_room if latest else 0)
+                text = remembered_reply(step, self.code_block_tags, before, after)
+                latest_reply = len(messages) if latest else latest_reply
                 messages.append(ChatMessage(role=MessageRole.ASSISTANT, content=[{"type": "text", "text": text}]))
             before = after
             keep = OUTPUT_KEPT if latest else EARLIER_OUTPUT_KEPT
@@ -266,7 +273,7 @@ class JudgeAgent(CodeAgent):
             if parts:
                 text = "\n".join(parts)
                 messages.append(ChatMessage(role=MessageRole.USER, content=[{"type": "text", "text": text}]))
-        return messages
+        return messages, latest_reply
 
     def _step_stream(self, memory_step: ActionStep):
         """smolagents' step, but a reply that cannot run as it stands is named to the model, not run."""
