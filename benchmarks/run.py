@@ -382,7 +382,7 @@ def judged_templates(tmp: Path) -> list[agent.SiteResult]:
     for source in ("hn", "lobsters"):
         box = sandbox.create(tmp / "tpl" / f"{source}.db", source, 0, "2026-11-25T00:00:00Z",
                              parse.parse(source, (SNAPSHOT / f"{source}.html").read_text()))
-        result = agent.judge_site(box, models.make_model("rules"), vocabulary=schema.reference_vocabulary())
+        result = agent.judge_site(agent.Site(box), models.make_model("rules"), vocabulary=schema.reference_vocabulary())
         assert result.status == "ok", result.error
         out.append(result)
     return out

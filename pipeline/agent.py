@@ -39,8 +39,9 @@ from smolagents.models import ChatMessage, MessageRole
 from smolagents.monitoring import LogLevel, Timing, TokenUsage
 from smolagents.utils import AgentError, AgentMaxStepsError, AgentParsingError
 
-from . import executors, jail, plugins, prompt, sandbox, sqltool
+from . import articles, executors, jail, plugins, prompt, sandbox, sqltool
 from .models import BUILTIN_MODELS, BudgetedModel, ModelCallFailed, model_cost
+from .parse import Story
 from .rules import RulesModel
 from .settings import Judge, Reading
 from .text import describe, one_line
@@ -67,19 +68,49 @@ if sys.version_info < (3, 11, 9):
 # --- the task -------------------------------------------------------------------------
 
 
-def cards_for(box: sandbox.Sandbox, ids: list[int], reading: Reading | None = None) -> list[str]:
+@dataclass
+class Site:
+    """One site this run as the judge and the sync take it: its sandbox, which holds the stories to judge,
+    and what the host knows beside it, which the model's code must not be able to change."""
+
+    box: sandbox.Sandbox
+    # The site's other stories this run: judged before on the same basis, carried over by the sync
+    # from that run's judgment (story, history run id) instead of being put to the agent.
+    reused: list[tuple[Story, int]] = field(default_factory=list)
+    basis: dict[str, str] = field(default_factory=dict)  # source_id -> prompt.basis of its judgment
+    cached: dict[str, articles.Article] = field(default_factory=dict)  # article key -> read recently, in history
+    reading: articles.Reading | None = None  # what the host read for the candidates (None: nothing read)
+
+    @property
+    def source(self) -> str:
+        return self.box.source
+
+    @property
+    def stories(self) -> list[Story]:
+        """Every story of the site this run: the candidates, then those carried over."""
+        return [*self.box.candidates.values(), *(story for story, _ in self.reused)]
+
+    def add_reading(self, reading: articles.Reading) -> None:
+        """What the host read for the candidates: into the sandbox for the model, and kept here for the sync
+        (the whole text, where the sandbox holds an excerpt)."""
+        self.reading = reading
+        sandbox.add_reading(self.box, reading)
+
+
+def cards_for(site: Site, ids: list[int], reading: Reading | None = None) -> list[str]:
     """The reading cards of these candidates: each story's facts and what the host read of it."""
-    found = box.reading
-    return [prompt.card(i, box.candidates[i], found.articles.get(box.candidates[i].source_id) if found else None,
-                        found.discussions.get(box.candidates[i].source_id) if found else None, reading)
+    found, candidates = site.reading, site.box.candidates
+    return [prompt.card(i, candidates[i], found.articles.get(candidates[i].source_id) if found else None,
+                        found.discussions.get(candidates[i].source_id) if found else None, reading)
             for i in ids]
 
 
-def build_task(box: sandbox.Sandbox, profile: str, vocabulary: dict[str, str], ids: list[int] | None = None,
+def build_task(site: Site, profile: str, vocabulary: dict[str, str], ids: list[int] | None = None,
                reading: Reading | None = None) -> str:
     """The prompt for a batch of one site's candidates (all of them by default): see prompt.py."""
+    box = site.box
     ids = sorted(box.candidates) if ids is None else ids
-    return prompt.build_task(box.source, box.run_id, profile, vocabulary, cards_for(box, ids, reading), box.votes)
+    return prompt.build_task(box.source, box.run_id, profile, vocabulary, cards_for(site, ids, reading), box.votes)
 
 
 def code_variables(box: sandbox.Sandbox, ids: list[int] | None = None) -> dict:
@@ -313,7 +344,7 @@ class SiteResult:
 
     source: str
     status: str = "failed"  # 'ok' or 'failed' as the agent finished
-    box: sandbox.Sandbox | None = None
+    site: Site | None = None
     steps: int = 0
     llm_calls: int = 0
     input_tokens: int = 0
@@ -326,6 +357,11 @@ class SiteResult:
     log: list[str] = field(default_factory=list)
     problems: list[str] | None = None  # sandbox.validate's verdict, taken once when the agent stopped...
     fingerprint: str | None = None  # ...on the sandbox file with this SHA-256
+
+    @property
+    def box(self) -> sandbox.Sandbox | None:
+        """The site's sandbox, as the agent left it."""
+        return self.site.box if self.site is not None else None
 
 
 # --- where the agent's code runs ------------------------------------------------------
@@ -375,7 +411,7 @@ def ship_out(executor, box: sandbox.Sandbox) -> None:
 
 
 def judge_site(
-    box: sandbox.Sandbox,
+    site: Site,
     model: Model,
     *,
     vocabulary: dict[str, str],
@@ -389,14 +425,14 @@ def judge_site(
 
     `judge` holds the settings (see settings.Judge); `changes` override some of them (`max_steps=2`). A
     batch that fails costs its own stories: the others land, and the site's error names the failed batches.
-    A site whose stories were all judged before (box.reused) needs no agent and lands as it is.
+    A site whose stories were all judged before (site.reused) needs no agent and lands as it is.
     """
-    judge = (judge or Judge()).but(**changes)
-    result = SiteResult(source=box.source, box=box)
+    judge, box = (judge or Judge()).but(**changes), site.box
+    result = SiteResult(source=box.source, site=site)
     started = time.monotonic()
     if not box.candidates:
-        if box.reused:
-            result.status, result.note = "ok", f"all {len(box.reused)} stories judged before: no model call"
+        if site.reused:
+            result.status, result.note = "ok", f"all {len(site.reused)} stories judged before: no model call"
             result.problems, result.fingerprint = sandbox.validate(box.path), sandbox.fingerprint(box.path)
         else:
             result.error = "no candidates to judge"
@@ -409,9 +445,9 @@ def judge_site(
         if python_executor is None:
             python_executor = own = plugins.kinds()[judge.executor].make(judge.executor_options,
                                                                            judge.step_timeout, site_deadline)
-        parts = batches(box, judge, vocabulary)
+        parts = batches(site, judge, vocabulary)
         for number, ids in enumerate(parts, 1):
-            done = judge_batch(box, ids, model, vocabulary=vocabulary, judge=judge, python_executor=python_executor,
+            done = judge_batch(site, ids, model, vocabulary=vocabulary, judge=judge, python_executor=python_executor,
                                site_deadline=site_deadline, step_reporter=step_reporter)
             add_batch(result, done, ids, f"batch {number} of {len(parts)}" if len(parts) > 1 else "")
     except Exception as exc:  # the executor could not start: the site fails, the other one goes on
@@ -433,14 +469,14 @@ def judge_site(
 BATCH_FILL = 0.75  # of reading.batch_tokens the cards' first prompt may fill: a recovering step adds up to 1.3x
 
 
-def batches(box: sandbox.Sandbox, judge: Judge, vocabulary: dict[str, str]) -> list[list[int]]:
+def batches(site: Site, judge: Judge, vocabulary: dict[str, str]) -> list[list[int]]:
     """The site's candidates in batches whose first prompt (system prompt, task and cards) fills at most
     BATCH_FILL of the batch budget, the rest left for the batch's later steps (its reply, what it printed);
     each card goes in exactly one batch, and a card too big for any batch alone makes a batch of one."""
-    fixed = prompt.tokens(prompt.template_text()) + prompt.tokens(build_task(box, judge.profile, vocabulary, []))
+    fixed = prompt.tokens(prompt.template_text()) + prompt.tokens(build_task(site, judge.profile, vocabulary, []))
     parts, size, room = [[]], fixed, judge.reading.batch_tokens * BATCH_FILL
-    for story_id in sorted(box.candidates):
-        cost = prompt.tokens(cards_for(box, [story_id], judge.reading)[0]) + 1
+    for story_id in sorted(site.box.candidates):
+        cost = prompt.tokens(cards_for(site, [story_id], judge.reading)[0]) + 1
         if parts[-1] and size + cost > room:
             parts.append([])
             size = fixed
@@ -468,10 +504,11 @@ def runs_remotely(judge: Judge, python_executor) -> bool:
     return judge.executor != "local" or python_executor is not None
 
 
-def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabulary: dict[str, str], judge: Judge,
+def judge_batch(site: Site, ids: list[int], model: Model, *, vocabulary: dict[str, str], judge: Judge,
                 python_executor, site_deadline: float, step_reporter=None) -> SiteResult:
     """One CodeAgent over one batch of cards: done when every story of the batch is judged and tagged."""
-    result = SiteResult(source=box.source, box=box)
+    box = site.box
+    result = SiteResult(source=box.source, site=site)
     remote = runs_remotely(judge, python_executor)
     agent = None
     unanswered = (getattr(model, "unanswered", 0), getattr(model, "unanswered_tokens", 0))
@@ -481,7 +518,7 @@ def judge_batch(box: sandbox.Sandbox, ids: list[int], model: Model, *, vocabular
         if remote:
             ship_in(agent.python_executor, box)
         try:
-            run = agent.run(build_task(box, judge.profile, vocabulary, ids, judge.reading))
+            run = agent.run(build_task(site, judge.profile, vocabulary, ids, judge.reading))
         except AgentError as exc:
             reason = agent.stop_reason()
             if reason is None:
@@ -616,14 +653,14 @@ def count_steps(agent: CodeAgent, result: SiteResult) -> list[ActionStep]:
     return steps
 
 
-def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model],
-                before: Callable[[sandbox.Sandbox], None] | None = None, **kwargs) -> list[SiteResult]:
+def judge_sites(sites: list[Site], model_factory: Callable[[], Model],
+                before: Callable[[Site], None] | None = None, **kwargs) -> list[SiteResult]:
     """One agent per site, all at once: the refresh takes as long as the slowest site. `before` runs
     first in the site's own thread (reading its articles), so no site waits on another's."""
-    if not boxes:
+    if not sites:
         return []
-    with ThreadPoolExecutor(max_workers=len(boxes), thread_name_prefix="judge") as pool:
-        futures = [pool.submit(read_then_judge, box, model_factory(), before, kwargs) for box in boxes]
+    with ThreadPoolExecutor(max_workers=len(sites), thread_name_prefix="judge") as pool:
+        futures = [pool.submit(read_then_judge, site, model_factory(), before, kwargs) for site in sites]
         try:
             return [f.result() for f in futures]
         except BaseException:  # Ctrl-C: no site's jail may run on to its deadline while the pool waits
@@ -631,9 +668,9 @@ def judge_sites(boxes: list[sandbox.Sandbox], model_factory: Callable[[], Model]
             raise
 
 
-def read_then_judge(box: sandbox.Sandbox, model: Model, before: Callable[[sandbox.Sandbox], None] | None,
+def read_then_judge(site: Site, model: Model, before: Callable[[Site], None] | None,
                     settings: dict) -> SiteResult:
     """One site in its own thread: `before` (reading its articles), then judge_site with `settings`."""
     if before is not None:
-        before(box)
-    return judge_site(box, model, **settings)
+        before(site)
+    return judge_site(site, model, **settings)

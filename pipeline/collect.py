@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterable
 
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
 from . import schema, sites
-from .parse import canonical_url
+from .parse import Story, canonical_url
 from .rules import RulesModel
 from .sandbox import Sandbox
 
 
-def cross_posts(boxes: list[Sandbox]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+def cross_posts(stories: Iterable[Story]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
     """Pairs of (source, source_id) keys whose stories link the same article."""
     by_url: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for box in boxes:
-        for story in box.stories:
-            key = canonical_url(story.url)
-            if key:
-                by_url[key].append((story.source, story.source_id))
+    for story in stories:
+        key = canonical_url(story.url)
+        if key:
+            by_url[key].append((story.source, story.source_id))
     pairs = []
     for keys in by_url.values():
         for i, a in enumerate(keys):

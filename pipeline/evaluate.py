@@ -93,17 +93,18 @@ def predict_page(source: str, html: str, judge: Judge, vocabulary: dict[str, str
     """Judge one page through sandbox -> agent -> validation; predictions keyed by rank. With `replay`
     (the pages' articles.warc.gz), the judge reads the recorded articles and discussions first."""
     stories = parse.parse(source, html)
-    box = sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories)
+    site = agent.Site(sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories))
     if replay is not None:
-        sandbox.add_reading(box, articles.read(source, list(box.candidates.values()), replay=replay))
+        site.add_reading(articles.read(source, list(site.box.candidates.values()), replay=replay))
     model = models.make_model(judge.model, learned=learned, **judge.model_options)
-    result = agent.judge_site(box, model, vocabulary=vocabulary, judge=judge)
+    result = agent.judge_site(site, model, vocabulary=vocabulary, judge=judge)
     if result.status != "ok":
         return {}, result
     problems = result.problems or []
     if problems:
         result.status, result.error = "failed", "sandbox rejected: " + "; ".join(problems)
         return {}, result
+    box = site.box
     conn = schema.connect_untrusted(box.path)
     try:
         tags = defaultdict(list)

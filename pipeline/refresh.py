@@ -134,7 +134,7 @@ class Run:
     data_dir: Path
     started: float
     vocabulary: dict[str, str] = field(default_factory=dict)
-    boxes: list[sandbox.Sandbox] = field(default_factory=list)
+    sites: list[agent.Site] = field(default_factory=list)
     failed: list[agent.SiteResult] = field(default_factory=list)  # sites that never reached the judge
     results: list[agent.SiteResult] = field(default_factory=list)
     fetch_s: dict[str, float] = field(default_factory=dict)
@@ -210,18 +210,19 @@ def read_pages(state: Run) -> None:
             if len(parsed.stories) > cap:
                 refused.append(("page", f"{len(parsed.stories) - cap} stories after the first {cap} not judged "
                                         "(max_candidates)"))
-            box = make_sandbox(state, source, stories)
-            box.rejected[:0] = refused
-            state.boxes.append(box)
-            report.stage(source, "parse", "ok", f"{len(box.stories)} stories"
-                         + (f", {len(box.reused)} judged before" if box.reused else "")
-                         + (f", {len(box.rejected)} refused: {box.rejected[0][1]}" if box.rejected else ""))
+            site = make_site(state, source, stories)
+            rejected = site.box.rejected
+            rejected[:0] = refused
+            state.sites.append(site)
+            report.stage(source, "parse", "ok", f"{len(site.stories)} stories"
+                         + (f", {len(site.reused)} judged before" if site.reused else "")
+                         + (f", {len(rejected)} refused: {rejected[0][1]}" if rejected else ""))
     finally:
         if client is not None:
             client.close()
 
 
-def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
+def make_site(state: Run, source: str, stories: list) -> agent.Site:
     """The site's sandbox, holding only the stories to judge: one judged within reuse_days on the same
     basis (prompt, model, reader, vocabulary, its own words) is carried over, not asked again."""
     judge = state.options.judge
@@ -231,12 +232,10 @@ def make_sandbox(state: Run, source: str, stories: list) -> sandbox.Sandbox:
     fresh = [s for s in stories if s.source_id not in earlier]
     box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, fresh,
                          state.vocabulary)
-    box.reused = [(s, earlier[s.source_id]) for s in stories if s.source_id in earlier]
-    box.basis = bases
-    box.cached = history.recent_articles(state.conn, [s for s in fresh if s.url],
-                                         days_ago(state.options.article_cache_days))
     sandbox.add_votes(box, state.votes[:sandbox.SANDBOX_VOTES])
-    return box
+    return agent.Site(box, reused=[(s, earlier[s.source_id]) for s in stories if s.source_id in earlier],
+                      basis=bases, cached=history.recent_articles(state.conn, [s for s in fresh if s.url],
+                                                                  days_ago(state.options.article_cache_days)))
 
 
 def days_ago(days: int) -> str:
@@ -250,42 +249,42 @@ def replay_file(options: Options) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def read_site(state: Run, box: sandbox.Sandbox, replay: Path | None) -> None:
+def read_site(state: Run, site: agent.Site, replay: Path | None) -> None:
     """Read what the site's candidates link to and what their discussions say, into its sandbox (`replay`:
     the snapshot's recorded responses). Runs in the site's own judging thread: one site's slow articles
     never hold up the other's judge."""
-    options = state.options
+    options, box = state.options, site.box
     if not box.candidates or (options.snapshot is not None and replay is None):
         return
     t0 = time.monotonic()
-    reading = articles.read(box.source, list(box.candidates.values()), cached=box.cached, replay=replay,
+    reading = articles.read(box.source, list(box.candidates.values()), cached=site.cached, replay=replay,
                             transport=options.article_transport, trusted=options.article_trusted)
-    sandbox.add_reading(box, reading)
+    site.add_reading(reading)
     read = sum(1 for a in reading.articles.values() if a.status == "ok")
     options.reporter.stage(box.source, "read", "ok",
                            f"{read} of {len(box.candidates)} articles, {len(reading.discussions)} discussions "
-                           f"({len(box.cached)} articles cached), {time.monotonic() - t0:.1f} s")
+                           f"({len(site.cached)} articles cached), {time.monotonic() - t0:.1f} s")
 
 
 def judge_pages(state: Run) -> None:
     """One agent per site, in parallel (or one at a time with the tests' stand-in executor)."""
     options, report = state.options, state.options.reporter
     replay = replay_file(options)
-    if options.snapshot is not None and replay is None and any(b.candidates for b in state.boxes):
+    if options.snapshot is not None and replay is None and any(s.box.candidates for s in state.sites):
         report.message(f"articles were not available (no articles.warc.gz in {options.snapshot}): "
                        "judging from the front page alone")
-    if state.boxes:
+    if state.sites:
         kwargs = dict(vocabulary=state.vocabulary, judge=options.judge, step_reporter=report.step,
-                      before=lambda box: read_site(state, box, replay))
+                      before=lambda site: read_site(state, site, replay))
         if options.python_executor_factory is not None:
             before = kwargs.pop("before")
             state.results = []
-            for box in state.boxes:
-                before(box)
-                state.results.append(agent.judge_site(box, state.model(),
+            for site in state.sites:
+                before(site)
+                state.results.append(agent.judge_site(site, state.model(),
                                                       python_executor=options.python_executor_factory(), **kwargs))
         else:
-            state.results = agent.judge_sites(state.boxes, state.model, **kwargs)
+            state.results = agent.judge_sites(state.sites, state.model, **kwargs)
     for result in state.results:
         result.fetch_s = state.fetch_s.get(result.source, 0.0)
         report.stage(result.source, "judge", result.status,
@@ -300,13 +299,13 @@ def judge_pages(state: Run) -> None:
 def collect_digest(state: Run) -> tuple[str | None, list, models.Usage]:
     """The editor's note (on what was newly judged) and the cross-posts, from the sites whose sandboxes
     are sound; the note's model call is accounted like a site's."""
-    sound = [r.box for r in state.results if r.status == "ok" and not r.problems]
+    sound = [r.site for r in state.results if r.status == "ok" and not r.problems]
     usage = models.Usage()
     note = None
-    if any(box.candidates for box in sound):
+    if any(site.box.candidates for site in sound):
         model = state.model()
         try:
-            note, tokens = collect.editor_note(model, sound)
+            note, tokens = collect.editor_note(model, [site.box for site in sound])
         except Exception as exc:  # the digest falls back to the host's deterministic note
             state.options.reporter.message(f"collector: editor's note failed ({one_line(str(exc))}); "
                                            "using the plain digest")
@@ -314,7 +313,7 @@ def collect_digest(state: Run) -> tuple[str | None, list, models.Usage]:
             if tokens is not None:
                 usage.llm_calls, usage.input_tokens, usage.output_tokens = 1, tokens.input_tokens, tokens.output_tokens
                 usage.cost_usd = models.model_cost(model, tokens.input_tokens, tokens.output_tokens)
-    return note, collect.cross_posts(sound), usage
+    return note, collect.cross_posts(story for site in sound for story in site.stories), usage
 
 
 def land(state: Run, note: str | None, links: list, collector: models.Usage) -> sync.SyncReport:
@@ -323,19 +322,19 @@ def land(state: Run, note: str | None, links: list, collector: models.Usage) -> 
     outcomes = state.failed + state.results
     for outcome in outcomes:  # run records are published: no server paths in them
         outcome.error = outcome.error and without_paths(outcome.error, state.data_dir)
-    fetched = [a for box in state.boxes if box.reading for a in box.reading.fetched]
+    fetched = [a for site in state.sites if site.reading for a in site.reading.fetched]
     if fetched and state.options.snapshot is None:  # the raw responses, replayable with --snapshot
         articles.write_warc(state.data_dir / "raw" / state.started_at[:10] / "articles.warc.gz", fetched)
     result = sync.merge(state.conn, state.run_id, outcomes, model=judge_settings.model,
                         executor=judge_settings.executor, note=note, links=links, started=state.started,
                         collector=collector)
-    for site in state.results:
-        landed = result.sites.get(site.source) == "ok"
-        if site.status == "ok":
-            report.stage(site.source, "sync", "ok" if landed else "failed",
-                         f"run {state.run_id}" if landed else "kept in " + str(site.box.path))
+    for outcome in state.results:
+        landed = result.sites.get(outcome.source) == "ok"
+        if outcome.status == "ok":
+            report.stage(outcome.source, "sync", "ok" if landed else "failed",
+                         f"run {state.run_id}" if landed else "kept in " + str(outcome.site.box.path))
         if landed:
-            site.box.path.unlink(missing_ok=True)
+            outcome.site.box.path.unlink(missing_ok=True)
     if state.box_dir.is_dir() and not any(state.box_dir.iterdir()):
         state.box_dir.rmdir()
     return result

@@ -37,18 +37,7 @@ class Sandbox:
     run_id: int
     candidates: dict[int, Story] = field(default_factory=dict)  # sandbox story id -> story
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) refused at preload
-    # The site's other stories this run: judged before on the same basis, carried over by the sync
-    # from that run's judgment (story, history run id) instead of being put to the agent.
-    reused: list[tuple[Story, int]] = field(default_factory=list)
-    basis: dict[str, str] = field(default_factory=dict)  # source_id -> prompt.basis of its judgment
-    cached: dict[str, articles.Article] = field(default_factory=dict)  # article key -> read recently, in history
-    reading: articles.Reading | None = None  # what the host read for the candidates (None: nothing read)
     votes: int = 0  # rows of the reader's votes in its reader_votes table
-
-    @property
-    def stories(self) -> list[Story]:
-        """Every story of the site this run: the candidates, then those carried over."""
-        return [*self.candidates.values(), *(story for story, _ in self.reused)]
 
 
 def create(path: Path, source: str, run_id: int, started_at: str, stories: list[Story],
@@ -111,7 +100,6 @@ def add_votes(box: Sandbox, votes: list) -> None:
 def add_reading(box: Sandbox, reading: articles.Reading) -> None:
     """Give the judge what was read: each candidate's article excerpt and first comments, read-only
     to it (the tool writes only judgments and tags). A row the schema refuses is left out, noted."""
-    box.reading = reading
     conn = sqlite3.connect(box.path, isolation_level=None)
     try:
         conn.execute("PRAGMA foreign_keys = ON")

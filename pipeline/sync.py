@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import collect, sandbox, schema
-from .agent import SiteResult
+from .agent import Site, SiteResult
 from .models import Usage
 from .sandbox import validate
 
@@ -144,7 +144,8 @@ def merge(
 
 def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: dict) -> bool:
     """Merge one site inside the caller's transaction; return whether it landed."""
-    box = outcome.box
+    site = outcome.site
+    box = site.box if site is not None else None
     status, error = outcome.status, outcome.error
     if status == "ok" and box is not None:
         unchanged = outcome.problems is not None and sandbox.fingerprint(box.path) == outcome.fingerprint
@@ -162,15 +163,15 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
             local_to_history[local_id] = history_id
             ids[(story.source, story.source_id)] = history_id
             schema.insert_sighting(conn, run_id, history_id, story)
-        store_reading(conn, run_id, outcome.source, box, local_to_history)
-        judged = copy_judgments(conn, run_id, outcome.source, box, local_to_history)
-        for story, earlier_run in box.reused:
+        store_reading(conn, run_id, outcome.source, site, local_to_history)
+        judged = copy_judgments(conn, run_id, outcome.source, site, local_to_history)
+        for story, earlier_run in site.reused:
             history_id = upsert_story(conn, run_id, story)
             ids[(story.source, story.source_id)] = history_id
             schema.insert_sighting(conn, run_id, history_id, story)
             reused += carry_over(conn, run_id, outcome.source, history_id, earlier_run)
         judged += reused
-        report.stories += len(box.stories)
+        report.stories += len(site.stories)
         report.judged += judged
         report.reused += reused
     if error:
@@ -181,25 +182,25 @@ def merge_site(conn, run_id: int, outcome: SiteResult, report: SyncReport, ids: 
                                output_tokens, fetch_s, judge_s, cost_usd, error, note)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
-        [run_id, outcome.source, status, len(box.stories) if box else 0, judged, reused, outcome.steps,
+        [run_id, outcome.source, status, len(site.stories) if site else 0, judged, reused, outcome.steps,
          outcome.llm_calls, outcome.input_tokens, outcome.output_tokens, round(outcome.fetch_s, 3),
          round(outcome.judge_s, 3), outcome.cost_usd, error, outcome.note if status == "ok" else None],
     )
     return status == "ok"
 
 
-def store_reading(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to_history: dict[int, int]) -> None:
+def store_reading(conn, run_id: int, source: str, site: Site, local_to_history: dict[int, int]) -> None:
     """What the host read for the candidates, into history before their judgments (whose evidence must
     quote it): the whole article text (the sandbox had an excerpt) and the latest first comments."""
-    if box.reading is None:
+    if site.reading is None:
         return
     for local_id, history_id in local_to_history.items():
-        story = box.candidates[local_id]
-        article = box.reading.articles.get(story.source_id)
-        if article is not None and box.cached.get(sandbox.articles.key(story)) is not article:
+        story = site.box.candidates[local_id]
+        article = site.reading.articles.get(story.source_id)
+        if article is not None and site.cached.get(sandbox.articles.key(story)) is not article:
             insert_row(conn, run_id, source, f"article of story {story.source_id}",
                        *sandbox.article_sql(article, story))
-        thread = box.reading.discussions.get(story.source_id)
+        thread = site.reading.discussions.get(story.source_id)
         if thread is not None:
             conn.execute("DELETE FROM comments WHERE story_id = ?", [history_id])
             for position, comment in enumerate(thread.comments, 1):
@@ -236,13 +237,14 @@ def upsert_story(conn, run_id: int, story) -> int:
     ).fetchone()[0]
 
 
-def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_to_history: dict[int, int]) -> int:
+def copy_judgments(conn, run_id: int, source: str, site: Site, local_to_history: dict[int, int]) -> int:
     """Judgments and tags for this run's candidates, each through the history's constraints.
 
     Text is decoded per value: bytes that are not UTF-8 (`CAST(x'ff' AS TEXT)` stores
     them) come through as lone surrogates, which the insert below refuses for that row
     alone, with Python's reason.
     """
+    box = site.box
     src = schema.connect_untrusted(box.path)
     src.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
@@ -261,7 +263,7 @@ def copy_judgments(conn, run_id: int, source: str, box: sandbox.Sandbox, local_t
                       "INSERT INTO judgments (run_id, story_id, relevant, score, summary, reason, evidence, "
                       "discussion, discussion_evidence, basis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       [run_id, local_to_history[local_id], relevant, score, summary, reason, evidence, discussion, said,
-                       box.basis.get(box.candidates[local_id].source_id)]):
+                       site.basis.get(box.candidates[local_id].source_id)]):
             landed += 1
             conn.execute("UPDATE stories SET summary = ? WHERE id = ?", [summary, local_to_history[local_id]])
     for sb_run, local_id, tag in tags:

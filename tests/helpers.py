@@ -109,7 +109,7 @@ def make_box(tmp_path, source="hn", run_id=1):
 def judged_box(tmp_path, source="hn", run_id=1):
     """A sandbox the rules model has fully judged, for a run started in `history`."""
     box = make_box(tmp_path, source, run_id=run_id)
-    result = agent.judge_site(box, ScriptedModel(rules.code_for), vocabulary=VOCABULARY)
+    result = agent.judge_site(agent.Site(box), ScriptedModel(rules.code_for), vocabulary=VOCABULARY)
     assert result.status == "ok", result.error
     return result
 

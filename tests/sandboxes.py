@@ -17,4 +17,5 @@ def clone_for_run(result, folder, run_id):
                           ("judgments", "run_id"), ("story_tags", "run_id")):
         c.execute(f"UPDATE {table} SET {column} = ?", [run_id])
     c.close()
-    return dataclasses.replace(result, box=dataclasses.replace(result.box, path=path, run_id=run_id))
+    site = dataclasses.replace(result.site, box=dataclasses.replace(result.box, path=path, run_id=run_id))
+    return dataclasses.replace(result, site=site)

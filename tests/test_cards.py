@@ -119,12 +119,14 @@ def test_a_site_of_100_candidates_is_judged_in_batches_no_prompt_growing(tmp_pat
     stories = many_stories(100)
     box = sandbox.create(tmp_path / "hn.db", "hn", 1, "2026-11-25T08:00:00Z", stories)
     text = " ".join(["The planner picks an index scan for this query because the table is large."] * 12)
-    sandbox.add_reading(box, articles.Reading(
+    reading = articles.Reading(
         {s.source_id: articles.Article(s.url, "ok", fetched_at="2026-11-25T08:00:01Z", text=text) for s in stories},
         {s.source_id: discussions.Discussion([discussions.Comment("ann", 0, "It worked for us in production too.")])
-         for s in stories}, []))
+         for s in stories}, [])
+    site = agent.Site(box)
+    site.add_reading(reading)
     model = Recording()
-    result = agent.judge_site(box, model, vocabulary=VOCABULARY, judge=Judge(executor="local"))
+    result = agent.judge_site(site, model, vocabulary=VOCABULARY, judge=Judge(executor="local"))
     assert result.status == "ok" and not result.error, result.error
     budget = Reading().batch_tokens
     assert len(model.prompts) >= 4  # several batches, one call each
@@ -165,10 +167,12 @@ def test_a_hostile_article_moves_only_its_own_story(tmp_path):
     stories = parse.parse("hn", (SNAPSHOT / "hn.html").read_text())[:6]
     box = sandbox.create(tmp_path / "hn.db", "hn", 1, "2026-11-25T08:00:00Z", stories)
     hostile = stories[0]
-    sandbox.add_reading(box, articles.Reading(
+    reading = articles.Reading(
         {hostile.source_id: articles.Article(hostile.url, "ok", fetched_at="2026-11-25T08:00:01Z",
-                                             text=HOSTILE_ARTICLE)}, {}, []))
-    result = agent.judge_site(box, Obedient(model_id="obedient"), vocabulary=VOCABULARY,
+                                             text=HOSTILE_ARTICLE)}, {}, [])
+    site = agent.Site(box)
+    site.add_reading(reading)
+    result = agent.judge_site(site, Obedient(model_id="obedient"), vocabulary=VOCABULARY,
                               judge=Judge(executor="local"))
     assert result.status == "ok", result.error
     rows = sqlite3.connect(box.path).execute("SELECT story_id, relevant, score, reason FROM judgments "

@@ -15,7 +15,7 @@ from .stub_llm import StubLLM, completion
 
 
 def judge(box, model, **kwargs):
-    return agent.judge_site(box, model, vocabulary=VOCABULARY, **kwargs)
+    return agent.judge_site(agent.Site(box), model, vocabulary=VOCABULARY, **kwargs)
 
 
 def rules_code(task):
@@ -127,16 +127,16 @@ def test_final_answer_before_judging_everything_is_refused(tmp_path):
 def test_sites_run_concurrently(tmp_path):
     """Each site's model waits at its first call until the other site's model is in its own: one after the
     other, the first would wait in vain (the barrier breaks after 30 s and its site fails)."""
-    boxes = [make_box(tmp_path, "hn"), make_box(tmp_path, "lobsters")]
+    sites = [agent.Site(make_box(tmp_path, "hn")), agent.Site(make_box(tmp_path, "lobsters"))]
     meet = threading.Barrier(2, timeout=30)
-    results = agent.judge_sites(boxes, lambda: ScriptedModel(rules_code, meet=meet), vocabulary=VOCABULARY)
+    results = agent.judge_sites(sites, lambda: ScriptedModel(rules_code, meet=meet), vocabulary=VOCABULARY)
     assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
 
 
 def test_a_failing_site_does_not_stop_the_other(tmp_path):
-    boxes = [make_box(tmp_path, "hn"), make_box(tmp_path, "lobsters")]
+    sites = [agent.Site(make_box(tmp_path, "hn")), agent.Site(make_box(tmp_path, "lobsters"))]
     queue = iter([ScriptedModel("raise_error_here("), ScriptedModel(rules_code)])
-    results = agent.judge_sites(boxes, lambda: next(queue), vocabulary=VOCABULARY, max_steps=2)
+    results = agent.judge_sites(sites, lambda: next(queue), vocabulary=VOCABULARY, max_steps=2)
     assert [r.status for r in results] == ["failed", "ok"]
 
 
@@ -187,7 +187,7 @@ def shown_at_step(script, tmp_path, step: int) -> str:
             seen.append("\n".join(rules.text_of(m) for m in messages))
             return super().generate(messages, *args, **kwargs)
 
-    agent.judge_site(make_box(tmp_path), Shown(*script), vocabulary=VOCABULARY, max_steps=len(script),
+    agent.judge_site(agent.Site(make_box(tmp_path)), Shown(*script), vocabulary=VOCABULARY, max_steps=len(script),
                      executor="local")
     return seen[step - 1]
 

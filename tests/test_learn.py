@@ -288,11 +288,13 @@ def test_the_rules_model_finds_those_words_on_the_cards_and_weighs_them(tmp_path
                            f"https://news.ycombinator.com/item?id={n}", f"new{n}.example", 10, 2, None, None)
                for n in (1, 2)]
     box = sandbox.create(tmp_path / "hn.db", "hn", 1, "2026-11-26T08:00:00Z", stories)
-    sandbox.add_reading(box, articles.Reading(
+    reading = articles.Reading(
         {story.source_id: articles.Article(story.url, "ok", fetched_at="2026-11-26T08:00:01Z", text=text)
-         for story, text in zip(stories, (WEBINAR, PROFILING), strict=True)}, {}, []))
+         for story, text in zip(stories, (WEBINAR, PROFILING), strict=True)}, {}, [])
+    site = agent.Site(box)
+    site.add_reading(reading)
     model = rules.RulesModel(learned=rules.teach(votes_on_articles(), VOCABULARY))
-    result = agent.judge_site(box, model, vocabulary={tag: tag for tag in VOCABULARY})
+    result = agent.judge_site(site, model, vocabulary={tag: tag for tag in VOCABULARY})
     assert result.status == "ok", result.error
     import sqlite3
 

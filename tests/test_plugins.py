@@ -33,7 +33,7 @@ def test_a_plugins_executor_judges_a_site_and_cannot_replace_the_jail(tmp_path, 
     found = plugins.collect(manager)
     assert list(found) == [*settings.EXECUTORS, "mine"] and found["jail"].make is plugins.make_jail
     monkeypatch.setattr(plugins, "kinds", lambda: found)
-    result = agent.judge_site(make_box(tmp_path), ScriptedModel(rules.code_for), vocabulary=VOCABULARY,
+    result = agent.judge_site(agent.Site(make_box(tmp_path)), ScriptedModel(rules.code_for), vocabulary=VOCABULARY,
                               executor="mine", executor_options={"x": 1})
     assert result.status == "ok" and Mine.made == [{"x": 1}], result.error
 

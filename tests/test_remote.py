@@ -11,7 +11,8 @@ from .kernel_double import SubprocessKernel
 def test_sandbox_round_trip_through_a_remote_kernel(tmp_path):
     box = make_box(tmp_path, "lobsters")
     kernel = SubprocessKernel(tmp_path / "kernel")
-    result = agent.judge_site(box, ScriptedModel(rules.code_for), vocabulary=VOCABULARY, python_executor=kernel)
+    result = agent.judge_site(agent.Site(box), ScriptedModel(rules.code_for), vocabulary=VOCABULARY,
+                              python_executor=kernel)
     assert result.status == "ok", result.error
     assert (tmp_path / "kernel" / executors.REMOTE_DB).is_file()  # the agent wrote into the kernel's copy
     host = sqlite3.connect(box.path)  # ... and the host's copy holds what it wrote

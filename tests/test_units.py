@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from pipeline import collect, parse, rules, sandbox, schema, store, sync, text
+from pipeline import collect, parse, rules, schema, store, sync, text
 from pipeline.prompt import Candidate
 
 VOCABULARY = set(schema.reference_vocabulary())
@@ -61,17 +61,13 @@ def test_canonical_urls(url, key):
     assert parse.canonical_url(url) == key
 
 
-def test_the_same_article_on_both_sites_is_one_cross_post(tmp_path):
-    def box(source, stories):
-        return sandbox.Sandbox(tmp_path / f"{source}.db", source, 1, dict(enumerate(stories, start=1)))
-
+def test_the_same_article_on_both_sites_is_one_cross_post():
     def story(source, sid, url):
         return parse.Story(source, sid, 1, "A title", url, f"https://{source}.example/{sid}", None, 1, 1, None, None)
 
-    hn = box("hn", [story("hn", "1", "https://www.example.com/a/?utm_source=hn"), story("hn", "2", None)])
-    lobsters = box("lobsters", [story("lobsters", "x1", "http://example.com/a"),
-                                story("lobsters", "x2", "https://other.example/")])
-    assert collect.cross_posts([hn, lobsters]) == [(("hn", "1"), ("lobsters", "x1"))]
+    hn = [story("hn", "1", "https://www.example.com/a/?utm_source=hn"), story("hn", "2", None)]
+    lobsters = [story("lobsters", "x1", "http://example.com/a"), story("lobsters", "x2", "https://other.example/")]
+    assert collect.cross_posts([*hn, *lobsters]) == [(("hn", "1"), ("lobsters", "x1"))]
 
 
 def test_the_markdown_digest_groups_by_tag_and_escapes(tmp_path):

@@ -82,7 +82,7 @@ def test_printing_10_mb_reaches_the_model_bounded(tmp_path):
     from ..helpers import VOCABULARY, make_box
 
     model = ScriptedModel("print('x' * 10_000_000)", rules.code_for)
-    result = agent.judge_site(make_box(tmp_path), model, vocabulary=VOCABULARY)
+    result = agent.judge_site(agent.Site(make_box(tmp_path)), model, vocabulary=VOCABULARY)
     assert result.status == "ok"
     bound = executors.LOCAL_EXECUTOR_DEFAULTS["max_print_outputs_length"]
     assert model.prompt_chars[1] - model.prompt_chars[0] < bound + 5000

@@ -277,7 +277,7 @@ def test_a_dead_jail_stops_the_agent_without_more_model_calls(tmp_path):
     from ..helpers import VOCABULARY, make_box
 
     model = ScriptedModel("import time\ntime.sleep(60)", rules.code_for)
-    result = agent.judge_site(make_box(tmp_path), model, vocabulary=VOCABULARY, step_timeout=2)
+    result = agent.judge_site(agent.Site(make_box(tmp_path)), model, vocabulary=VOCABULARY, step_timeout=2)
     assert result.status == "failed" and model.calls == 1
     assert result.error == "stopped: the step ran past its 2 s limit: the jail was killed"
     assert result.judge_s < 10
