@@ -155,13 +155,8 @@ def test_serve_takes_the_next_free_port_when_the_default_is_busy():
             free_port("127.0.0.1", port, tries=1)  # a port the user chose: one clear error
 
 
-def test_a_history_file_with_spaces_and_dots_in_its_name_is_served_too(tmp_path):
-    from pipeline import refresh
-
-    from .helpers import SNAPSHOT
-
-    db = tmp_path / "my news.v2.db"
-    assert refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT)).status == "ok"
+def test_a_history_file_with_spaces_and_dots_in_its_name_is_served_too(tmp_path, refreshed_copy):
+    db = refreshed_copy.rename(tmp_path / "my news.v2.db")
     ds = serve.app(db)
     index = get(ds, "/").text
     links = set(re.findall(r'href="(/my\+news~2Ev2/[^"#]*)"', index))

@@ -19,13 +19,12 @@ def test_sandbox_round_trip_through_a_remote_kernel(tmp_path):
     assert host.execute("SELECT count(*) FROM judgments").fetchone() == (25,)
 
 
-def test_refresh_with_a_remote_kernel_matches_the_local_executor(tmp_path):
-    local_db, remote_db = tmp_path / "local" / "news.db", tmp_path / "remote" / "news.db"
-    assert refresh.refresh(refresh.Options(db=str(local_db), snapshot=SNAPSHOT)).status == "ok"
+def test_refresh_with_a_remote_kernel_matches_the_jail(tmp_path, refreshed):
+    remote_db = tmp_path / "remote" / "news.db"
     kernels = iter(range(10))
     remote = refresh.refresh(refresh.Options(
         db=str(remote_db), snapshot=SNAPSHOT,
         python_executor_factory=lambda: SubprocessKernel(tmp_path / f"kernel{next(kernels)}")))
     assert remote.status == "ok"
-    assert judgments(remote_db) == judgments(local_db)
-    assert len(judgments(local_db)) == 55
+    assert judgments(remote_db) == judgments(refreshed)
+    assert len(judgments(refreshed)) == 55
