@@ -20,7 +20,7 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 11  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 12  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
@@ -234,6 +234,17 @@ CREATE TABLE IF NOT EXISTS reader_votes (
     tags TEXT CHECK (tags IS NULL OR length(tags) <= 200),
     vote TEXT NOT NULL CHECK (vote IN ('up', 'down'))
 ) STRICT;
+
+-- What the learner sees of a story or a vote: its text (title, domain, site tags, the article's lead) as one
+-- embedding model places it, computed once per model and text (pipeline/embeddings.py). float32 values,
+-- little-endian. A cache: deleting its rows costs only the time to embed again.
+CREATE TABLE IF NOT EXISTS embeddings (
+    model TEXT NOT NULL CHECK (length(model) BETWEEN 1 AND 200),
+    text_sha256 TEXT NOT NULL CHECK (length(text_sha256) = 64 AND text_sha256 NOT GLOB '*[^0-9a-f]*'),
+    dimensions INTEGER NOT NULL CHECK (dimensions BETWEEN 1 AND 16384),
+    vector BLOB NOT NULL CHECK (length(vector) = 4 * dimensions),
+    PRIMARY KEY (model, text_sha256)
+) STRICT, WITHOUT ROWID;
 
 -- Each story's article as the judge reads it: `SELECT * FROM story_articles WHERE story_id = ?`.
 CREATE VIEW IF NOT EXISTS story_articles AS

@@ -330,32 +330,38 @@ def article(file, url):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
-    from . import evaluate, rules
+    from . import embeddings, evaluate, rules
     from .jail import JailError
 
     cfg = settings(**judge)
     run = functools.partial(evaluate.evaluate, labels, html_dir=html_dir, vocabulary=cfg.vocabulary,
                             judge=cfg.judge())
     try:
+        votes = [label.vote() for label in evaluate.load_labels(learn_from)] if learn_from else []
+        embedder = embeddings.make_embedder(cfg.judge().embeddings, cfg.judge().embedding_options)
         if curve:
-            points = evaluate.curve(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge())
-            click.echo(json.dumps(points, indent=2) if as_json else evaluate.format_curve(points))
+            points = evaluate.curve(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge(),
+                                    extra=evaluate.load_labels(learn_from) if learn_from else [], embedder=embedder)
+            used = evaluate.embedding_use(embedder)
+            click.echo(json.dumps({"points": points, "embeddings": used}, indent=2) if as_json
+                       else f"{evaluate.format_curve(points)}\nembeddings: {evaluate.format_use(used)}")
             if any(point["errors"] for point in points):
                 sys.exit(1)
             return
         if learn_from:
-            votes = [label.vote() for label in evaluate.load_labels(learn_from)]  # a bad file fails before any call
             before = run()
-            metrics = run(learned=rules.teach(votes, cfg.vocabulary, cfg.judge().profile))
+            metrics = run(learned=rules.teach(votes, cfg.vocabulary, cfg.judge().profile, embedder))
+            metrics["embeddings"] = used = evaluate.embedding_use(embedder)
             if as_json:
                 click.echo(json.dumps({"before": before, "after": metrics, "votes": len(votes)}, indent=2))
             else:
                 click.echo(f"before learning\n{evaluate.format_report(before)}\n\n"
-                           f"after learning from {len(votes)} votes ({learn_from})\n{evaluate.format_report(metrics)}")
+                           f"after learning from {len(votes)} votes ({learn_from}), embeddings: "
+                           f"{evaluate.format_use(used)}\n{evaluate.format_report(metrics)}")
         else:
             metrics = run()
             click.echo(json.dumps(metrics, indent=2) if as_json else evaluate.format_report(metrics))
-    except (evaluate.EvalError, JailError) as exc:
+    except (evaluate.EvalError, JailError, embeddings.EmbeddingError) as exc:
         raise click.ClickException(str(exc)) from exc
     if metrics["errors"]:
         sys.exit(1)

@@ -71,7 +71,8 @@ class Config:
                      max_steps=self["max_steps"], step_timeout=self["step_timeout"],
                      site_timeout=self["site_timeout"], profile=self["profile.interests"],
                      budget_usd=self["budget_usd"],
-                     reading=settings.Reading(**{f.name: self[f"reading.{f.name}"] for f in fields(settings.Reading)}))
+                     reading=settings.Reading(**{f.name: self[f"reading.{f.name}"] for f in fields(settings.Reading)}),
+                     embeddings=self["learning.embeddings"], embedding_options=dict(self["learning.options"]))
 
     @property
     def vocabulary(self) -> dict[str, str]:
@@ -108,6 +109,8 @@ def defaults() -> Config:
         "executor.name": settings.DEFAULT_EXECUTOR,
         "executor.options": {},
         "profile.interests": settings.DEFAULT_PROFILE,
+        "learning.embeddings": "auto",
+        "learning.options": {},
         **{f"reading.{f.name}": f.default for f in fields(settings.Reading)},
         "tags": reference_vocabulary(),
         **{f"sources.{s}.enabled": True for s in SITES},
@@ -122,7 +125,7 @@ def flatten(table: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and name not in ("model.options", "executor.options", "tags"):
+        if isinstance(value, dict) and name not in ("model.options", "executor.options", "learning.options", "tags"):
             out.update(flatten(value, name + "."))
         else:
             out[name] = value
@@ -156,6 +159,8 @@ def check(key: str, value: Any, expected: Any) -> Any:
         value = " ".join(value.split()) if key == "profile.interests" else value.strip()
     if key.startswith("sources.") and key.endswith(".url") and not re.match(r"https?://[^/\s]+", value):
         raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
+    if key == "learning.embeddings":
+        check_embeddings(where, value)
     if key == "executor.name" and value not in executor_names(value):
         raise ConfigError(f"{where} must be one of {', '.join(executor_names(value))}, not {value!r}")
     if key == "tags":
@@ -169,6 +174,17 @@ def check(key: str, value: Any, expected: Any) -> Any:
         value = {slug: " ".join(meaning.split()) for slug, meaning in value.items()}
         check_vocabulary(value)
     return value
+
+
+def check_embeddings(where: str, value: str) -> None:
+    """An embeddings setting this install can use (the local model needs its extra), else one line saying why."""
+    from . import embeddings
+
+    try:
+        if value != "auto":
+            embeddings.make_embedder(value)
+    except embeddings.EmbeddingError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_vocabulary(vocabulary: dict[str, str]) -> None:

@@ -238,45 +238,74 @@ def judge_labels(labels: list[Label], labels_path: Path, html_dir: Path | None, 
 
 
 CURVE_SIZES = (0, 10, 25, 50, 100, None)  # votes learned from; None: every label of the other pages
+CURVE_ORDERS = 5  # each point is the mean over this many seeded orders of the votes (one order is noise)
 
 
 def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[str, str],
-          judge: Judge | None = None, sizes=CURVE_SIZES) -> list[dict]:
+          judge: Judge | None = None, sizes=CURVE_SIZES, extra: list[Label] = (), embedder=None,
+          orders: int = CURVE_ORDERS) -> list[dict]:
     """Accuracy and tag macro-F1 against the number of votes, by cross-validation over pages: each page is
-    judged after learning from n labels of the *other* pages (the same seeded order for every n), so a page is
-    never in both; each point scores the pooled predictions of all pages, as one eval over every story would."""
-    import random
-
+    judged after learning from n labels of the *other* pages and of `extra` (the `--learn-from` labels), in
+    a seeded order, so a page is never in both; each point scores the pooled predictions of all pages, as
+    one eval over every story would, averaged over `orders` orders."""
     judge = with_executor(judge or Judge())
     labels = load_labels(labels_path)
     pages = sorted({label.file for label in labels})
-    if len(pages) < 2:
-        raise EvalError(f"{labels_path}: --curve needs labels on at least two pages")
+    if len(pages) < 2 and not extra:
+        raise EvalError(f"{labels_path}: --curve needs labels on at least two pages (or --learn-from)")
     points = []
     for n in sizes:
-        pairs, errors = [], []
-        for page in pages:
-            pool = [label for label in labels if label.file != page]
-            random.Random(0).shuffle(pool)
-            learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary,
-                                  judge.profile)
-            judged, _, failed = judge_labels([label for label in labels if label.file == page], labels_path,
-                                             html_dir, vocabulary, judge, learned)
-            pairs += judged
-            errors += failed
-        if errors and all(pred is None for _, pred in pairs):  # the next points would only fail the same way
+        runs = [curve_point(labels, pages, n, seed, list(extra), labels_path, html_dir, vocabulary, judge, embedder)
+                for seed in range(orders if n not in (0, None) else 1)]  # no votes, or all: one order is all
+        errors = [error for _, error_list in runs for error in error_list]
+        if errors and len(errors) >= len(pages) * len(runs):  # the next points would only fail the same way
             raise EvalError(f"no page could be judged ({errors[0]})")
-        metrics = score(pairs, set(vocabulary))
-        points.append({"votes": "all" if n is None else n, "relevance_accuracy": metrics["relevance_accuracy"],
-                       "tag_macro_f1": metrics["tag_macro_f1"], "stories": metrics["stories"], "errors": errors})
+        points.append({"votes": "all" if n is None else n,
+                       "relevance_accuracy": mean(m["relevance_accuracy"] for m, _ in runs),
+                       "tag_macro_f1": mean(m["tag_macro_f1"] for m, _ in runs),
+                       "stories": runs[0][0]["stories"], "orders": len(runs), "errors": errors})
     return points
+
+
+def curve_point(labels: list[Label], pages: list[str], n: int | None, seed: int, extra: list[Label],
+                labels_path: Path, html_dir, vocabulary, judge: Judge, embedder) -> tuple[dict, list[str]]:
+    """One point of the curve in one order of the votes: every page judged after learning from n votes."""
+    import random
+
+    pairs, errors = [], []
+    for page in pages:
+        pool = extra + [label for label in labels if label.file != page]
+        random.Random(seed).shuffle(pool)
+        learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary,
+                              judge.profile, embedder)
+        judged, _, failed = judge_labels([label for label in labels if label.file == page], labels_path,
+                                         html_dir, vocabulary, judge, learned)
+        pairs += judged
+        errors += failed
+    return score(pairs, set(vocabulary)), errors
+
+
+def embedding_use(embedder) -> dict:
+    """Which embedding model the learner used, and what it cost (calls, tokens, USD; None: no price)."""
+    if embedder is None:
+        return {"model": None}
+    return {"model": embedder.model_id, "calls": embedder.calls, "tokens": embedder.tokens,
+            "cost_usd": embedder.cost_usd, "texts": len(embedder.memo)}
+
+
+def format_use(used: dict) -> str:
+    if used["model"] is None:
+        return "none (the word-feature learner)"
+    cost = "unknown cost" if used["cost_usd"] is None else f"${used['cost_usd']:.4f}"
+    return f"{used['model']}, {used['texts']} texts in {used['calls']} calls, {used['tokens']} tokens, {cost}"
 
 
 def format_curve(points: list[dict]) -> str:
     """The curve as a table; a page that could not be judged at a point is named under it (its stories count
     as wrong, as in `eval`)."""
-    lines = [f"{'votes':>6} {'accuracy':>9} {'tag macro-F1':>13}"]
-    lines += [f"{p['votes']!s:>6} {p['relevance_accuracy']:9.3f} {p['tag_macro_f1']:13.3f}" for p in points]
+    lines = [f"{'votes':>6} {'accuracy':>9} {'tag macro-F1':>13} {'orders':>7}"]
+    lines += [f"{p['votes']!s:>6} {p['relevance_accuracy']:9.3f} {p['tag_macro_f1']:13.3f} {p['orders']:7d}"
+              for p in points]
     lines += [f"error ({p['votes']} votes): {error}" for p in points for error in p["errors"]]
     return "\n".join(lines)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 STOPWORDS = frozenset("""a an the and or but of to in on for with at by from as is are was were be been it its this that
@@ -143,6 +144,7 @@ class Learner:
     relevance_weights: dict[str, float] = field(init=False)
     tag_weights: dict[str, dict[str, float]] = field(init=False)
     terms: frozenset[str] = field(init=False)
+    meaning: Meaning | None = None  # the votes over embeddings: when set (and weighty), it decides with the rules
 
     def __post_init__(self):
         self.n = len(self.examples)
@@ -210,3 +212,67 @@ def shared_words(articles: list[frozenset[str]]) -> frozenset[str]:
     most = max(SHARED, len(articles) // 2)
     common = sorted((-n, word) for word, n in counts.items() if SHARED <= n <= most)
     return frozenset(word for _, word in common[:TERMS])
+
+
+# --- learning from meaning: regressions over embeddings -----------------------------------------------
+
+RULES_VOTES = 5  # the rules count as this many votes: with n votes the embedding model has n/(n + 5) of the say
+MIN_VOTES = 20  # fewer votes fit a model of those votes, not of the reader: below this the rules decide alone
+C = 1.0  # scikit-learn's default regularisation; both constants are in README (Learning) with what they measured
+
+
+def sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+@dataclass
+class Meaning:
+    """What the votes say over embeddings: a logistic regression for relevance and one per tag the reader
+    used, each fitted on the voted stories' vectors (classes balanced: a reader who likes one story in five
+    is not taught to like none). `embed` turns a story's text into its vector (embeddings.Embedder)."""
+
+    embed: Callable[[list[str]], list[list[float]]]
+    model_id: str
+    n: int
+    relevance: object | None = None  # sklearn LogisticRegression, or None with one class only
+    tags: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def weight(self) -> float:
+        """The embedding model's share of the decision; the rules have the rest."""
+        return self.n / (self.n + RULES_VOTES) if self.n >= MIN_VOTES else 0.0
+
+    def probabilities(self, texts: list[str]) -> list[tuple[float | None, dict[str, float]]]:
+        """For each text: the probability the reader wants it (None: no relevance model), and each tag's."""
+        import numpy as np
+
+        x = np.asarray(self.embed(texts), dtype=float)
+        relevant = self.relevance.predict_proba(x)[:, 1] if self.relevance is not None else [None] * len(texts)
+        tags = {tag: model.predict_proba(x)[:, 1] for tag, model in self.tags.items()}
+        return [(None if p is None else float(p), {tag: float(ps[i]) for tag, ps in tags.items()})
+                for i, p in enumerate(relevant)]
+
+
+def fit_meaning(embed: Callable[[list[str]], list[list[float]]], model_id: str, texts: list[str],
+                relevant: list[int], tags: list[list[str] | None]) -> Meaning:
+    """The regressions over these votes' vectors (deterministic: lbfgs, no sampling)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    meaning = Meaning(embed, model_id, len(texts))
+    if not texts:
+        return meaning
+    x = np.asarray(embed(texts), dtype=float)
+    y = np.asarray(relevant)
+
+    def fitted(rows, labels):
+        return LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(rows, labels)
+
+    if 0 < y.sum() < len(y):
+        meaning.relevance = fitted(x, y)
+    tagged = [i for i, t in enumerate(tags) if t]
+    for tag in sorted({t for i in tagged for t in tags[i]}):
+        labels = np.asarray([int(tag in tags[i]) for i in tagged])
+        if 0 < labels.sum() < len(labels):
+            meaning.tags[tag] = fitted(x[tagged], labels)
+    return meaning

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import agent, articles, collect, history, models, parse, prompt, rules, sandbox, schema, sources, store, sync
+from .embeddings import Embedder, EmbeddingError, make_embedder, nearest, story_text
 from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
@@ -142,6 +143,7 @@ class Run:
     unreachable: set[str] = field(default_factory=set)  # sources whose page could not be fetched at all
     votes: list[Vote] = field(default_factory=list)  # the reader's recent votes (feedback.db), newest first
     learned: Learner | None = None  # what the rules model learned from them
+    embedder: Embedder | None = None  # what the learner embeds stories with (None: no embeddings)
 
     @property
     def box_dir(self) -> Path:
@@ -167,7 +169,7 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
         options.reporter.message(f"warning: {exc}: judging without your votes this run")
     if state.votes:
         options.reporter.message(f"judging with your {len(state.votes)} most recent votes (feedback.db)")
-    state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile)
+    learn_votes(state)
     read_pages(state)
     if options.fallback_snapshot is not None and options.snapshot is None and \
             state.unreachable == set(options.sources):
@@ -180,6 +182,41 @@ def run(options: Options, conn, run_id: int, started_at: str, data_dir: Path, st
 
 
 LEARN_VOTES = 500  # the most recent votes the rules model learns from at each refresh
+
+
+def learn_votes(state: Run) -> None:
+    """What the votes teach this run: over embeddings when there are any (cached in the history), else over
+    words; an embedding model that fails costs the embeddings, not the run (said once)."""
+    options = state.options
+    try:
+        state.embedder = make_embedder(options.judge.embeddings, options.judge.embedding_options)
+        if state.embedder is not None:
+            state.embedder.load(state.conn, [vote_text(v) for v in state.votes])
+        state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile, state.embedder)
+    except EmbeddingError as exc:
+        options.reporter.message(f"warning: {exc}: learning from your votes without embeddings this run")
+        state.embedder = None
+        state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile)
+
+
+def vote_text(vote: Vote) -> str:
+    return story_text(vote.title, vote.domain, vote.site_tags, vote.text)
+
+
+def votes_for(state: Run, stories: list) -> list[Vote]:
+    """The votes an LLM judge sees beside these stories: the nearest in meaning (embeddings), else the
+    most recent; at most sandbox.SANDBOX_VOTES. The rules model learns from all of them instead."""
+    bound = sandbox.SANDBOX_VOTES
+    if state.embedder is None or len(state.votes) <= bound or not stories \
+            or state.options.judge.model in models.BUILTIN_MODELS:
+        return state.votes[:bound]
+    try:
+        near = nearest(state.embedder, [vote_text(v) for v in state.votes],
+                                  [story_text(s.title, s.domain, s.tags) for s in stories], bound)
+    except EmbeddingError as exc:
+        state.options.reporter.message(f"warning: {exc}: the judge sees your most recent votes")
+        return state.votes[:bound]
+    return [state.votes[i] for i in near]
 
 
 def read_pages(state: Run) -> None:
@@ -232,10 +269,17 @@ def make_site(state: Run, source: str, stories: list) -> agent.Site:
     fresh = [s for s in stories if s.source_id not in earlier]
     box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, fresh,
                          state.vocabulary)
-    sandbox.add_votes(box, state.votes[:sandbox.SANDBOX_VOTES])
+    sandbox.add_votes(box, votes_for(state, fresh))
     return agent.Site(box, reused=[(s, earlier[s.source_id]) for s in stories if s.source_id in earlier],
                       basis=bases, cached=history.recent_articles(state.conn, [s for s in fresh if s.url],
                                                                   days_ago(state.options.article_cache_days)))
+
+
+def embedding_usage(embedder: Embedder, usage: models.Usage) -> models.Usage:
+    """The host's own model calls this run: the editor's note and the embeddings."""
+    cost = None if usage.cost_usd is None or embedder.cost_usd is None else usage.cost_usd + embedder.cost_usd
+    return models.Usage(usage.llm_calls + embedder.calls, usage.input_tokens + embedder.tokens,
+                        usage.output_tokens, cost)
 
 
 def days_ago(days: int) -> str:
@@ -325,6 +369,8 @@ def land(state: Run, note: str | None, links: list, collector: models.Usage) -> 
     fetched = [a for site in state.sites if site.reading for a in site.reading.fetched]
     if fetched and state.options.snapshot is None:  # the raw responses, replayable with --snapshot
         articles.write_warc(state.data_dir / "raw" / state.started_at[:10] / "articles.warc.gz", fetched)
+    if state.embedder is not None:  # the embedding calls count in the run's totals, like the editor's note
+        collector = embedding_usage(state.embedder, collector)
     result = sync.merge(state.conn, state.run_id, outcomes, model=judge_settings.model,
                         executor=judge_settings.executor, note=note, links=links, started=state.started,
                         collector=collector)
@@ -335,6 +381,9 @@ def land(state: Run, note: str | None, links: list, collector: models.Usage) -> 
                          f"run {state.run_id}" if landed else "kept in " + str(outcome.site.box.path))
         if landed:
             outcome.site.box.path.unlink(missing_ok=True)
+    if state.embedder is not None:
+        with schema.transaction(state.conn):  # a cache: what this run embedded is not embedded again
+            state.embedder.save(state.conn)
     if state.box_dir.is_dir() and not any(state.box_dir.iterdir()):
         state.box_dir.rmdir()
     return result

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
-from . import learn, sites
+from . import embeddings, learn, sites
 from .prompt import CANDIDATES_MARKER, Candidate, parse_task
 from .settings import Reading
 
@@ -264,9 +264,11 @@ def topic_hits(text: str, vocabulary) -> dict[str, int]:
     return {tag: n for tag in sorted(vocabulary) if (n := len(pattern_for(tag).findall(text)))}
 
 
-def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None) -> learn.Learner:
+def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None,
+          embedder: embeddings.Embedder | None = None) -> learn.Learner:
     """What the reader's votes teach, anchored to these rules (read with the reader's `profile`, as the
-    judge reads it from the task): with no votes, the rules' own decisions."""
+    judge reads it from the task): with no votes, the rules' own decisions. With an `embedder`, the votes
+    are also learned over the meaning of each story (learn.Meaning), which then decides with the rules."""
     interests, examples = interests_from(profile, set(vocabulary)), []
     for v in votes:
         c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, v.kind or "story")
@@ -276,8 +278,12 @@ def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None) -> le
         examples.append(learn.Example(learn.story_features(c.title, c.domain, v.site, c.site_tags, c.kind),
                                       margin_of(ev, v.site, interests)[0], ev, v.relevant, tags,
                                       frozenset(learn.words(v.text[:ARTICLE_CHARS]))))
+    meaning = learn.fit_meaning(embedder.vectors, embedder.model_id,
+                                [embeddings.story_text(v.title, v.domain, v.site_tags, v.text) for v in votes],
+                                [v.relevant for v in votes],
+                                [[t for t in v.tags or [] if t in vocabulary] for v in votes]) if embedder else None
     return learn.Learner(examples, relevance_prior={"margin": RULES_WEIGHT},
-                         tag_prior={"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT})
+                         tag_prior={"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT}, meaning=meaning)
 
 
 def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
@@ -295,7 +301,11 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
     margin, technical, other = margin_of(ev, site, interests)
     relevant = by_rules = int(c.kind != "job" and margin >= 0)
     reason = reason_for(ev, by_rules, c)
-    if learned is not None and learned.n:  # the reader's votes decide, anchored to the margin above
+    if learned is not None and learned.meaning is not None:  # the votes' meaning decides with the rules
+        relevant, tags = with_meaning(c, learned.meaning, ev, margin, tags, vocabulary)
+        if relevant != by_rules:
+            reason += f"; overturned by your votes on stories like this one ({learned.meaning.n} votes)"
+    elif learned is not None and learned.n:  # the reader's votes decide, anchored to the margin above
         features = {**learn.story_features(c.title, c.domain, site, c.site_tags, c.kind),
                     **learned.article_features(article_words)}
         relevant = int(c.kind != "job" and learned.relevance(features, margin, ev) >= 0)
@@ -309,6 +319,28 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
     score = max(0, min(100, (55 if relevant else 15) + int(10 * (technical - other)) + engagement))
     score = min(score, 45) if not relevant else max(score, 50)
     return Verdict(relevant, score, tags, summary_for(c, tags, relevant, site), reason)
+
+
+def with_meaning(c: Candidate, meaning: learn.Meaning, ev: dict[str, float], margin: float, tags: list[str],
+                 vocabulary) -> tuple[int, list[str]]:
+    """Relevance and tags when the votes were learned over embeddings: each a probability mixed from the
+    rules' (their margin, their evidence for the tag, as log-odds of RULES_WEIGHT a unit) and the embedding
+    model's, which has `meaning.weight` of the say. A tag is added, never removed (the rules' own stay)."""
+    w = meaning.weight
+    if not w:
+        return int(c.kind != "job" and margin >= 0), tags
+    (wanted, tag_odds), = meaning.probabilities([meaning_text(c)])
+    rules_p = learn.sigmoid(RULES_WEIGHT * max(-3.0, min(3.0, margin)))
+    p = rules_p if wanted is None else (1 - w) * rules_p + w * wanted
+    mixed = {tag: (1 - w) * learn.sigmoid(RULES_WEIGHT * (min(ev.get(tag, 0.0), 3.0) - TAG_THRESHOLD)) + w * q
+             for tag, q in tag_odds.items() if tag in vocabulary}
+    added = [t for t in sorted(mixed, key=lambda t: (-mixed[t], t)) if mixed[t] >= 0.5 and t not in tags]
+    return int(c.kind != "job" and p >= 0.5), tags + added[:max(0, 3 - len(tags))]
+
+
+def meaning_text(c: Candidate) -> str:
+    """A card as the learner embeds it (the same line as a vote's: embeddings.story_text)."""
+    return embeddings.story_text(c.title, c.domain, c.site_tags, c.article)
 
 
 def summary_for(c: Candidate, tags: list[str], relevant: int, site: str) -> str:
@@ -370,7 +402,7 @@ def card_text(c: Candidate) -> str:
     return f"{c.description}\n{c.article}".strip()
 
 
-def code_for(task: str, judge_fn=None, learned_terms: frozenset[str] = frozenset()) -> str:
+def code_for(task: str, judge_fn=None, learned_terms: frozenset[str] = frozenset(), embed=None) -> str:
     """The Python the rules model 'writes' after reading the cards: one INSERT per judgment and tag, then
     final_answer. What a card shows of the article counts in relevance and tags (its topic words, and the
     words the reader's votes taught something about), and the summary, evidence and discussion line are
@@ -378,6 +410,8 @@ def code_for(task: str, judge_fn=None, learned_terms: frozenset[str] = frozenset
     judge_fn = judge_fn or judge
     run_id, site, vocabulary, candidates, profile = parse_task(task)
     interests = interests_from(profile, vocabulary)
+    if embed is not None:  # the whole batch in one call to the embedding model
+        embed([meaning_text(c) for c in candidates])
     rows = []
     for c in candidates:
         text = card_text(c)
@@ -426,7 +460,9 @@ class RulesModel(Model):
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kwargs):
         task = next(text_of(m) for m in messages if role_of(m) == "user" and CANDIDATES_MARKER in text_of(m))
-        code = code_for(task, self.judge, self.learned.terms if self.learned else frozenset())
+        meaning = self.learned.meaning if self.learned else None
+        code = code_for(task, self.judge, self.learned.terms if self.learned else frozenset(),
+                        meaning.embed if meaning is not None and meaning.weight else None)
         content = f"Thought: judging every candidate from its card with the deterministic rules.\n<code>\n{code}</code>"
         return ChatMessage(role=MessageRole.ASSISTANT, content=content, token_usage=TokenUsage(0, 0))
 

