@@ -16,7 +16,8 @@ ORDER = [
     "sources", "schema", "parse",  # fetch a page; schema.sql as code; HTML -> stories the schema takes
     "discussions", "articles",  # a story's comments; what it links to (fetched, read, archived)
     "history",  # reads of the history before judging (a judgment to carry over, a recent article) and the CLI's
-    "sqltool", "sandbox", "prompt", "learn", "rules",  # the sandbox DB, its one tool, the task, the built-in models
+    "sqltool", "sandbox", "prompt", "embeddings", "learn", "rules",  # the sandbox DB, its one tool, the task,
+    # what stories mean as vectors, what votes teach, the built-in models
     "seccomp", "executors", "jail", "container", "plugins",  # where the agent's code runs: its interface, the
     # jail (and its seccomp filter), docker, and the registry the built-ins and plugins fill
     "models", "agent",  # the model factory and the budget; the judge

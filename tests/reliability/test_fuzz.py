@@ -75,7 +75,7 @@ def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
         assert result.startswith("ok") == expected, (story_id, slug, result)
         if expected:
             tag_count[(story_id, slug)] = 1
-    result = agent.SiteResult(source="hn", status="ok", box=box)
+    result = agent.SiteResult(source="hn", status="ok", site=agent.Site(box))
     report = sync.merge(history.conn, run_id, [result], model="rules", executor="local")
     landed = history.conn.execute(
         "SELECT j.relevant, j.score, j.summary, j.reason, s.title FROM judgments j JOIN stories s ON s.id = j.story_id "

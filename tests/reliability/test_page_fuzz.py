@@ -166,7 +166,7 @@ def sync_page(folder, source, parsed):
              [run_id, c.id, v.relevant, v.score, v.summary, v.reason])
         for tag in v.tags:
             tool("INSERT INTO story_tags (run_id, story_id, tag) VALUES (?, ?, ?)", [run_id, c.id, tag])
-    report = sync.merge(history.conn, run_id, [agent.SiteResult(source=source, status="ok", box=box)],
+    report = sync.merge(history.conn, run_id, [agent.SiteResult(source=source, status="ok", site=agent.Site(box))],
                         model="rules", executor="local")
     landed = history.conn.execute("SELECT count(*) FROM sightings WHERE run_id = ?", [run_id]).fetchone()[0]
     assert landed == len(box.candidates) and report.sites == {source: "ok"}
