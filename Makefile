@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The local embeddings extra needs torch; its CPU build first (this machine has it on disk), never a CUDA one.
+TORCH ?= torch==2.13.0
 
 # litellm must never try to download its cost map (there is no internet in CI).
 export LITELLM_LOCAL_MODEL_COST_MAP := True
@@ -13,7 +15,8 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[docker]' --group test
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[docker,local]' --group test
 	touch $(STAMP)
 
 install: $(STAMP)

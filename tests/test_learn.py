@@ -110,9 +110,12 @@ def test_eval_curve_prints_accuracy_and_tag_f1_against_votes():
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--executor",
                                    "local", "--json"])
     assert out.exit_code == 0, out.output
-    points = json.loads(out.output)
+    data = json.loads(out.output)
+    points = data["points"]
     assert [p["votes"] for p in points] == [0, 10, 25, 50, 100, "all"]
+    assert [p["orders"] for p in points] == [1, 5, 5, 5, 5, 1]  # a point between is the mean of five orders
     assert all(p["stories"] == 110 for p in points)  # every page judged once per point, never with its own labels
+    assert data["embeddings"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"  # the extra is installed
 
 
 def test_votes_reach_the_sandbox_read_only_and_the_prompt_points_to_them(refreshed_copy, monkeypatch):
