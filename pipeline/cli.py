@@ -63,6 +63,8 @@ JUDGE_OPTIONS = [
     click.option("--max-steps", type=click.IntRange(1, RANGES["max_steps"]), help="Agent steps per site [default: 6]."),
     click.option("--step-timeout", type=click.IntRange(1, RANGES["step_timeout"]), metavar="SECONDS",
                  help="Wall-clock limit on one step of the agent's code; the jail is killed at it [default: 60]."),
+    click.option("--embeddings", metavar="MODEL", help="What the learner embeds stories with: auto, local, none or "
+                                                       "a LiteLLM embedding model id [default: auto]."),
 ]
 
 
@@ -70,9 +72,9 @@ def judge_options(command):
     """The judge's flags, shared by refresh and eval: the command gets them as `judge`, in config keys."""
 
     @functools.wraps(command)
-    def with_judge(*args, model, api_base, executor, max_steps, step_timeout, **kwargs):
+    def with_judge(*args, model, api_base, executor, max_steps, step_timeout, embeddings, **kwargs):
         judge = {"model.id": model, "executor.name": executor, "max_steps": max_steps, "step_timeout": step_timeout,
-                 "model.options": {"api_base": api_base} if api_base else None}
+                 "model.options": {"api_base": api_base} if api_base else None, "learning.embeddings": embeddings}
         return command(*args, judge=judge, **kwargs)
 
     for option in reversed(JUDGE_OPTIONS):

@@ -124,9 +124,12 @@ def test_a_curve_with_pages_the_model_could_not_judge_names_them_and_fails(monke
                                    "local"])
     assert out.exit_code == 1
     lines = out.output.splitlines()
-    assert lines[0].split() == ["votes", "accuracy", "tag", "macro-F1"] and len(lines) == 7 + 6 * 2
-    assert all("the model is down for lobsters" in line for line in lines[7:])
-    assert lines[7].startswith("error (0 votes): lobsters_claw-front-2023-03.html: ")
+    assert lines[0].split() == ["votes", "accuracy", "tag", "macro-F1", "orders"]
+    assert lines[-1].startswith("embeddings:")
+    errors = lines[7:-1]
+    assert len(errors) == 2 * 2 + 4 * 5 * 2  # two pages at 0 and at all votes, and in each of five orders between
+    assert all("the model is down for lobsters" in line for line in errors)
+    assert errors[0].startswith("error (0 votes): lobsters_claw-front-2023-03.html: ")
 
 
 def test_a_curve_no_page_of_which_could_be_judged_is_one_line(monkeypatch):
