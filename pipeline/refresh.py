@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import agent, articles, collect, history, models, parse, prompt, rules, sandbox, schema, sources, store, sync
-from .embeddings import Embedder, EmbeddingError, make_embedder, nearest, story_text
+from .embeddings import LOCAL, Embedder, EmbeddingError, make_embedder, nearest, story_text
 from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
@@ -276,10 +276,11 @@ def make_site(state: Run, source: str, stories: list) -> agent.Site:
 
 
 def embedding_usage(embedder: Embedder, usage: models.Usage) -> models.Usage:
-    """The host's own model calls this run: the editor's note and the embeddings."""
+    """The host's own model calls this run: the editor's note and the embedding model's (a LiteLLM one; the
+    local model, on this machine, is no call to anyone)."""
     cost = None if usage.cost_usd is None or embedder.cost_usd is None else usage.cost_usd + embedder.cost_usd
-    return models.Usage(usage.llm_calls + embedder.calls, usage.input_tokens + embedder.tokens,
-                        usage.output_tokens, cost)
+    calls = 0 if embedder.model == LOCAL else embedder.calls
+    return models.Usage(usage.llm_calls + calls, usage.input_tokens + embedder.tokens, usage.output_tokens, cost)
 
 
 def days_ago(days: int) -> str:
