@@ -257,19 +257,20 @@ def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[s
     for n in sizes:
         runs = [curve_point(labels, pages, n, seed, list(extra), labels_path, html_dir, vocabulary, judge, embedder)
                 for seed in range(orders if n not in (0, None) else 1)]  # no votes, or all: one order is all
-        errors = [error for _, error_list in runs for error in error_list]
-        if errors and len(errors) >= len(pages) * len(runs):  # the next points would only fail the same way
+        errors = [error for _, error_list, _ in runs for error in error_list]
+        if errors and not any(judged for _, _, judged in runs):  # the next points would only fail the same way
             raise EvalError(f"no page could be judged ({errors[0]})")
         points.append({"votes": "all" if n is None else n,
-                       "relevance_accuracy": mean(m["relevance_accuracy"] for m, _ in runs),
-                       "tag_macro_f1": mean(m["tag_macro_f1"] for m, _ in runs),
+                       "relevance_accuracy": mean(m["relevance_accuracy"] for m, _, _ in runs),
+                       "tag_macro_f1": mean(m["tag_macro_f1"] for m, _, _ in runs),
                        "stories": runs[0][0]["stories"], "orders": len(runs), "errors": errors})
     return points
 
 
 def curve_point(labels: list[Label], pages: list[str], n: int | None, seed: int, extra: list[Label],
-                labels_path: Path, html_dir, vocabulary, judge: Judge, embedder) -> tuple[dict, list[str]]:
-    """One point of the curve in one order of the votes: every page judged after learning from n votes."""
+                labels_path: Path, html_dir, vocabulary, judge: Judge, embedder) -> tuple[dict, list[str], bool]:
+    """One point of the curve in one order of the votes: every page judged after learning from n votes;
+    its scores, the pages' errors, and whether any story was judged at all."""
     import random
 
     pairs, errors = [], []
@@ -282,7 +283,7 @@ def curve_point(labels: list[Label], pages: list[str], n: int | None, seed: int,
                                          html_dir, vocabulary, judge, learned)
         pairs += judged
         errors += failed
-    return score(pairs, set(vocabulary)), errors
+    return score(pairs, set(vocabulary)), errors, any(pred is not None for _, pred in pairs)
 
 
 def embedding_use(embedder) -> dict:

@@ -191,16 +191,12 @@ def learn_votes(state: Run) -> None:
     try:
         state.embedder = make_embedder(options.judge.embeddings, options.judge.embedding_options)
         if state.embedder is not None:
-            state.embedder.load(state.conn, [vote_text(v) for v in state.votes])
+            state.embedder.load(state.conn, [rules.vote_text(v) for v in state.votes])
         state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile, state.embedder)
     except EmbeddingError as exc:
         options.reporter.message(f"warning: {exc}: learning from your votes without embeddings this run")
         state.embedder = None
         state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile)
-
-
-def vote_text(vote: Vote) -> str:
-    return story_text(vote.title, vote.domain, vote.site_tags, vote.text)
 
 
 def votes_for(state: Run, stories: list) -> list[Vote]:
@@ -211,8 +207,8 @@ def votes_for(state: Run, stories: list) -> list[Vote]:
             or state.options.judge.model in models.BUILTIN_MODELS:
         return state.votes[:bound]
     try:
-        near = nearest(state.embedder, [vote_text(v) for v in state.votes],
-                                  [story_text(s.title, s.domain, s.tags) for s in stories], bound)
+        near = nearest(state.embedder, [rules.vote_text(v) for v in state.votes],
+                       [story_text(s.title, s.domain, s.tags) for s in stories], bound)
     except EmbeddingError as exc:
         state.options.reporter.message(f"warning: {exc}: the judge sees your most recent votes")
         return state.votes[:bound]

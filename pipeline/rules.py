@@ -269,6 +269,12 @@ def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None,
     """What the reader's votes teach, anchored to these rules (read with the reader's `profile`, as the
     judge reads it from the task): with no votes, the rules' own decisions. With an `embedder`, the votes
     are also learned over the meaning of each story (learn.Meaning), which then decides with the rules."""
+    priors = {"relevance_prior": {"margin": RULES_WEIGHT},
+              "tag_prior": {"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT}}
+    if embedder is not None:  # the meaning decides with the rules: the word features are not fitted for nothing
+        return learn.Learner([], **priors, meaning=learn.fit_meaning(
+            embedder.vectors, embedder.model_id, [vote_text(v) for v in votes], [v.relevant for v in votes],
+            [[t for t in v.tags or [] if t in vocabulary] for v in votes]))
     interests, examples = interests_from(profile, set(vocabulary)), []
     for v in votes:
         c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, v.kind or "story")
@@ -278,12 +284,12 @@ def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None,
         examples.append(learn.Example(learn.story_features(c.title, c.domain, v.site, c.site_tags, c.kind),
                                       margin_of(ev, v.site, interests)[0], ev, v.relevant, tags,
                                       frozenset(learn.words(v.text[:ARTICLE_CHARS]))))
-    meaning = learn.fit_meaning(embedder.vectors, embedder.model_id,
-                                [embeddings.story_text(v.title, v.domain, v.site_tags, v.text) for v in votes],
-                                [v.relevant for v in votes],
-                                [[t for t in v.tags or [] if t in vocabulary] for v in votes]) if embedder else None
-    return learn.Learner(examples, relevance_prior={"margin": RULES_WEIGHT},
-                         tag_prior={"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT}, meaning=meaning)
+    return learn.Learner(examples, **priors)
+
+
+def vote_text(vote: learn.Vote) -> str:
+    """A vote as the learner embeds it: the same line as a card's (meaning_text), from what the vote holds."""
+    return embeddings.story_text(vote.title, vote.domain, vote.site_tags, vote.text)
 
 
 def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = Interests(),
@@ -301,8 +307,9 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
     margin, technical, other = margin_of(ev, site, interests)
     relevant = by_rules = int(c.kind != "job" and margin >= 0)
     reason = reason_for(ev, by_rules, c)
-    if learned is not None and learned.meaning is not None:  # the votes' meaning decides with the rules
-        relevant, tags = with_meaning(c, learned.meaning, ev, margin, tags, vocabulary)
+    if learned is not None and learned.meaning is not None:  # the votes' meaning decides with the rules...
+        if learned.meaning.weight:  # ...once there are enough of them
+            relevant, tags = with_meaning(c, learned.meaning, ev, margin, tags, vocabulary)
         if relevant != by_rules:
             reason += f"; overturned by your votes on stories like this one ({learned.meaning.n} votes)"
     elif learned is not None and learned.n:  # the reader's votes decide, anchored to the margin above
@@ -327,8 +334,6 @@ def with_meaning(c: Candidate, meaning: learn.Meaning, ev: dict[str, float], mar
     rules' (their margin, their evidence for the tag, as log-odds of RULES_WEIGHT a unit) and the embedding
     model's, which has `meaning.weight` of the say. A tag is added, never removed (the rules' own stay)."""
     w = meaning.weight
-    if not w:
-        return int(c.kind != "job" and margin >= 0), tags
     (wanted, tag_odds), = meaning.probabilities([meaning_text(c)])
     rules_p = learn.sigmoid(RULES_WEIGHT * max(-3.0, min(3.0, margin)))
     p = rules_p if wanted is None else (1 - w) * rules_p + w * wanted
