@@ -17,7 +17,7 @@ import click
 
 from . import __version__, schema, sites
 from .config import RANGES, executor_names
-from .settings import EXECUTORS
+from .settings import CURVE_ORDERS, EXECUTORS
 
 SOURCE_CHOICE = click.Choice(sorted(sites.SITES))
 
@@ -328,9 +328,11 @@ def article(file, url):
               help="Labels CSV treated as the reader's votes: score before and after learning from them.")
 @click.option("--curve", is_flag=True,
               help="Accuracy and tag macro-F1 against the number of votes learned from (cross-validated by page).")
+@click.option("--orders", type=click.IntRange(1, 20), default=CURVE_ORDERS, show_default=True,
+              help="With --curve: the seeded orders of the votes each point between none and all averages.")
 @judge_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
+def eval_command(labels, html_dir, learn_from, curve, orders, judge, as_json):
     """Judge labelled real pages and score relevance, tags and summaries (never touches history)."""
     from . import embeddings, evaluate, rules
     from .jail import JailError
@@ -343,7 +345,8 @@ def eval_command(labels, html_dir, learn_from, curve, judge, as_json):
         embedder = embeddings.make_embedder(cfg.judge().embeddings, cfg.judge().embedding_options)
         if curve:
             points = evaluate.curve(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge(),
-                                    extra=evaluate.load_labels(learn_from) if learn_from else [], embedder=embedder)
+                                    extra=evaluate.load_labels(learn_from) if learn_from else [], embedder=embedder,
+                                    orders=orders)
             used = evaluate.embedding_use(embedder)
             click.echo(json.dumps({"points": points, "embeddings": used}, indent=2) if as_json
                        else f"{evaluate.format_curve(points)}\nembeddings: {evaluate.format_use(used)}")

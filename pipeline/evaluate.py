@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import agent, articles, models, parse, rules, sandbox, schema
 from .learn import Learner, Vote
-from .settings import Judge
+from .settings import CURVE_ORDERS, Judge
 
 REQUIRED_COLUMNS = {"source", "file", "rank", "title", "relevant", "tags"}
 
@@ -238,7 +238,6 @@ def judge_labels(labels: list[Label], labels_path: Path, html_dir: Path | None, 
 
 
 CURVE_SIZES = (0, 10, 25, 50, 100, None)  # votes learned from; None: every label of the other pages
-CURVE_ORDERS = 5  # each point is the mean over this many seeded orders of the votes (one order is noise)
 
 
 def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[str, str],

@@ -38,6 +38,9 @@ class Reading:
     batch_tokens: int = 5000
 
 
+CURVE_ORDERS = 5  # eval --curve: each point is the mean over this many seeded orders of the votes (one is noise)
+
+
 @dataclass(frozen=True)
 class Judge:
     """How one refresh or eval judges: built from the config (and flags), handed to the judge as one object."""
