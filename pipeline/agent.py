@@ -80,6 +80,9 @@ class Site:
     basis: dict[str, str] = field(default_factory=dict)  # source_id -> prompt.basis of its judgment
     cached: dict[str, articles.Article] = field(default_factory=dict)  # article key -> read recently, in history
     reading: articles.Reading | None = None  # what the host read for the candidates (None: nothing read)
+    # The reader's votes a batch's judge sees, chosen for the batch's stories (the nearest in meaning);
+    # None: the votes preloaded for the whole site.
+    votes_near: Callable[[list[Story]], list] | None = None
 
     @property
     def source(self) -> str:
@@ -513,6 +516,8 @@ def judge_batch(site: Site, ids: list[int], model: Model, *, vocabulary: dict[st
     agent = None
     unanswered = (getattr(model, "unanswered", 0), getattr(model, "unanswered_tokens", 0))
     try:
+        if site.votes_near is not None:  # before the task is built: it says how many votes the sandbox holds
+            sandbox.add_votes(box, site.votes_near([box.candidates[i] for i in ids]))
         agent = batch_agent(box, ids, model, judge, python_executor, site_deadline, step_reporter)
         agent.state.update(code_variables(box, ids))  # sent to the executor by run(), not pasted into the task
         if remote:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import shutil
 import sqlite3
 import time
@@ -200,11 +201,10 @@ def learn_votes(state: Run) -> None:
 
 
 def votes_for(state: Run, stories: list) -> list[Vote]:
-    """The votes an LLM judge sees beside these stories: the nearest in meaning (embeddings), else the
-    most recent; at most sandbox.SANDBOX_VOTES. The rules model learns from all of them instead."""
+    """The votes an LLM judge sees beside these stories (a site's, then each batch's): the nearest in meaning
+    (embeddings), else the most recent; at most sandbox.SANDBOX_VOTES. The rules model learns from all."""
     bound = sandbox.SANDBOX_VOTES
-    if state.embedder is None or len(state.votes) <= bound or not stories \
-            or state.options.judge.model in models.BUILTIN_MODELS:
+    if not chooses_votes(state) or not stories:
         return state.votes[:bound]
     try:
         near = nearest(state.embedder, [rules.vote_text(v) for v in state.votes],
@@ -213,6 +213,13 @@ def votes_for(state: Run, stories: list) -> list[Vote]:
         state.options.reporter.message(f"warning: {exc}: the judge sees your most recent votes")
         return state.votes[:bound]
     return [state.votes[i] for i in near]
+
+
+def chooses_votes(state: Run) -> bool:
+    """Whether the votes an LLM judge sees are chosen for its stories (there are more than it may see, and
+    embeddings to choose by), and so again for each batch."""
+    return state.embedder is not None and len(state.votes) > sandbox.SANDBOX_VOTES \
+        and state.options.judge.model not in models.BUILTIN_MODELS
 
 
 def read_pages(state: Run) -> None:
@@ -268,7 +275,8 @@ def make_site(state: Run, source: str, stories: list) -> agent.Site:
     sandbox.add_votes(box, votes_for(state, fresh))
     return agent.Site(box, reused=[(s, earlier[s.source_id]) for s in stories if s.source_id in earlier],
                       basis=bases, cached=history.recent_articles(state.conn, [s for s in fresh if s.url],
-                                                                  days_ago(state.options.article_cache_days)))
+                                                                  days_ago(state.options.article_cache_days)),
+                      votes_near=functools.partial(votes_for, state) if chooses_votes(state) else None)
 
 
 def embedding_usage(embedder: Embedder, usage: models.Usage) -> models.Usage:

@@ -81,14 +81,15 @@ SANDBOX_VOTES = 30  # the reader's most recent votes the judge sees as examples 
 
 
 def add_votes(box: Sandbox, votes: list) -> None:
-    """The reader's recent votes (learn.Vote) into the sandbox's `reader_votes`, read-only to the judge:
-    examples of taste."""
-    box.votes = len(votes)
-    if not votes:
+    """The reader's votes (learn.Vote) into the sandbox's `reader_votes`, instead of those it held, read-only
+    to the judge: examples of taste."""
+    if not votes and not box.votes:
         return
+    box.votes = len(votes)
     conn = sqlite3.connect(box.path, isolation_level=None)
     try:
         with schema.transaction(conn):
+            conn.execute("DELETE FROM reader_votes")  # a batch's votes replace the last batch's
             for v in votes:
                 tags = ", ".join(v.tags or v.site_tags or [])[:200] or None
                 conn.execute("INSERT INTO reader_votes (title, domain, tags, vote) VALUES (?, ?, ?, ?)",

@@ -45,11 +45,14 @@ class EmbeddingServer:
                                              for i, t in enumerate(texts)],
                                     "usage": {"prompt_tokens": sum(len(t.split()) for t in texts),
                                               "total_tokens": sum(len(t.split()) for t in texts)}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up: nothing to say
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -192,3 +195,34 @@ def test_a_base_install_without_the_extra_learns_from_words_as_before(monkeypatc
     path.write_text('[learning]\nembeddings = "local"\n')
     with pytest.raises(config.ConfigError, match=r"pip install 'newsreader\[local\]'"):
         config.load(path)
+
+
+def test_each_batch_of_an_llm_judge_gets_the_votes_nearest_its_own_stories(refreshed_copy, monkeypatch):
+    from pipeline import models, sandbox
+    from pipeline.settings import Reading
+
+    from .helpers import ScriptedModel
+
+    db = refreshed_copy
+    assert CliRunner().invoke(cli, ["vote", "--db", str(db), "--import", str(DEV)]).exit_code == 0  # 55 votes
+    tasks, given, add_votes = [], [], sandbox.add_votes
+
+    def recording(box, votes):
+        given.append([v.title for v in votes])
+        add_votes(box, votes)
+
+    monkeypatch.setattr(sandbox, "add_votes", recording)
+    monkeypatch.setattr(models, "make_model", lambda *a, **k: ScriptedModel(lambda task: tasks.append(task)
+                                                                            or rules.code_for(task)))
+    with EmbeddingServer() as server:
+        judge = Judge(model="openai/scripted", embeddings="openai/stub-embed", embedding_options=server.options,
+                      reading=Reading(batch_tokens=2500))
+        report = refresh.refresh(refresh.Options(db=str(db), snapshot=SNAPSHOT, reuse_days=0, sources=("hn",),
+                                                 judge=judge))
+    assert report.status == "ok", report.errors
+    assert len(tasks) >= 2  # the 30 cards in several batches, each its own conversation
+    batches = given[1:]  # the first: the site's, preloaded; then one set per batch, before its task
+    assert len(batches) == len(tasks) and all(len(titles) == sandbox.SANDBOX_VOTES for titles in batches)
+    assert len({tuple(titles) for titles in batches}) == len(batches)  # each batch's own nearest votes
+    assert all("holds 30 of this reader's" in task for task in tasks)
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM reader_votes").fetchone() == (0,)
