@@ -264,7 +264,7 @@ def learning_over_meaning(votes, vocabulary, labels) -> None:
            "≤ 30", seconds <= 30, note="each text once: later runs read the history's cache")
     fit = median_time(lambda: rules.teach(votes, vocabulary, embedder=embedder), repeat=3)
     record("Learning", f"fit on {len(votes)} votes over embeddings (relevance and one model per tag; cached vectors)",
-           round(fit, 2), "s", "≤ 3", fit <= 3, note="with the word learner's fit, which teach also runs")
+           round(fit, 2), "s", "≤ 3", fit <= 3, note="the word features are not fitted when the meaning decides")
 
 
 def parse_speed() -> None:
