@@ -201,10 +201,11 @@ def learn_votes(state: Run) -> None:
 
 
 def votes_for(state: Run, stories: list) -> list[Vote]:
-    """The votes an LLM judge sees beside these stories (a site's, then each batch's): the nearest in meaning
-    (embeddings), else the most recent; at most sandbox.SANDBOX_VOTES. The rules model learns from all."""
+    """The votes an LLM judge sees beside a batch's stories when it chooses_votes: the nearest in meaning,
+    at most sandbox.SANDBOX_VOTES (the most recent if the embedding model fails). The rules model learns
+    from all of them."""
     bound = sandbox.SANDBOX_VOTES
-    if not chooses_votes(state) or not stories:
+    if not stories:
         return state.votes[:bound]
     try:
         near = nearest(state.embedder, [rules.vote_text(v) for v in state.votes],
@@ -216,8 +217,8 @@ def votes_for(state: Run, stories: list) -> list[Vote]:
 
 
 def chooses_votes(state: Run) -> bool:
-    """Whether the votes an LLM judge sees are chosen for its stories (there are more than it may see, and
-    embeddings to choose by), and so again for each batch."""
+    """Whether the votes an LLM judge sees are chosen for each batch's stories (there are more than it may
+    see, and embeddings to choose by); else it sees the most recent."""
     return state.embedder is not None and len(state.votes) > sandbox.SANDBOX_VOTES \
         and state.options.judge.model not in models.BUILTIN_MODELS
 
@@ -272,7 +273,8 @@ def make_site(state: Run, source: str, stories: list) -> agent.Site:
     fresh = [s for s in stories if s.source_id not in earlier]
     box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, fresh,
                          state.vocabulary)
-    sandbox.add_votes(box, votes_for(state, fresh))
+    if not chooses_votes(state):  # else each batch gets the votes nearest its own stories (Site.votes_near)
+        sandbox.add_votes(box, state.votes[:sandbox.SANDBOX_VOTES])
     return agent.Site(box, reused=[(s, earlier[s.source_id]) for s in stories if s.source_id in earlier],
                       basis=bases, cached=history.recent_articles(state.conn, [s for s in fresh if s.url],
                                                                   days_ago(state.options.article_cache_days)),

@@ -221,7 +221,7 @@ def test_each_batch_of_an_llm_judge_gets_the_votes_nearest_its_own_stories(refre
                                                  judge=judge))
     assert report.status == "ok", report.errors
     assert len(tasks) >= 2  # the 30 cards in several batches, each its own conversation
-    batches = given[1:]  # the first: the site's, preloaded; then one set per batch, before its task
+    batches = given  # one set per batch, before its task (none preloaded for the whole site)
     assert len(batches) == len(tasks) and all(len(titles) == sandbox.SANDBOX_VOTES for titles in batches)
     assert len({tuple(titles) for titles in batches}) == len(batches)  # each batch's own nearest votes
     assert all("holds 30 of this reader's" in task for task in tasks)
