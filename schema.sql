@@ -20,21 +20,33 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 12  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 13  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
 -- message ("CHECK constraint failed: summary_10_to_400_chars") tells the model what to fix.
 
+-- The sites stories come from: Hacker News, Lobsters and each source the reader configured (a feed, a
+-- plugin's site), written from the config by each refresh (pipeline/sites/, schema.sync_sources) and never
+-- deleted while a story refers to one. `kind` is the site kind that reads it (a plugin may add kinds);
+-- etag / last_modified are what its listing's server said at the last fetch that landed, sent back so
+-- an unchanged feed answers 304.
 CREATE TABLE IF NOT EXISTS sources (
-    slug TEXT PRIMARY KEY CHECK (slug IN ('hn', 'lobsters')),
-    name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
-    base_url TEXT NOT NULL CHECK (base_url GLOB 'https://[^/]*')
+    slug TEXT PRIMARY KEY CHECK (
+        length(slug) BETWEEN 1 AND 32 AND slug GLOB '[a-z]*' AND slug NOT GLOB '*[^a-z0-9_-]*'
+    ),
+    kind TEXT NOT NULL CHECK (
+        length(kind) BETWEEN 1 AND 32 AND kind GLOB '[a-z]*' AND kind NOT GLOB '*[^a-z0-9_-]*'
+    ),
+    name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64 AND name = trim(name)
+        AND name NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
+    label TEXT NOT NULL CHECK (length(label) BETWEEN 1 AND 32 AND label = trim(label)
+        AND label NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
+    base_url TEXT NOT NULL CHECK (base_url GLOB 'https://[^/]*' OR base_url GLOB 'http://[^/]*'),
+    url TEXT CHECK (url IS NULL OR ((url GLOB 'https://[^/]*' OR url GLOB 'http://[^/]*') AND length(url) <= 2048)),
+    etag TEXT CHECK (etag IS NULL OR length(etag) <= 500),
+    last_modified TEXT CHECK (last_modified IS NULL OR length(last_modified) <= 100)
 ) STRICT;
-
-INSERT OR IGNORE INTO sources (slug, name, base_url) VALUES
-    ('hn', 'Hacker News', 'https://news.ycombinator.com'),
-    ('lobsters', 'Lobsters', 'https://lobste.rs');
 
 -- The controlled tag vocabulary. The judge may only use these slugs.
 CREATE TABLE IF NOT EXISTS tags (
@@ -114,12 +126,12 @@ CREATE TABLE IF NOT EXISTS run_sites (
     PRIMARY KEY (run_id, source)
 ) STRICT;
 
--- One row per story ever seen, keyed by the site's own id.
+-- One row per story ever seen, keyed by the site's own id (a feed item's: a hash of its GUID or link).
 CREATE TABLE IF NOT EXISTS stories (
     id INTEGER PRIMARY KEY,
     source TEXT NOT NULL REFERENCES sources(slug),
     source_id TEXT NOT NULL CHECK (
-        length(source_id) BETWEEN 1 AND 32 AND source_id NOT GLOB '*[^A-Za-z0-9_-]*'
+        length(source_id) BETWEEN 1 AND 64 AND source_id NOT GLOB '*[^A-Za-z0-9_-]*'
     ),
     kind TEXT NOT NULL DEFAULT 'story' CHECK (kind IN ('story', 'ask', 'show', 'job')),
     title TEXT NOT NULL CHECK (
@@ -136,20 +148,22 @@ CREATE TABLE IF NOT EXISTS stories (
         AND url NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
         AND instr(CAST(url AS BLOB), x'00') = 0
     )),
-    discussion_url TEXT NOT NULL CHECK (
+    -- Its discussion on its site; NULL for a feed item with none (a story needs a link or a discussion).
+    discussion_url TEXT CHECK (discussion_url IS NULL OR (
         (discussion_url GLOB 'https://[^/]*' OR discussion_url GLOB 'http://[^/]*')
         AND length(discussion_url) <= 2048
         AND discussion_url NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
         AND instr(CAST(discussion_url AS BLOB), x'00') = 0
-    ),
+    )),
     domain TEXT CHECK (domain IS NULL OR (
         length(domain) BETWEEN 1 AND 255
         AND domain NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
         AND instr(CAST(domain AS BLOB), x'00') = 0
     )),
+    -- A site's user name, or a feed item's author ("Jane Doe"): one line, trimmed.
     author TEXT CHECK (author IS NULL OR (
-        length(author) BETWEEN 1 AND 64
-        AND author NOT GLOB ('*[ ' || char(1) || '-' || char(31) || char(127) || ']*')
+        length(author) BETWEEN 1 AND 64 AND author = trim(author)
+        AND author NOT GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')
         AND instr(CAST(author AS BLOB), x'00') = 0
     )),
     submitted_at TEXT CHECK (submitted_at IS NULL OR
@@ -162,6 +176,7 @@ CREATE TABLE IF NOT EXISTS stories (
     -- The latest judgment's summary, kept here for browsing and full-text search.
     summary TEXT,
     first_seen_run INTEGER REFERENCES runs(id),
+    CONSTRAINT a_link_or_a_discussion CHECK (url IS NOT NULL OR discussion_url IS NOT NULL),
     UNIQUE (source, source_id)
 ) STRICT;
 
@@ -443,7 +458,8 @@ CREATE TABLE IF NOT EXISTS digests (
 -- its lower story id). The digest canned query, the Atom feed and the Markdown
 -- digest all read this view.
 CREATE VIEW IF NOT EXISTS digest_stories AS
-SELECT j.run_id, r.started_at, s.id AS story_id, s.source, s.source_id, s.title,
+SELECT j.run_id, r.started_at, s.id AS story_id, s.source,
+       coalesce((SELECT label FROM sources WHERE slug = s.source), s.source) AS source_label, s.source_id, s.title,
        coalesce(s.url, s.discussion_url) AS url, j.summary, j.evidence, j.discussion,
        (SELECT group_concat(tag, ', ') FROM (
             SELECT st.tag FROM story_tags AS st JOIN tags AS t ON t.slug = st.tag

@@ -83,6 +83,8 @@ class Site:
     # The reader's votes a batch's judge sees, chosen for the batch's stories (the nearest in meaning);
     # None: the votes preloaded for the whole site.
     votes_near: Callable[[list[Story]], list] | None = None
+    about: prompt.TaskSite | None = None  # its name and hints, as the task gives them (None: its slug alone)
+    listing: str = "front page"  # what its listing is called in the task (a feed's: "feed")
 
     @property
     def source(self) -> str:
@@ -113,7 +115,8 @@ def build_task(site: Site, profile: str, vocabulary: dict[str, str], ids: list[i
     """The prompt for a batch of one site's candidates (all of them by default): see prompt.py."""
     box = site.box
     ids = sorted(box.candidates) if ids is None else ids
-    return prompt.build_task(box.source, box.run_id, profile, vocabulary, cards_for(site, ids, reading), box.votes)
+    return prompt.build_task(box.source, box.run_id, profile, vocabulary, cards_for(site, ids, reading), box.votes,
+                             site.about, site.listing)
 
 
 def code_variables(box: sandbox.Sandbox, ids: list[int] | None = None) -> dict:
@@ -413,6 +416,20 @@ def ship_out(executor, box: sandbox.Sandbox) -> None:
 # --- one site ---------------------------------------------------------------------------
 
 
+def without_candidates(site: Site, result: SiteResult) -> SiteResult:
+    """A site with nothing to put to the model: every story judged before (it lands as it is), or a quiet
+    listing (a feed with nothing today: nothing lost); a listing whose every story was refused fails."""
+    box = site.box
+    if site.reused or not box.rejected:
+        result.status = "ok"
+        result.note = (f"all {len(site.reused)} stories judged before: no model call" if site.reused
+                       else "the listing has no stories today")
+        result.problems, result.fingerprint = sandbox.validate(box.path), sandbox.fingerprint(box.path)
+    else:
+        result.error = "no candidates to judge"
+    return result
+
+
 def judge_site(
     site: Site,
     model: Model,
@@ -434,12 +451,7 @@ def judge_site(
     result = SiteResult(source=box.source, site=site)
     started = time.monotonic()
     if not box.candidates:
-        if site.reused:
-            result.status, result.note = "ok", f"all {len(site.reused)} stories judged before: no model call"
-            result.problems, result.fingerprint = sandbox.validate(box.path), sandbox.fingerprint(box.path)
-        else:
-            result.error = "no candidates to judge"
-        return result
+        return without_candidates(site, result)
     site_deadline = started + judge.site_timeout
     if isinstance(model, BudgetedModel):
         model.deadline = site_deadline
@@ -659,12 +671,14 @@ def count_steps(agent: CodeAgent, result: SiteResult) -> list[ActionStep]:
 
 
 def judge_sites(sites: list[Site], model_factory: Callable[[], Model],
-                before: Callable[[Site], None] | None = None, **kwargs) -> list[SiteResult]:
-    """One agent per site, all at once: the refresh takes as long as the slowest site. `before` runs
-    first in the site's own thread (reading its articles), so no site waits on another's."""
+                before: Callable[[Site], None] | None = None, parallel: int | None = None,
+                **kwargs) -> list[SiteResult]:
+    """One agent per site, at most `parallel` at once (default: all): the refresh takes as long as the
+    slowest site, or the pool's share. `before` runs first in the site's own thread (reading its
+    articles), so no site waits on another's."""
     if not sites:
         return []
-    with ThreadPoolExecutor(max_workers=len(sites), thread_name_prefix="judge") as pool:
+    with ThreadPoolExecutor(max_workers=min(parallel or len(sites), len(sites)), thread_name_prefix="judge") as pool:
         futures = [pool.submit(read_then_judge, site, model_factory(), before, kwargs) for site in sites]
         try:
             return [f.result() for f in futures]

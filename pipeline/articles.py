@@ -420,31 +420,40 @@ class Reading:
     fetched: list[Article]
 
 
-def read(source: str, stories: list, *, cached: dict[str, Article] | None = None, replay: Path | None = None,
+def read(kind, stories: list, *, cached: dict[str, Article] | None = None, replay: Path | None = None,
          transport: httpx.BaseTransport | None = None, trusted: frozenset[str] = frozenset(),
          stage_timeout: float = STAGE_TIMEOUT_S) -> Reading:
-    """Each story's article (unless `cached` holds it by key) and discussion, fetched at once; a self
-    post's article is its own text from the discussion. Nothing here raises for one bad page."""
-    cached = cached or {}
+    """Each story's article (unless `cached` holds it by key, or the listing carried its text) and
+    discussion (where its site `kind` has one: `kind.discussion_url`, `kind.parse_discussion`), fetched at
+    once; a self post's article is its own text from the discussion. Nothing here raises for one bad page."""
+    cached = {**(cached or {}), **listed_texts(stories)}
     article_urls = {s.source_id: s.url for s in stories if s.url and key(s) not in cached}
-    discussion_urls = {s.source_id: discussions.discussion_url(source, s.discussion_url) for s in stories}
+    discussion_urls = {s.source_id: url for s in stories if (url := kind.discussion_url(s))}
     fetched = fetch_all([*article_urls.values(), *discussion_urls.values()], replay=replay, transport=transport,
                         trusted=trusted, stage_timeout=stage_timeout, raw=frozenset(discussion_urls.values()))
     found, threads = {}, {}
     for story in stories:
-        page = fetched.get(discussion_urls[story.source_id])
+        page = fetched.get(discussion_urls.get(story.source_id, ""))
         thread = None
         if page is not None and page.status == "ok" and page.body:
             try:
-                thread = discussions.parse(source, page.body, page.content_type or "")
+                thread = kind.parse_discussion(page.body, page.content_type or "")
             except (ValueError, TypeError, AttributeError, lxml.etree.LxmlError):  # JSON errors are ValueErrors
                 thread = None
         if thread is not None:
             threads[story.source_id] = thread
-        if story.url:
+        if story.url or key(story) in cached:
             found[story.source_id] = cached.get(key(story)) or fetched[article_urls[story.source_id]]
         elif thread is not None and thread.self_text:
             found[story.source_id] = Article(url=story.discussion_url, status="ok", http_status=page.http_status,
                                              content_type=page.content_type, bytes=len(thread.self_text),
                                              fetched_at=page.fetched_at, text=thread.self_text)
     return Reading(found, threads, [a for a in fetched.values() if a.http_status is not None])
+
+
+def listed_texts(stories: list) -> dict[str, Article]:
+    """The articles a listing carried (a full-text feed item's own content), by key: read, not fetched."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {key(s): Article(url=key(s), status="ok", content_type="text/plain; charset=utf-8 (from the listing)",
+                            bytes=len(s.text.encode()), fetched_at=now, final_url=s.url, title=s.title, text=s.text)
+            for s in stories if getattr(s, "text", None)}

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__, schema, sites
+from . import __version__, schema
 from .config import RANGES, executor_names
 from .settings import CURVE_ORDERS, EXECUTORS
-
-SOURCE_CHOICE = click.Choice(sorted(sites.SITES))
 
 
 class ExecutorName(click.ParamType):
@@ -125,7 +123,8 @@ def init(db):
 @db_option
 @click.option("--snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Read DIR/hn.html and DIR/lobsters.html instead of fetching.")
-@click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
+@click.option("--source", "only", multiple=True,
+              help="Only this source (repeatable): hn, lobsters, or a configured one.")
 @click.option("--fallback-snapshot", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="When no front page can be fetched (offline), read this snapshot instead, in the same run.")
 @judge_options
@@ -145,6 +144,7 @@ def refresh(db, snapshot, only, fallback_snapshot, judge, rejudge, no_wait, quie
     from .refresh import RefreshBusy
 
     cfg = settings(db=db, **judge)
+    known_sources(cfg, only)
     enabled = tuple(s for s in cfg.sources if not only or s in only)
     if not enabled:
         raise click.ClickException(f"--source {' '.join(only)} is disabled in the configuration")
@@ -267,18 +267,21 @@ def schedule(kind, hour):
 
 
 @cli.command()
-@click.option("--source", "only", type=SOURCE_CHOICE, multiple=True, help="Only this source (repeatable).")
+@click.option("--source", "only", multiple=True,
+              help="Only this source (repeatable): hn, lobsters, or a configured one.")
 @click.option("--raw-dir", type=click.Path(file_okay=False), help="Where pages are saved [default: <data_dir>/raw].")
 def fetch(only, raw_dir):
     """Fetch front pages and save them unchanged; print the saved paths."""
     from . import parse, sources
     cfg = settings()
+    known_sources(cfg, only)
     failed = False
-    for source, url in cfg.sources.items():
-        if only and source not in only:
+    for slug, source in cfg.sources.items():
+        if only and slug not in only:
             continue
         try:
-            page = sources.fetch(source, Path(raw_dir or cfg.data_dir / "raw"), url=url)
+            page = sources.fetch(slug, Path(raw_dir or cfg.data_dir / "raw"), url=source.url,
+                                 request=sources.Request(source.kind.accept, source.kind.content_types))
         except parse.SourceError as exc:
             click.echo(f"error: {exc}", err=True)
             failed = True
@@ -288,14 +291,27 @@ def fetch(only, raw_dir):
         sys.exit(1)
 
 
+def known_sources(cfg, named) -> None:
+    """Every --source named is one the configuration has (enabled or not), else one line naming them."""
+    unknown = [s for s in named if s not in cfg.all_sources()]
+    if unknown:
+        raise click.ClickException(f"unknown source {', '.join(unknown)} (configured: "
+                                   f"{', '.join(cfg.all_sources())})")
+
+
 @cli.command(name="parse")
-@click.argument("source", type=SOURCE_CHOICE)
+@click.argument("source")
 @click.argument("file", type=click.File("rb"))
 def parse_command(source, file):
-    """Parse a saved front page FILE and print its stories as a JSON array (refused rows on stderr)."""
+    """Parse a saved listing FILE of SOURCE (hn, lobsters, a configured feed) and print its stories as a
+    JSON array (refused rows on stderr)."""
     from . import parse
+    cfg = settings()
+    known_sources(cfg, (source,))
+    found = cfg.all_sources()[source]
     try:
-        page = parse.parse_page(source, file.read())
+        body = file.read()
+        page = found.kind.parse(found, body, "application/json" if body.lstrip()[:1] == b"{" else "", found.url)
     except parse.SourceError as exc:
         raise click.ClickException(str(exc)) from exc
     for item, reason in page.refused:
@@ -355,7 +371,8 @@ def eval_command(labels, html_dir, learn_from, curve, orders, judge, as_json):
             return
         if learn_from:
             before = run()
-            metrics = run(learned=rules.teach(votes, cfg.vocabulary, cfg.judge().profile, embedder))
+            metrics = run(learned=rules.teach(votes, cfg.vocabulary, cfg.judge().profile, embedder,
+                                              frozenset(s for s, found in cfg.sources.items() if found.kind.computing)))
             metrics["embeddings"] = used = evaluate.embedding_use(embedder)
             if as_json:
                 click.echo(json.dumps({"before": before, "after": metrics, "votes": len(votes)}, indent=2))

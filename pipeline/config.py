@@ -21,15 +21,19 @@ from typing import Any
 from . import schema, settings
 from .schema import reference_vocabulary
 from .settings import Judge
-from .sites import SITES
+from .sites import BUILTIN, DEFAULT_MAX_ITEMS, SLUG, Source
 
 CONFIG_FILE = "newsreader.toml"
 # Upper bounds of the whole-number keys (the command-line flags use the same ranges).
 RANGES = {"retention_days": 36500, "max_steps": 50, "max_candidates": 500, "step_timeout": 3600,
           "site_timeout": 86400, "reuse_days": 3650, "article_cache_days": 3650,
           "reading.article_chars": 4000, "reading.comment_chars": 2000, "reading.comments": 10,
-          "reading.batch_tokens": 1_000_000}
+          "reading.batch_tokens": 1_000_000, "max_items": 500, "parallel": 64, "per_host": 16}
 TAG_SLUG = re.compile(r"[a-z][a-z0-9-]{0,31}")
+# What a `[sources.NAME]` table may hold, each with a value of the type it takes.
+SOURCE_KEYS = {"enabled": True, "url": "https://", "feed": "https://", "kind": "feed", "name": "name",
+               "label": "label", "max_items": 1}
+SOURCE_KEY = re.compile(r"sources\.([^.]+)\.(" + "|".join(SOURCE_KEYS) + ")")
 
 
 class ConfigError(Exception):
@@ -60,9 +64,26 @@ class Config:
         return Path(self["data_dir"])
 
     @property
-    def sources(self) -> dict[str, str]:
-        """Enabled sources and their URLs."""
-        return {s: self[f"sources.{s}.url"] for s in SITES if self[f"sources.{s}.enabled"]}
+    def sources(self) -> dict[str, Source]:
+        """The enabled sources, by slug, in the order the config names them (Hacker News and Lobsters first)."""
+        return {slug: source for slug, source in self.all_sources().items()
+                if self.values.get(f"sources.{slug}.enabled", True)}
+
+    def all_sources(self) -> dict[str, Source]:
+        """Every configured source, enabled or not, each with its kind (a plugin's, if it says so)."""
+        from . import plugins
+
+        kinds = plugins.site_kinds()
+        found = {}
+        for slug in source_slugs(self.values):
+            table = {key: self.values[f"sources.{slug}.{key}"] for key in SOURCE_KEYS
+                     if f"sources.{slug}.{key}" in self.values}
+            kind = kinds[slug if slug in BUILTIN else ("feed" if "feed" in table else table["kind"])]
+            fallback = {"url": "", **kind.defaults(slug)}
+            found[slug] = Source(slug, kind, table.get("feed") or table.get("url") or fallback["url"],
+                                 table.get("name", fallback["name"]), table.get("label", fallback["label"]),
+                                 table.get("max_items", None if slug in BUILTIN else DEFAULT_MAX_ITEMS))
+        return found
 
     def judge(self) -> Judge:
         """The judge's settings, as one object for the refresh, eval and the agent."""
@@ -113,8 +134,9 @@ def defaults() -> Config:
         "learning.options": {},
         **{f"reading.{f.name}": f.default for f in fields(settings.Reading)},
         "tags": reference_vocabulary(),
-        **{f"sources.{s}.enabled": True for s in SITES},
-        **{f"sources.{s}.url": site.front_page for s, site in SITES.items()},
+        "parallel": settings.PARALLEL_SOURCES,
+        "per_host": settings.PER_HOST,
+        **{f"sources.{s}.enabled": True for s in BUILTIN},
     }.items():
         config.set(key, value, "default")
     return config
@@ -147,7 +169,7 @@ def check(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, not {value!r}")
     elif isinstance(expected, int):
-        top = RANGES.get(key, 10**9)
+        top = RANGES.get(key, RANGES.get(key.rsplit(".", 1)[-1], 10**9) if key.startswith("sources.") else 10**9)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
             raise ConfigError(f"{where} must be a whole number from 1 to {top}, not {value!r}")
     elif isinstance(expected, dict):
@@ -157,7 +179,7 @@ def check(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where} must be a non-empty string")
         value = " ".join(value.split()) if key == "profile.interests" else value.strip()
-    if key.startswith("sources.") and key.endswith(".url") and not re.match(r"https?://[^/\s]+", value):
+    if key.startswith("sources.") and key.endswith((".url", ".feed")) and not re.match(r"https?://[^/\s]+", value):
         raise ConfigError(f"{where} must be an http(s) URL, not {value!r}")
     if key == "learning.embeddings":
         check_embeddings(where, value)
@@ -225,9 +247,12 @@ def load(explicit: str | os.PathLike | None = None, overrides: dict[str, Any] | 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         for key, value in flatten(table).items():
-            if key not in config.values:
+            source_key = SOURCE_KEY.fullmatch(key)
+            if key not in config.values and not source_key:
                 raise ConfigError(f"unknown config key '{key}' in {path}")
-            config.set(key, check(key, value, config[key]), str(path))
+            expected = SOURCE_KEYS[source_key.group(2)] if source_key else config[key]
+            config.set(key, check(key, value, expected), str(path))
+        check_sources(config, path)
     for key, env in (("db", "NEWSREADER_DB"), ("model.id", "NEWSREADER_MODEL")):
         if os.environ.get(env):
             config.set(key, check(key, os.environ[env], config[key]), env)
@@ -241,8 +266,41 @@ def load(explicit: str | os.PathLike | None = None, overrides: dict[str, Any] | 
             value = {**config["model.options"], **value}
         config.set(key, check(key, value, config[key]), "command line")
     if not config.sources:
-        raise ConfigError("config enables no source: set sources.hn.enabled or sources.lobsters.enabled to true")
+        raise ConfigError("config enables no source: set sources.hn.enabled or sources.lobsters.enabled to true, "
+                          "or add a feed ([sources.NAME] feed = \"https://...\")")
     return config
+
+
+def source_slugs(values: dict[str, Any]) -> list[str]:
+    """The sources a config names, in order: Hacker News and Lobsters first, then the config's own."""
+    named = [m.group(1) for key in values if (m := SOURCE_KEY.fullmatch(key))]
+    return list(dict.fromkeys([*BUILTIN, *named]))
+
+
+def check_sources(config: Config, path: Path) -> None:
+    """Each `[sources.NAME]` is a source newsreader can read: a usable name, and a feed URL or a kind
+    this install has (a plugin's) with its URL; Hacker News and Lobsters stay their own kind."""
+    from . import plugins
+
+    for slug in source_slugs(config.values):
+        has = {key for key in SOURCE_KEYS if f"sources.{slug}.{key}" in config.values}
+        where = f"[sources.{slug}] in {path}"
+        if slug in BUILTIN:
+            if has & {"feed", "kind"}:
+                raise ConfigError(f"{where}: {slug} is a built-in site; give a feed another name")
+            continue
+        if not SLUG.fullmatch(slug):
+            raise ConfigError(f"{where}: a source's name is lower-case letters, digits, '-' and '_', "
+                              "starting with a letter, at most 32")
+        if ("feed" in has) == ("kind" in has):
+            raise ConfigError(f"{where} needs either feed = \"https://...\" or kind = \"...\" with url")
+        kind = config.values.get(f"sources.{slug}.kind")
+        kinds = plugins.site_kinds()
+        if kind is not None and kind not in kinds:
+            others = ", ".join(kinds)
+            raise ConfigError(f"{where}: kind {kind!r} is not a kind of site this install has (it has {others})")
+        if kind is not None and "url" not in has:
+            raise ConfigError(f"{where} needs url = \"https://...\": where its {kind} listing is")
 
 
 def executor_names(name: str) -> tuple[str, ...]:

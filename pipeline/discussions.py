@@ -11,7 +11,6 @@ story JSON (2021, 2022 and 2025 schemas) and story pages.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import lxml.html
@@ -145,19 +144,3 @@ def lobsters_html(html: bytes | str, limit: int = MAX_COMMENTS) -> Discussion:
             break
     own = doc.xpath(f"//div[{has_class('story_content')}]")
     return Discussion(comments, (plain(html_text(own[0]), MAX_SELF_TEXT_CHARS) or None) if own else None)
-
-
-def parse(source: str, body: bytes, content_type: str = "") -> Discussion:
-    """A discussion page of `source` (HTML, or Lobsters JSON), whichever was fetched."""
-    if source == "hn":
-        return hn(body)
-    looks_json = "json" in content_type or body.lstrip()[:1] in (b"{", b"[")
-    return lobsters_json(body) if looks_json else lobsters_html(body)
-
-
-def discussion_url(source: str, url: str) -> str:
-    """What to fetch for a story's discussion: Lobsters' JSON (one request, plain text), HN's item page."""
-    if source == "lobsters":
-        match = re.match(r"(https?://[^/]+/s/[A-Za-z0-9]+)", url)
-        return f"{match.group(1)}.json" if match else url
-    return url

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, models, parse, rules, sandbox, schema
+from . import agent, articles, config, models, parse, prompt, rules, sandbox, schema
 from .learn import Learner, Vote
 from .settings import CURVE_ORDERS, Judge
 
@@ -87,15 +87,24 @@ def norm(text: str) -> str:
     return re.sub(r"[\s.,:'\"-]", "", text.lower())
 
 
+def computing() -> frozenset[str]:
+    """The labelled sites whose community keeps to computing (their kind's hint to the rules model)."""
+    return frozenset(slug for slug, found in config.defaults().all_sources().items() if found.kind.computing)
+
+
 def predict_page(source: str, html: str, judge: Judge, vocabulary: dict[str, str], workdir: Path,
                  replay: Path | None = None, learned: Learner | None = None
                  ) -> tuple[dict[int, Prediction], agent.SiteResult]:
     """Judge one page through sandbox -> agent -> validation; predictions keyed by rank. With `replay`
     (the pages' articles.warc.gz), the judge reads the recorded articles and discussions first."""
-    stories = parse.parse(source, html)
-    site = agent.Site(sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories))
+    found = config.defaults().all_sources()[source]
+    stories = found.kind.parse(found, html.encode("utf-8", "replace") if isinstance(html, str) else html,
+                               "text/html", found.url).stories
+    site = agent.Site(sandbox.create(workdir / f"{source}.db", source, 1, "2026-01-01T00:00:00Z", stories,
+                                     site=found),
+                      about=prompt.TaskSite(source, found.name, found.kind.computing), listing=found.kind.listing)
     if replay is not None:
-        site.add_reading(articles.read(source, list(site.box.candidates.values()), replay=replay))
+        site.add_reading(articles.read(found.kind, list(site.box.candidates.values()), replay=replay))
     model = models.make_model(judge.model, learned=learned, **judge.model_options)
     result = agent.judge_site(site, model, vocabulary=vocabulary, judge=judge)
     if result.status != "ok":
@@ -277,7 +286,7 @@ def curve_point(labels: list[Label], pages: list[str], n: int | None, seed: int,
         pool = extra + [label for label in labels if label.file != page]
         random.Random(seed).shuffle(pool)
         learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary,
-                              judge.profile, embedder)
+                              judge.profile, embedder, computing())
         judged, _, failed = judge_labels([label for label in labels if label.file == page], labels_path,
                                          html_dir, vocabulary, judge, learned)
         pairs += judged

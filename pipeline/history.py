@@ -4,9 +4,11 @@ before judging (a judgment to carry over, an article read recently) and what the
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from . import articles
+from .parse import Story
 
 
 def reusable(conn, source: str, bases: dict[str, str], since: str) -> dict[str, int]:
@@ -40,6 +42,29 @@ def recent_articles(conn: sqlite3.Connection, stories: list, since: str) -> dict
             found[articles.key(story)] = articles.Article(**dict(zip([c[0] for c in cursor.description], row,
                                                                      strict=True)))
     return found
+
+
+def last_listing(conn: sqlite3.Connection, source: str) -> list[Story]:
+    """The stories of the source's latest landed listing, as that run saw them: what an unchanged
+    listing (HTTP 304) holds, carried into this run without a parse."""
+    rows = conn.execute(
+        """
+        SELECT s.source, s.source_id, g.rank, s.title, s.url, s.discussion_url, s.domain, g.points, g.comments,
+               s.author, s.submitted_at, s.kind, s.native_tags
+        FROM sightings AS g JOIN stories AS s ON s.id = g.story_id
+        WHERE g.run_id = (SELECT max(x.run_id) FROM sightings AS x JOIN stories AS y ON y.id = x.story_id
+                          WHERE y.source = ?)
+          AND s.source = ?
+        ORDER BY g.rank
+        """, [source, source]).fetchall()
+    return [Story(*row[:12], tags=json.loads(row[12]) if row[12] else []) for row in rows]
+
+
+def source_validators(conn: sqlite3.Connection) -> dict[str, tuple[str | None, str | None]]:
+    """Each source's ETag and Last-Modified from the last fetch of it that landed."""
+    return {slug: (etag, modified) for slug, etag, modified in
+            conn.execute("SELECT slug, etag, last_modified FROM sources WHERE etag IS NOT NULL "
+                         "OR last_modified IS NOT NULL")}
 
 
 def digest_body(conn: sqlite3.Connection, day: str | None) -> str | None:

@@ -30,14 +30,13 @@ import lxml.html
 from lxml import etree
 
 from . import schema
-from .sites import SITES
 from .sources import SourceError
 
-HN_BASE = SITES["hn"].base
-LOBSTERS_BASE = SITES["lobsters"].base
+HN_BASE = "https://news.ycombinator.com/"  # relative links on its pages resolve against these
+LOBSTERS_BASE = "https://lobste.rs/"
 
 # A front page lists 30 (HN) or 25 (Lobsters) stories; far fewer means the
-# page is not what the parser thinks it is.
+# page is not what the parser thinks it is (sites.hn and sites.lobsters say so).
 MIN_STORIES = 10
 # Share of rows allowed to miss a required field before the layout is declared changed.
 MAX_MISSING_SHARE = 0.2
@@ -54,7 +53,7 @@ class Story:
     rank: int
     title: str
     url: str | None
-    discussion_url: str
+    discussion_url: str | None  # None: a feed item with no discussion
     domain: str | None
     points: int | None
     comments: int | None
@@ -62,9 +61,13 @@ class Story:
     submitted_at: str | None
     kind: str = "story"
     tags: list[str] = field(default_factory=list)
+    text: str | None = None  # the listing's own text of the story (a feed item's content), read as its article
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        found = asdict(self)
+        if found["text"] is None:  # only a listing that carries its stories' text (a feed) has it
+            del found["text"]
+        return found
 
     def columns(self) -> dict:
         """This story as `stories` columns: what both a sandbox and the history store of it."""
@@ -435,6 +438,7 @@ class SchemaCheck:
             conn.execute("INSERT INTO runs (id, started_at) VALUES (1, '2026-01-01T00:00:00Z')")
         conn.execute("SAVEPOINT story")
         try:
+            schema.ensure_source(conn, story.source)
             schema.insert_sighting(conn, 1, schema.insert_story(conn, None, story, 1), story)
             return None
         except (sqlite3.Error, UnicodeError, OverflowError) as exc:

@@ -1,8 +1,10 @@
-"""newsreader's plugin hooks (pluggy) and what they register: the executors the agent's code can run in.
+"""newsreader's plugin hooks (pluggy) and what they register: the executors the agent's code can run in,
+and the kinds of site a source can be.
 
-A plugin package adds an executor by an entry point in the `newsreader` group whose module implements
-`register_executors` (returning `executors.Kind`s); the built-in ones are registered by this module in the
-same way. Loaded on first use (`kinds()`), never at `newsreader --help`.
+A plugin package adds either by an entry point in the `newsreader` group whose module implements
+`register_executors` (returning `executors.Kind`s) or `register_sites` (returning `sites.Kind`s); the
+built-in ones are registered by this module in the same way. Loaded on first use (`kinds()`,
+`site_kinds()`), never at `newsreader --help`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import sys
 
 import pluggy
 
+from . import sites
 from .executors import LOCAL_EXECUTOR_DEFAULTS, HostExecutor, Kind
+from .sites.feed import Feed
+from .sites.hn import HackerNews
+from .sites.lobsters import Lobsters
 
 hookspec = pluggy.HookspecMarker("newsreader")
 hookimpl = pluggy.HookimplMarker("newsreader")
@@ -22,6 +28,10 @@ class Spec:
     @hookspec
     def register_executors(self) -> list[Kind]:
         """The executors a plugin adds."""
+
+    @hookspec
+    def register_sites(self) -> list[sites.Kind]:
+        """The kinds of site a plugin adds (a source's `kind = "..."` in the config)."""
 
 
 # --- the built-in executors, registered as a plugin would register its own ------------------------------
@@ -53,6 +63,11 @@ def register_executors() -> list[Kind]:
     ]
 
 
+@hookimpl
+def register_sites() -> list[sites.Kind]:
+    return [HackerNews(), Lobsters(), Feed()]
+
+
 def manager() -> pluggy.PluginManager:
     """The plugin manager: the hook specs, this module's built-ins, then the installed plugins."""
     found = pluggy.PluginManager("newsreader")
@@ -62,12 +77,12 @@ def manager() -> pluggy.PluginManager:
     return found
 
 
-def collect(plugins: pluggy.PluginManager) -> dict[str, Kind]:
-    """The executors these plugins register, by name: the built-in ones first, kept on a name clash (a
-    plugin cannot replace the jail)."""
-    found: dict[str, Kind] = {}
-    for registered in reversed(plugins.hook.register_executors()):  # pluggy calls the last registered first
-        for kind in registered:
+def collect(plugins: pluggy.PluginManager, hook: str = "register_executors") -> dict:
+    """What these plugins register through `hook`, by name: the built-in ones first, kept on a name clash
+    (a plugin cannot replace the jail, or Hacker News)."""
+    found: dict = {}
+    for registered in reversed(getattr(plugins.hook, hook)()):  # pluggy calls the last registered first
+        for kind in registered or []:
             found.setdefault(kind.name, kind)
     return found
 
@@ -76,3 +91,10 @@ def collect(plugins: pluggy.PluginManager) -> dict[str, Kind]:
 def kinds() -> dict[str, Kind]:
     """Every executor there is (the built-in ones and the installed plugins'), loaded once."""
     return collect(manager())
+
+
+@functools.cache
+def site_kinds() -> dict[str, sites.Kind]:
+    """Every kind of site there is (the built-in ones and the installed plugins'), loaded once."""
+    return collect(manager(), "register_sites")
+

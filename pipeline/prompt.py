@@ -22,7 +22,6 @@ from pathlib import Path
 
 import yaml
 
-from . import sites
 from .settings import Reading
 
 TEMPLATES_PATH = Path(__file__).with_name("judge_prompt.yaml")
@@ -108,12 +107,29 @@ def tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
 
 
+class TaskSite(str):
+    """A site's slug as a task names it, with what the task says of it: its name, and whether its community
+    keeps to computing (a hint the rules model weighs). A str, so it is the slug wherever one is expected."""
+
+    name: str
+    computing: bool
+
+    def __new__(cls, slug: str, name: str | None = None, computing: bool = False) -> TaskSite:
+        site = super().__new__(cls, slug)
+        site.name, site.computing = name or slug, computing
+        return site
+
+
+COMPUTING_LINE = "site focus: computing (its community keeps to it)"
+
+
 def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str], cards: list[str],
-               votes: int = 0) -> str:
-    """The task: profile, vocabulary and the candidates' cards (the rules: the system prompt)."""
-    site = sites.name(source)
+               votes: int = 0, site: TaskSite | None = None, listing: str = "front page") -> str:
+    """The task: profile, vocabulary and the candidates' cards (the rules: the system prompt). `site`: the
+    source's name and hints (else its slug names it); `listing`: what its page is (a front page, a feed)."""
+    site = site or TaskSite(source)
     lines = [
-        f"Judge today's {site} front page for this reader.",
+        f"Judge today's {site.name} {listing} for this reader.",
         "",
         f"READER'S INTERESTS: {' '.join(profile.split())}",
         "",
@@ -122,6 +138,8 @@ def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str
         "",
         f"run_id: {run_id}",
         f"site: {source}",
+        *([f"site name: {site.name}"] if site.name != source else []),
+        *([COMPUTING_LINE] if site.computing else []),
         "",
         *([f"READER'S VOTES: reader_votes (title, domain, tags, vote up/down) holds {votes} of this reader's recent "
            "votes: examples of their taste, to weigh with the interests above.", ""] if votes else []),
@@ -131,12 +149,15 @@ def build_task(source: str, run_id: int, profile: str, vocabulary: dict[str, str
     return "\n".join(lines)
 
 
-def parse_task(task: str) -> tuple[int, str, set[str], list[Candidate], str]:
+def parse_task(task: str) -> tuple[int, TaskSite, set[str], list[Candidate], str]:
     """(run_id, site, vocabulary, candidates, profile) from the task prompt the agent receives; a card whose
     seal does not match its line is not a card."""
     run_id = int(re.search(r"^run_id: (\d+)$", task, re.MULTILINE).group(1))
     profile_line = re.search(r"^READER'S INTERESTS: (.*)$", task, re.MULTILINE)
-    site = re.search(r"^site: (\w+)$", task, re.MULTILINE).group(1)
+    named = re.search(r"^site name: (.+)$", task, re.MULTILINE)
+    computing = re.search(f"^{re.escape(COMPUTING_LINE)}$", task, re.MULTILINE) is not None
+    site = TaskSite(re.search(r"^site: ([a-z][a-z0-9_-]*)$", task, re.MULTILINE).group(1),
+                    named.group(1) if named else None, computing)
     # Only the vocabulary block: the instructions below it also have "- name: ..." lines.
     block = re.search(r"^TAG VOCABULARY.*?\n(.*?)\n\n", task, re.MULTILINE | re.DOTALL)
     vocabulary = set(re.findall(r"^- ([a-z][a-z0-9-]*): ", block.group(1) if block else "", re.MULTILINE))

@@ -17,15 +17,18 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import agent, articles, collect, history, models, parse, prompt, rules, sandbox, schema, sources, store, sync
+from .config import defaults as config_defaults
 from .embeddings import LOCAL, Embedder, EmbeddingError, make_embedder, nearest, story_text
 from .learn import Learner, Vote
 from .progress import Reporter
-from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, REUSE_DAYS, Judge
+from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, PARALLEL_SOURCES, PER_HOST, REUSE_DAYS, Judge
+from .sites import BUILTIN, Source
 from .text import describe, one_line, without_paths
 
 
@@ -35,8 +38,10 @@ class Options:
     data_dir: Path | None = None  # raw/, sandboxes/, digests/, logs/; default: the DB's folder
     snapshot: Path | None = None
     fallback_snapshot: Path | None = None  # when no front page can be fetched (offline): read this snapshot instead
-    sources: tuple[str, ...] = tuple(sources.SOURCES)
-    source_urls: dict[str, str] = field(default_factory=dict)
+    sources: tuple[str, ...] = BUILTIN  # the slugs this run reads, of `configured`
+    configured: dict[str, Source] = field(default_factory=lambda: config_defaults().all_sources())
+    parallel: int = PARALLEL_SOURCES  # sources fetched, and judged, at once
+    per_host: int = PER_HOST  # listing requests to one host at once
     judge: Judge = field(default_factory=Judge)  # model, executor, steps, deadlines, profile
     max_candidates: int = MAX_CANDIDATES
     reuse_days: int = REUSE_DAYS  # carry over a judgment on the same basis this recent; 0 judges everything again
@@ -55,7 +60,8 @@ class Options:
         """Options from a loaded `config.Config` (command-line values are already in it)."""
         return cls(
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
-            source_urls=config.sources, judge=config.judge(), max_candidates=config["max_candidates"],
+            configured=config.sources, parallel=config["parallel"], per_host=config["per_host"],
+            judge=config.judge(), max_candidates=config["max_candidates"],
             vocabulary=config.vocabulary, retention_days=config["retention_days"], reuse_days=config["reuse_days"],
             article_cache_days=config["article_cache_days"], **overrides,
         )
@@ -108,6 +114,7 @@ def refresh(options: Options) -> sync.SyncReport:
         conn = history.conn
         if options.vocabulary is not None:
             schema.sync_tags(conn, options.vocabulary)
+        schema.sync_sources(conn, [options.configured[slug] for slug in options.sources])
         started = time.monotonic()
         run_id, started_at = sync.start_run(conn, judge.model, judge.executor)
         report.start(run_id, list(options.sources))
@@ -142,6 +149,7 @@ class Run:
     fetch_s: dict[str, float] = field(default_factory=dict)
     budget: models.Budget | None = None  # what this refresh may still spend on model calls
     unreachable: set[str] = field(default_factory=set)  # sources whose page could not be fetched at all
+    validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # ETag, Last-Modified
     votes: list[Vote] = field(default_factory=list)  # the reader's recent votes (feedback.db), newest first
     learned: Learner | None = None  # what the rules model learned from them
     embedder: Embedder | None = None  # what the learner embeds stories with (None: no embeddings)
@@ -193,11 +201,17 @@ def learn_votes(state: Run) -> None:
         state.embedder = make_embedder(options.judge.embeddings, options.judge.embedding_options)
         if state.embedder is not None:
             state.embedder.load(state.conn, [rules.vote_text(v) for v in state.votes])
-        state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile, state.embedder)
+        state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile, state.embedder,
+                                    computing(options))
     except EmbeddingError as exc:
         options.reporter.message(f"warning: {exc}: learning from your votes without embeddings this run")
         state.embedder = None
-        state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile)
+        state.learned = rules.teach(state.votes, state.vocabulary, options.judge.profile, computing=computing(options))
+
+
+def computing(options: Options) -> frozenset[str]:
+    """The configured sources whose community keeps to computing (their kind's hint)."""
+    return frozenset(slug for slug, source in options.configured.items() if source.kind.computing)
 
 
 def votes_for(state: Run, stories: list) -> list[Vote]:
@@ -224,43 +238,82 @@ def chooses_votes(state: Run) -> bool:
 
 
 def read_pages(state: Run) -> None:
-    """Fetch (or read the snapshot of) each site's page, parse it, and preload its sandbox."""
-    options, report = state.options, state.options.reporter
+    """Fetch (or read the snapshot of) each source's listing and parse it, `parallel` at once and politely;
+    then preload each one's sandbox (in this thread: the history connection is this thread's)."""
+    options = state.options
     client = sources.make_client(options.transport) if options.snapshot is None else None
+    known = history.source_validators(state.conn)
+    polite = sources.Politeness(options.per_host)
     try:
-        for source in options.sources:
-            t0 = time.monotonic()
-            try:
-                if client is None:
-                    page = sources.read_snapshot(source, options.snapshot)
-                else:
-                    page = sources.fetch(source, state.data_dir / "raw", url=options.source_urls.get(source),
-                                         client=client)
-                report.stage(source, "fetch", "ok", str(page.path or page.url))
-                parsed = parse.parse_page(source, page.html)
-            except parse.SourceError as exc:
-                stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
-                report.stage(source, stage, "failed", exc.reason)
-                state.failed.append(agent.SiteResult(source=source, error=exc.reason, fetch_s=time.monotonic() - t0))
-                if stage == "fetch":
-                    state.unreachable.add(source)
-                continue
-            state.fetch_s[source] = time.monotonic() - t0
-            cap = options.max_candidates
-            stories, refused = parsed.stories[:cap], list(parsed.refused)
-            if len(parsed.stories) > cap:
-                refused.append(("page", f"{len(parsed.stories) - cap} stories after the first {cap} not judged "
-                                        "(max_candidates)"))
-            site = make_site(state, source, stories)
-            rejected = site.box.rejected
-            rejected[:0] = refused
-            state.sites.append(site)
-            report.stage(source, "parse", "ok", f"{len(site.stories)} stories"
-                         + (f", {len(site.reused)} judged before" if site.reused else "")
-                         + (f", {len(rejected)} refused: {rejected[0][1]}" if rejected else ""))
+        with ThreadPoolExecutor(max_workers=max(1, min(options.parallel, len(options.sources))),
+                                thread_name_prefix="fetch") as pool:
+            pages = list(pool.map(lambda slug: read_page(state, slug, client, polite, known.get(slug)),
+                                  options.sources))
     finally:
         if client is not None:
             client.close()
+    for slug, page, parsed in pages:
+        if parsed is None:
+            continue
+        if page.not_modified:  # the listing as it was: its stories again, from the history
+            parsed = parse.Page(history.last_listing(state.conn, slug))
+        add_site(state, slug, parsed)
+
+
+def read_page(state: Run, slug: str, client, polite: sources.Politeness,
+              validators: tuple[str | None, str | None] | None) -> tuple[str, sources.Page | None, parse.Page | None]:
+    """One source's listing, fetched and parsed (in a fetch thread); a failure is recorded and costs this
+    source alone, whatever its kind's parser raised."""
+    options, report = state.options, state.options.reporter
+    source = options.configured[slug]
+    t0 = time.monotonic()
+    try:
+        if client is None:
+            page = sources.read_snapshot(slug, options.snapshot)
+        else:
+            etag, modified = validators if validators and source.kind.conditional else (None, None)
+            request = sources.Request(source.kind.accept, source.kind.content_types, etag, modified)
+            with polite.hold(source.url):
+                page = sources.fetch(slug, state.data_dir / "raw", url=source.url, client=client, request=request)
+        if page.not_modified:
+            report.stage(slug, "fetch", "ok", "not modified since the last fetch (HTTP 304): nothing to parse")
+            parsed = parse.Page([])
+        else:
+            report.stage(slug, "fetch", "ok", str(page.path or page.url))
+            parsed = source.kind.parse(source, page.body, page.content_type, page.url)
+    except parse.SourceError as exc:
+        stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
+        return fail_source(state, slug, stage, exc.reason, t0)
+    except Exception as exc:  # a kind's parser (a plugin's) that broke: its source is lost, not the run
+        return fail_source(state, slug, "parse", f"the {source.kind.name} parser failed: {describe(exc)}", t0)
+    state.fetch_s[slug] = time.monotonic() - t0
+    if page.etag or page.last_modified:
+        state.validators[slug] = (page.etag, page.last_modified)
+    return slug, page, parsed
+
+
+def fail_source(state: Run, slug: str, stage: str, reason: str, t0: float) -> tuple[str, None, None]:
+    state.options.reporter.stage(slug, stage, "failed", reason)
+    state.failed.append(agent.SiteResult(source=slug, error=reason, fetch_s=time.monotonic() - t0))
+    if stage == "fetch":
+        state.unreachable.add(slug)
+    return slug, None, None
+
+
+def add_site(state: Run, slug: str, parsed: parse.Page) -> None:
+    """The source's sandbox from its parsed listing, capped at max_candidates; what was refused, said."""
+    cap = state.options.max_candidates
+    stories, refused = parsed.stories[:cap], list(parsed.refused)
+    if len(parsed.stories) > cap:
+        refused.append(("page", f"{len(parsed.stories) - cap} stories after the first {cap} not judged "
+                                "(max_candidates)"))
+    site = make_site(state, slug, stories)
+    rejected = site.box.rejected
+    rejected[:0] = refused
+    state.sites.append(site)
+    state.options.reporter.stage(slug, "parse", "ok", f"{len(site.stories)} stories"
+                                 + (f", {len(site.reused)} judged before" if site.reused else "")
+                                 + (f", {len(rejected)} refused: {rejected[0][1]}" if rejected else ""))
 
 
 def make_site(state: Run, source: str, stories: list) -> agent.Site:
@@ -271,14 +324,16 @@ def make_site(state: Run, source: str, stories: list) -> agent.Site:
     earlier = history.reusable(state.conn, source, bases, days_ago(state.options.reuse_days)) \
         if state.options.reuse_days else {}
     fresh = [s for s in stories if s.source_id not in earlier]
+    site = state.options.configured[source]
     box = sandbox.create(state.box_dir / f"{source}.db", source, state.run_id, state.started_at, fresh,
-                         state.vocabulary)
+                         state.vocabulary, site)
     if not chooses_votes(state):  # else each batch gets the votes nearest its own stories (Site.votes_near)
         sandbox.add_votes(box, state.votes[:sandbox.SANDBOX_VOTES])
     return agent.Site(box, reused=[(s, earlier[s.source_id]) for s in stories if s.source_id in earlier],
                       basis=bases, cached=history.recent_articles(state.conn, [s for s in fresh if s.url],
                                                                   days_ago(state.options.article_cache_days)),
-                      votes_near=functools.partial(votes_for, state) if chooses_votes(state) else None)
+                      votes_near=functools.partial(votes_for, state) if chooses_votes(state) else None,
+                      about=prompt.TaskSite(source, site.name, site.kind.computing), listing=site.kind.listing)
 
 
 def embedding_usage(embedder: Embedder, usage: models.Usage) -> models.Usage:
@@ -308,7 +363,8 @@ def read_site(state: Run, site: agent.Site, replay: Path | None) -> None:
     if not box.candidates or (options.snapshot is not None and replay is None):
         return
     t0 = time.monotonic()
-    reading = articles.read(box.source, list(box.candidates.values()), cached=site.cached, replay=replay,
+    kind = options.configured[box.source].kind
+    reading = articles.read(kind, list(box.candidates.values()), cached=site.cached, replay=replay,
                             transport=options.article_transport, trusted=options.article_trusted)
     site.add_reading(reading)
     read = sum(1 for a in reading.articles.values() if a.status == "ok")
@@ -335,7 +391,7 @@ def judge_pages(state: Run) -> None:
                 state.results.append(agent.judge_site(site, state.model(),
                                                       python_executor=options.python_executor_factory(), **kwargs))
         else:
-            state.results = agent.judge_sites(state.sites, state.model, **kwargs)
+            state.results = agent.judge_sites(state.sites, state.model, parallel=options.parallel, **kwargs)
     for result in state.results:
         result.fetch_s = state.fetch_s.get(result.source, 0.0)
         report.stage(result.source, "judge", result.status,
@@ -388,12 +444,23 @@ def land(state: Run, note: str | None, links: list, collector: models.Usage) -> 
                          f"run {state.run_id}" if landed else "kept in " + str(outcome.site.box.path))
         if landed:
             outcome.site.box.path.unlink(missing_ok=True)
+    save_validators(state, {slug for slug, status in result.sites.items() if status == "ok"})
     if state.embedder is not None:
         with schema.transaction(state.conn):  # a cache: what this run embedded is not embedded again
             state.embedder.save(state.conn)
     if state.box_dir.is_dir() and not any(state.box_dir.iterdir()):
         state.box_dir.rmdir()
     return result
+
+
+def save_validators(state: Run, landed: set[str]) -> None:
+    """The ETag / Last-Modified of each listing that landed, sent back next time so an unchanged one answers
+    304. Only of those that landed: a listing whose stories were lost must be fetched whole again."""
+    with schema.transaction(state.conn):
+        for slug, (etag, modified) in state.validators.items():
+            if slug in landed:
+                state.conn.execute("UPDATE sources SET etag = ?, last_modified = ? WHERE slug = ?",
+                                   [(etag or "")[:500] or None, (modified or "")[:100] or None, slug])
 
 
 def write_digest(folder: Path, started_at: str, body: str) -> Path:

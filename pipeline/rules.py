@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from smolagents import ChatMessage, MessageRole, Model
 from smolagents.monitoring import TokenUsage
 
-from . import embeddings, learn, sites
-from .prompt import CANDIDATES_MARKER, Candidate, parse_task
+from . import embeddings, learn
+from .prompt import CANDIDATES_MARKER, Candidate, TaskSite, parse_task
 from .settings import Reading
 
 TECHNICAL = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
@@ -243,8 +243,8 @@ def margin_of(ev: dict[str, float], site: str, interests: Interests) -> tuple[fl
         technical += 0.5 * ev.get("web", 0)
     if "hardware" not in interests.core | interests.other:
         other += 0.5 * ev.get("hardware", 0)
-    if site == "lobsters":
-        technical += 0.5  # the community itself filters for computing
+    if getattr(site, "computing", False):
+        technical += 0.5  # the community itself filters for computing (its kind says so: sites.Kind.computing)
     margin = technical - other if technical > 0 else -0.25  # relevant: some technical evidence, not outweighed
     return margin, technical, other
 
@@ -265,10 +265,11 @@ def topic_hits(text: str, vocabulary) -> dict[str, int]:
 
 
 def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None,
-          embedder: embeddings.Embedder | None = None) -> learn.Learner:
+          embedder: embeddings.Embedder | None = None, computing: frozenset[str] = frozenset()) -> learn.Learner:
     """What the reader's votes teach, anchored to these rules (read with the reader's `profile`, as the
     judge reads it from the task): with no votes, the rules' own decisions. With an `embedder`, the votes
-    are also learned over the meaning of each story (learn.Meaning), which then decides with the rules."""
+    are also learned over the meaning of each story (learn.Meaning), which then decides with the rules.
+    `computing`: the sources whose community keeps to computing (the hint the task gives the judge)."""
     priors = {"relevance_prior": {"margin": RULES_WEIGHT},
               "tag_prior": {"own": RULES_WEIGHT, "bias": -TAG_THRESHOLD * RULES_WEIGHT}}
     if embedder is not None:  # the meaning decides with the rules: the word features are not fitted for nothing
@@ -282,7 +283,8 @@ def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None,
                           vocabulary)
         tags = [t for t in v.tags or [] if t in vocabulary] or None  # a tag outside the vocabulary is never given
         examples.append(learn.Example(learn.story_features(c.title, c.domain, v.site, c.site_tags, c.kind),
-                                      margin_of(ev, v.site, interests)[0], ev, v.relevant, tags,
+                                      margin_of(ev, TaskSite(v.site, computing=v.site in computing), interests)[0],
+                                      ev, v.relevant, tags,
                                       frozenset(learn.words(v.text[:ARTICLE_CHARS]))))
     return learn.Learner(examples, **priors)
 
@@ -302,7 +304,7 @@ def judge(c: Candidate, vocabulary: set[str], site: str, interests: Interests = 
     tags = [tag for tag, weight in ranked if weight >= TAG_THRESHOLD][:3]
     if not tags:
         # Lobsters is computing-focused; an HN story with no evidence is most likely general interest.
-        tags = ["programming" if site == "lobsters" and "programming" in vocabulary else
+        tags = ["programming" if getattr(site, "computing", False) and "programming" in vocabulary else
                 ("culture" if "culture" in vocabulary else sorted(vocabulary)[0])]
     margin, technical, other = margin_of(ev, site, interests)
     relevant = by_rules = int(c.kind != "job" and margin >= 0)
@@ -350,7 +352,7 @@ def meaning_text(c: Candidate) -> str:
 
 def summary_for(c: Candidate, tags: list[str], relevant: int, site: str) -> str:
     kinds = {"ask": "discussion thread", "show": "project showcase", "job": "job posting", "story": "article"}
-    where = f"from {c.domain}" if c.domain else f"posted on {sites.name(site)}"
+    where = f"from {c.domain}" if c.domain else f"posted on {getattr(site, 'name', site)}"
     numbers = []
     if c.points is not None:
         numbers.append(f"{c.points} points")
@@ -391,15 +393,24 @@ def from_card(c: Candidate, fallback: str) -> tuple[str, str | None, str | None,
     quote = next((s for s in sentences(c.article) if 40 <= len(s) <= 200 and quotable(s)
                   and s.lower() not in c.title.lower()), None)
     if quote is None and c.article.strip():  # no full sentence: the start of the first line, cut at a word
-        line = c.article.strip().split("\n")[0]
+        line = c.article.strip().split("\n")[0].strip()
         quote = line if len(line) <= 200 else line[:200].rsplit(" ", 1)[0].strip()
         quote = quote if quotable(quote) else None
     about = " ".join(c.description.split())
     summary = about if 10 <= len(about) <= 400 and about.lower() not in c.title.lower() else (quote or fallback)
+    if repeats_title(summary, c.title):  # a one-line item (a commit) whose text is its title: say what it is
+        summary = fallback
     comment = c.first_comments[0][1] if c.first_comments else ""
     lines = [line for line in comment.split("\n") if line and not line.startswith(">")]
     said = next((s for s in sentences("\n".join(lines)) if 20 <= len(s) <= 250 and quotable(s)), None)
     return summary, quote, ("Top comment: " + said) if said else None, said
+
+
+def repeats_title(summary: str, title: str) -> bool:
+    """Whether schema.sql's trigger would refuse `summary` for repeating the title: its letters, without
+    spaces and . , : - ' ", are part of the title's."""
+    squeeze = str.maketrans("", "", " .,:-'\"")
+    return summary.lower().translate(squeeze) in title.lower().translate(squeeze)
 
 
 def card_text(c: Candidate) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import articles, schema
 from .parse import Story
 from .schema import insert_sighting, insert_story, reference_vocabulary
+from .sites import Source
 from .sqltool import SqlTool
 
 __all__ = ["JUDGMENT_TABLES", "MAX_SANDBOX_BYTES", "Sandbox", "SqlTool", "create", "insert_sighting", "insert_story",
@@ -41,7 +42,7 @@ class Sandbox:
 
 
 def create(path: Path, source: str, run_id: int, started_at: str, stories: list[Story],
-           vocabulary: dict[str, str] | None = None) -> Sandbox:
+           vocabulary: dict[str, str] | None = None, site: Source | None = None) -> Sandbox:
     """A fresh sandbox from schema.sql, preloaded with the run, the vocabulary and the site's candidates.
 
     A candidate the schema refuses (a hostile page can carry a `javascript:` link
@@ -59,6 +60,9 @@ def create(path: Path, source: str, run_id: int, started_at: str, stories: list[
             schema.apply_schema(conn)
             if vocabulary is not None:
                 schema.sync_tags(conn, vocabulary)
+            if site is not None:
+                schema.sync_sources(conn, [site])
+            schema.ensure_source(conn, source)
             conn.execute("INSERT INTO runs (id, started_at) VALUES (?, ?)", [run_id, started_at])
             next_id = 1
             for story in stories:

@@ -168,6 +168,28 @@ def sync_tags(conn: sqlite3.Connection, vocabulary: dict[str, str]) -> None:
             conn.execute("DELETE FROM tags WHERE slug = ?", [slug])
 
 
+def sync_sources(conn: sqlite3.Connection, sources) -> None:
+    """Write the configured sources (`sites.Source`s) into the sources table: a source's name, label, kind
+    and URL follow the config; one no longer configured keeps its row, for the stories that came from it."""
+    with transaction(conn):
+        for source in sources:
+            conn.execute(
+                "INSERT INTO sources (slug, kind, name, label, base_url, url) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (slug) DO UPDATE SET kind = excluded.kind, name = excluded.name, "
+                "label = excluded.label, base_url = excluded.base_url, url = excluded.url, "
+                "etag = iif(sources.url IS excluded.url, sources.etag, NULL), "  # validators are of one URL
+                "last_modified = iif(sources.url IS excluded.url, sources.last_modified, NULL)",
+                [source.slug, source.kind.name, source.name[:64], source.label[:32], source.base_url,
+                 source.url if source.url.startswith(("http://", "https://")) else None])
+
+
+def ensure_source(conn: sqlite3.Connection, slug: str) -> None:
+    """A sources row for `slug` if it has none, named by its slug: what a throwaway database (a story's
+    schema check, a sandbox built without its configured source) needs for its stories' foreign key."""
+    conn.execute("INSERT OR IGNORE INTO sources (slug, kind, name, label, base_url) "
+                 "VALUES (?1, ?1, substr(?1, 1, 64), substr(?1, 1, 32), 'https://localhost')", [slug])
+
+
 def reference_vocabulary() -> dict[str, str]:
     """The default tag vocabulary (slug -> meaning), as schema.sql seeds it."""
     with reference_db() as conn:

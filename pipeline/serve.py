@@ -27,7 +27,7 @@ from datasette import hookimpl
 from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup, escape
 
-from . import sites, store
+from . import store
 
 TEMPLATES = Path(__file__).with_name("templates")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -266,14 +266,30 @@ SELECT (SELECT substr(max(started_at), 1, 10) FROM runs
 """
 
 
-def story_view(row: dict, votes: dict[int, str]) -> dict:
+SOURCES = "SELECT slug, label, base_url FROM sources"
+
+
+def story_view(row: dict, votes: dict[int, str], sources: dict[str, dict]) -> dict:
     """A digest row as the template shows it: safe links, discussions by site, tags as a list."""
-    discussions = [(sites.label(row["source"]), http_link(row["discussion_url"]))]
+    label = sources.get(row["source"], {}).get("label", row["source"])
+    discussions = [(label, http_link(row["discussion_url"]))]
     for url in (row.get("also_discussed_at") or "").split():
-        other = next((slug for slug, site in sites.SITES.items() if url.startswith(site.base)), None)
-        discussions.append((sites.label(other) if other else "discussion", http_link(url)))
+        other = next((s["label"] for s in sources.values() if url.startswith(s["base_url"] + "/")), "discussion")
+        discussions.append((other, http_link(url)))
     return {**row, "link": http_link(row["url"]), "discussions": [(label, url) for label, url in discussions if url],
-            "tag_list": [t for t in (row.get("tags") or "").split(", ") if t], "vote": votes.get(row["story_id"])}
+            "source_label": label, "tag_list": [t for t in (row.get("tags") or "").split(", ") if t],
+            "vote": votes.get(row["story_id"])}
+
+
+def by_source(stories: list[dict]) -> list[tuple[str, str, list[dict]]] | None:
+    """(slug, label, stories) per source, the biggest first, when more than two sources are on the page."""
+    groups: dict[str, list[dict]] = {}
+    for story in stories:
+        groups.setdefault(story["source"], []).append(story)
+    if len(groups) <= 2:
+        return None
+    return [(slug, found[0]["source_label"], found) for slug, found in
+            sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
 
 
 async def digest_page(request, datasette):
@@ -288,13 +304,18 @@ async def digest_page(request, datasette):
             "digest.html", {"day": None, "stories": [], "settings": settings}, request=request))
     run = found[0]
     day = run["started_at"][:10]
+    sources = {s["slug"]: s for s in await rows(db, SOURCES)}
     stories = await rows(db, DIGEST_STORIES, {"run": run["id"], "day": day})
     votes = await votes_for(datasette, settings, [s["story_id"] for s in stories])
-    shown = [story_view(s, votes) for s in stories]
+    every = [story_view(s, votes, sources) for s in stories]
+    only = request.args.get("source")
+    shown = [s for s in every if s["source"] == only] if only else every
     neighbours = (await rows(db, NEIGHBOURS, {"day": day}))[0]
+    new = [s for s in shown if s["new_today"]]
     context = {"day": day, "run": run, "settings": settings, "previous": neighbours["previous"],
-               "next": neighbours["next"], "new": [s for s in shown if s["new_today"]],
-               "still": [s for s in shown if not s["new_today"]], "stories": shown,
+               "next": neighbours["next"], "new": new, "new_by_source": by_source(new),
+               "still": [s for s in shown if not s["new_today"]], "stories": shown, "only": only,
+               "sources": sorted({(s["source"], s["source_label"]) for s in every}, key=lambda kv: kv[1].lower()),
                "markdown": (await rows(db, "SELECT body FROM digests WHERE run_id = :run", {"run": run["id"]})
                             or [{"body": None}])[0]["body"]}
     return Response.html(await datasette.render_template("digest.html", context, request=request))
@@ -323,8 +344,9 @@ async def story_page(request, datasette):
         WHERE l.story_id = :id""", {"id": story_id})
     comments = await rows(db, "SELECT * FROM comments WHERE story_id = :id ORDER BY position", {"id": story_id})
     article = await rows(db, "SELECT * FROM story_articles WHERE story_id = :id", {"id": story_id})
-    discussions = [(sites.label(story["source"]), http_link(story["discussion_url"]))] + [
-        (sites.label(o["source"]), http_link(o["discussion_url"])) for o in others]
+    labels = {s["slug"]: s["label"] for s in await rows(db, SOURCES)}
+    discussions = [(labels.get(story["source"], story["source"]), http_link(story["discussion_url"]))] + [
+        (labels.get(o["source"], o["source"]), http_link(o["discussion_url"])) for o in others]
     votes = await votes_for(datasette, settings, [story_id])
     context = {"story": story, "link": http_link(story["url"]), "sightings": sightings, "settings": settings,
                "judgments": [{**j, "tag_list": [t for t in (j["tags"] or "").split(", ") if t]} for j in judgments],
@@ -371,7 +393,15 @@ def register_routes(datasette):
 
 @hookimpl
 def extra_template_vars(datasette):
-    return {"site_label": sites.label} if serves(datasette) else {}
+    """`site_label(slug)` for the templates: a source's label, as the history's sources table has it."""
+    if not serves(datasette):
+        return {}
+
+    async def inner():
+        db = datasette.get_database(config(datasette)["history"])
+        labels = {row["slug"]: row["label"] for row in await rows(db, SOURCES)}
+        return {"site_label": lambda slug: labels.get(slug, slug)}
+    return inner
 
 
 if __name__ == "__main__":

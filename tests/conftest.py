@@ -9,13 +9,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from pipeline import store  # noqa: E402
 
-from .helpers import FIXTURES, SNAPSHOT  # noqa: E402
+from .helpers import FIXTURES, SNAPSHOT, with_sites  # noqa: E402
 
 
 @pytest.fixture
 def history(tmp_path):
-    """A fresh history database created from schema.sql."""
-    return store.open_db(tmp_path / "news.db")
+    """A fresh history database created from schema.sql, with Hacker News and Lobsters in its sources (as the
+    first refresh writes them)."""
+    return with_sites(store.open_db(tmp_path / "news.db"))
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,7 @@ def snapshot_with_articles(dest: Path, skip: int = 3) -> Path:
     import gzip
     import shutil
 
-    from pipeline import articles, discussions
+    from pipeline import articles, plugins
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("hn.html", "lobsters.html"):
@@ -168,7 +168,7 @@ def snapshot_with_articles(dest: Path, skip: int = 3) -> Path:
                     records.append(articles.Article(url=story.url, http_status=200, content_type="text/html",
                                                     body=pages[linked % len(pages)]))
             thread = threads[source][i % len(threads[source])]
-            records.append(articles.Article(url=discussions.discussion_url(source, story.discussion_url),
+            records.append(articles.Article(url=plugins.site_kinds()[source].discussion_url(story),
                                             http_status=200, body=gzip.decompress(thread.read_bytes()),
                                             content_type="application/json" if source == "lobsters" else "text/html"))
     articles.write_warc(dest / "articles.warc.gz", records)
@@ -201,4 +201,14 @@ def two_day_history(db: Path) -> Path:
     conn.close()
     with_new_stories(snapshot, 10)
     assert refresh.refresh(refresh.Options(db=str(db), snapshot=snapshot)).status in ("ok", "partial")
+    return db
+
+
+def with_sites(db):
+    """A history (a sqlite-utils Database or a connection) with the built-in sites in its sources table, as a
+    refresh writes them: what a test that inserts stories by hand needs for their foreign key."""
+    from pipeline import config, schema
+
+    conn = getattr(db, "conn", db)
+    schema.sync_sources(conn, config.defaults().all_sources().values())
     return db

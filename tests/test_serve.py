@@ -200,7 +200,7 @@ def test_canned_queries_use_indexes_not_scans_of_history_tables(datasette):
     conn = sqlite3.connect(db)
     serve.prepare_connection(conn, "news", datasette)  # the SQL functions the served queries use
     views = " ".join(sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'view'"))
-    params = {"date": "", "story_id": 1, "q": "security"}
+    params = {"date": "", "story_id": 1, "q": "security", "source": ""}
     for name, query in metadata["databases"]["news"]["queries"].items():
         sql = query["sql"].replace("escape_fts(:q)", ":q")
         aliases = {alias: table for table, alias in re.findall(r"(?:FROM|JOIN)\s+(\w+)(?:\s+AS)?\s+(\w+)", sql + views)}

@@ -13,7 +13,7 @@ from pipeline import agent, models, refresh, sandbox, store, sync
 from pipeline.cli import cli
 from pipeline.settings import Judge
 
-from .helpers import SNAPSHOT, ScriptedModel, judged_box
+from .helpers import SNAPSHOT, ScriptedModel, judged_box, with_sites
 
 
 def dump(path):
@@ -27,7 +27,7 @@ def dump(path):
 @pytest.fixture
 def hist(tmp_path):
     path = tmp_path / "news.db"
-    db = store.open_db(path)
+    db = with_sites(store.open_db(path))
     run_id, _ = sync.start_run(db.conn, "rules", "local")
     return path, db.conn, run_id
 

@@ -8,6 +8,8 @@ import pytest
 from pipeline import collect, parse, rules, schema, store, sync, text
 from pipeline.prompt import Candidate
 
+from .helpers import with_sites
+
 VOCABULARY = set(schema.reference_vocabulary())
 
 
@@ -71,7 +73,7 @@ def test_the_same_article_on_both_sites_is_one_cross_post():
 
 
 def test_the_markdown_digest_groups_by_tag_and_escapes(tmp_path):
-    history = store.open_db(tmp_path / "news.db")
+    history = with_sites(store.open_db(tmp_path / "news.db"))
     conn = history.conn
     run_id, _ = sync.start_run(conn, "rules", "jail")
     with schema.transaction(conn):
