@@ -12,6 +12,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -289,6 +290,128 @@ def fetch(only, raw_dir):
         click.echo(str(page.path))
     if failed:
         sys.exit(1)
+
+
+@cli.group(name="sources")
+def sources_group():
+    """The sources a refresh reads: list them, add a feed, import or export OPML."""
+
+
+@sources_group.command(name="list")
+@db_option
+def sources_list(db):
+    """Each configured source: its kind, whether it is on, its URL, and its stories in the history."""
+    from tabulate import tabulate
+
+    from . import store
+
+    cfg = settings(db=db)
+    counts = {}
+    if cfg.db.is_file():
+        conn = store.connect(cfg.db)
+        counts = dict(conn.execute("SELECT source, count(*) FROM stories GROUP BY source"))
+        conn.close()
+    rows = [(slug, source.kind.name, "yes" if slug in cfg.sources else "no", source.label, counts.get(slug, 0),
+             source.url) for slug, source in cfg.all_sources().items()]
+    click.echo(tabulate(rows, headers=["source", "kind", "enabled", "label", "stories", "url"]))
+
+
+def config_file() -> Path:
+    """The config file the sources commands write: the one in use, else newsreader.toml here."""
+    from . import config
+
+    path, _ = config.config_path(click.get_current_context().find_root().params.get("config_path"))
+    return path or Path(config.CONFIG_FILE)
+
+
+def add_feeds(feeds: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Write these (feed URL, title) into the config as sources, each under a new name; those already
+    configured are left out. The names given, with their URLs and titles."""
+    from . import config
+
+    cfg = settings()
+    have = {source.url for source in cfg.all_sources().values()}
+    taken, added = set(cfg.all_sources()), []
+    for url, title in feeds:
+        if url in have:
+            continue
+        slug = config.slug_for(title or (urlsplit(url).hostname or "feed"), taken)
+        taken.add(slug)
+        have.add(url)
+        added.append((slug, url, title))
+    if added:
+        try:
+            config.add_sources(config_file(), added)
+        except config.ConfigError as exc:
+            raise click.ClickException(f"the sources were not added: {exc}") from exc
+    return added
+
+
+@sources_group.command(name="add")
+@click.argument("url")
+@click.option("--name", help="The source's name in the config [default: from the feed's title].")
+def sources_add(url, name):
+    """Add the feed at URL (or the feed a page at URL names in its <link rel=alternate>)."""
+    from . import config, sources
+    from .sites import feed
+
+    if not url.startswith(("http://", "https://")):
+        raise click.ClickException(f"{url!r} is not an http(s) URL")
+    try:
+        page = sources.fetch_listing("add", url, sources.make_client(), sources.Request("*/*", ()))
+        if not feed.is_feed(page.body, page.content_type):
+            found = feed.discover(page.body, url)
+            if not found:
+                raise click.ClickException(f"{url} is not a feed, and names none in a <link rel=\"alternate\">")
+            url = found[0][0]
+            page = sources.fetch_listing("add", url, sources.make_client(), sources.Request("*/*", ()))
+    except sources.SourceError as exc:
+        raise click.ClickException(exc.reason) from exc
+    title = feed.feed_title(page.body, page.content_type)
+    if name and not config.SLUG.fullmatch(name):
+        raise click.ClickException(f"--name {name!r}: lower-case letters, digits, '-' and '_', starting with a letter")
+    added = add_feeds([(url, title)]) if not name else add_named(name, url, title)
+    if not added:
+        raise click.ClickException(f"{url} is already a source")
+    click.echo(f"added [sources.{added[0][0]}] feed = {url}" + (f" ({title})" if title else "")
+               + f" to {config_file()}")
+
+
+def add_named(name: str, url: str, title: str) -> list[tuple[str, str, str]]:
+    from . import config
+
+    if name in settings().all_sources():
+        raise click.ClickException(f"there is a source named {name} already")
+    try:
+        config.add_sources(config_file(), [(name, url, title)])
+    except config.ConfigError as exc:
+        raise click.ClickException(f"the source was not added: {exc}") from exc
+    return [(name, url, title)]
+
+
+@sources_group.command(name="import")
+@click.argument("opml_file", type=click.File("rb"))
+def sources_import(opml_file):
+    """Add every feed of an OPML file (another reader's export) as a source."""
+    from .sites import feed
+
+    try:
+        found = feed.opml_feeds(opml_file.read(5 * 1024 * 1024))
+    except ValueError as exc:
+        raise click.ClickException(f"{opml_file.name}: {exc}") from exc
+    added = add_feeds(found)
+    click.echo(f"added {len(added)} of the {len(found)} feeds in {opml_file.name} to {config_file()}"
+               + (f" ({len(found) - len(added)} were sources already)" if len(found) > len(added) else ""))
+
+
+@sources_group.command(name="export")
+def sources_export():
+    """Print the configured feeds as OPML, for another reader to import."""
+    from .sites import feed
+
+    feeds = [(slug, source.name, source.url) for slug, source in settings().all_sources().items()
+             if source.kind.name == "feed"]
+    click.echo(feed.opml(feeds), nl=False)
 
 
 def known_sources(cfg, named) -> None:

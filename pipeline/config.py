@@ -311,3 +311,35 @@ def executor_names(name: str) -> tuple[str, ...]:
     from . import plugins
 
     return tuple(plugins.kinds())
+
+
+def slug_for(text: str, taken: set[str]) -> str:
+    """A source name for a feed (from its title or host) that the config does not use yet."""
+    base = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:28] or "feed"
+    base = base if base[0].isalpha() else f"feed_{base}"[:28]
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}_{n}"
+    return slug
+
+
+def add_sources(path: Path, feeds: list[tuple[str, str, str]]) -> None:
+    """Append a `[sources.NAME]` table per (name, feed URL, title) to the config file at `path` (created if
+    need be); the file is checked as newsreader will read it before it replaces the old one."""
+    import json
+
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    def table(slug: str, url: str, title: str) -> str:
+        named = f"name = {json.dumps(title[:64], ensure_ascii=False)}\n" if title else ""
+        return f"\n[sources.{slug}]\nfeed = {json.dumps(url, ensure_ascii=False)}\n{named}"
+
+    tables = "".join(table(*feed) for feed in feeds)
+    new = path.with_name(path.name + ".new")
+    new.write_text(old + ("\n" if old and not old.endswith("\n") else "") + tables, encoding="utf-8")
+    try:
+        load(new)
+    except ConfigError:
+        new.unlink()
+        raise
+    new.replace(path)

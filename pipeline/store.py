@@ -45,11 +45,11 @@ MIGRATIONS: dict[int, list[str]] = {
          "DROP TRIGGER IF EXISTS judgments_evidence_update"],
     11: ["DROP VIEW IF EXISTS digest_stories"],  # judgments gained discussion_evidence (the table is rebuilt)
     # sources are any site, no longer seeded by schema.sql: the two it seeded keep their rows, as their own kind
-    13: ["PRAGMA defer_foreign_keys = ON", "CREATE TEMP TABLE source_names AS SELECT slug, name FROM sources",
+    13: ["PRAGMA defer_foreign_keys = ON", "CREATE TEMP TABLE source_names AS SELECT slug, name, base_url FROM sources",
          "DROP TABLE sources", "CREATE TABLE sources (slug TEXT PRIMARY KEY, kind TEXT, name TEXT, label TEXT, "
          "base_url TEXT)",
-         "INSERT INTO sources SELECT slug, slug, name, CASE slug WHEN 'hn' THEN 'HN' ELSE name END, "
-         "CASE slug WHEN 'hn' THEN 'https://news.ycombinator.com' ELSE 'https://lobste.rs' END FROM temp.source_names",
+         "INSERT INTO sources SELECT slug, slug, name, CASE slug WHEN 'hn' THEN 'HN' ELSE name END, base_url "
+         "FROM temp.source_names",
          "DROP TABLE temp.source_names", "DROP VIEW IF EXISTS digest_stories"],
 }
 

@@ -24,6 +24,7 @@ class FeedServer:
     folder: Path
     behaviours: dict[str, Behaviour] = field(default_factory=dict)  # by path, e.g. "/hn.html"
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path, headers) as asked
+    served: list[tuple[str, float, float]] = field(default_factory=list)  # (path, asked at, answered at)
     in_flight: int = 0
     most_in_flight: int = 0
 
@@ -52,6 +53,7 @@ class FeedServer:
                     server.requests.append((self.path, dict(self.headers)))
                     server.in_flight += 1
                     server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                asked = time.monotonic()
                 try:
                     server.answer(self)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up: nothing to say
@@ -59,6 +61,7 @@ class FeedServer:
                 finally:
                     with server.lock:
                         server.in_flight -= 1
+                        server.served.append((self.path, asked, time.monotonic()))
 
         return Handler
 

@@ -164,3 +164,81 @@ def iso_time(value) -> datetime | None:
         return datetime(*parsed[:6], tzinfo=UTC) if parsed else None
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
+
+
+# --- finding feeds, and OPML -------------------------------------------------------------------------------
+
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json", "application/json",
+              "application/rdf+xml")
+
+
+def is_feed(body: bytes, content_type: str) -> bool:
+    """Whether a fetched document is a feed newsreader reads (not a page that links to one)."""
+    if looks_json(body, content_type):
+        try:
+            return isinstance(json.loads(body.decode("utf-8-sig", "replace")).get("items"), list)
+        except (ValueError, AttributeError):
+            return False
+    if "html" in content_type.lower() and b"<rss" not in body[:2000] and b"<feed" not in body[:2000]:
+        return False
+    found = feedparser.parse(body, response_headers={"content-type": content_type or "application/xml"})
+    return bool(found.version) or bool(found.entries)
+
+
+def discover(body: bytes, url: str) -> list[tuple[str, str]]:
+    """The feeds a page names (`<link rel="alternate" type="application/rss+xml" href=...>`), as (url, title),
+    in the page's order, links resolved against the page's address."""
+    try:
+        doc = lxml.html.document_fromstring(body)
+    except (etree.ParserError, ValueError):
+        return []
+    found = []
+    for link in doc.xpath("//link[@href][@type]"):
+        rel = (link.get("rel") or "").lower().split()
+        if "alternate" in rel and link.get("type", "").split(";")[0].strip().lower() in FEED_TYPES:
+            try:
+                found.append((parse.story_url(url, link.get("href")), parse.clean_text(link.get("title"))))
+            except parse.Unusable:
+                continue
+    return list(dict.fromkeys(found))
+
+
+def feed_title(body: bytes, content_type: str) -> str:
+    """A feed's own title (empty if it has none)."""
+    if looks_json(body, content_type):
+        try:
+            return parse.clean_text(str(json.loads(body.decode("utf-8-sig", "replace")).get("title") or ""))
+        except (ValueError, AttributeError):
+            return ""
+    found = feedparser.parse(body, response_headers={"content-type": content_type or "application/xml"})
+    return parse.clean_text(found.feed.get("title", ""))
+
+
+OPML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=True)
+
+
+def opml_feeds(body: bytes) -> list[tuple[str, str]]:
+    """(feed URL, title) of each outline with an xmlUrl in an OPML file (nested folders too), in order."""
+    try:
+        root = etree.fromstring(body, OPML_PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        root = None
+    if root is None:
+        raise ValueError("not an OPML file (no XML outline could be read)")
+    found = []
+    for outline in root.iter("outline"):
+        href = (outline.get("xmlUrl") or "").strip()
+        if href.startswith(("http://", "https://")):
+            found.append((href, parse.clean_text(outline.get("title") or outline.get("text"))))
+    return found
+
+
+def opml(feeds: list[tuple[str, str, str]]) -> str:
+    """An OPML 2.0 document of (slug, name, feed URL), for another reader to import."""
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = "newsreader sources"
+    body = etree.SubElement(root, "body")
+    for slug, name, url in feeds:
+        etree.SubElement(body, "outline", type="rss", text=name, title=name, xmlUrl=url, newsreaderName=slug)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8")
