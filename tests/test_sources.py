@@ -4,6 +4,7 @@ unchanged (304), fetched and judged in a bounded pool; a third party's kind of s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from pipeline import articles, parse, plugins, sites, store
 from pipeline.cli import cli
+from pipeline.sites import Source
 
 from .feed_server import Behaviour, FeedServer
 from .helpers import SNAPSHOT
@@ -223,3 +225,64 @@ def test_opml_import_adds_each_feed_once_and_export_gives_them_back(tmp_path):
     broken.write_text("this is not xml at all")
     out = sources_cli(tmp_path, "sources", "import", str(broken))
     assert out.exit_code == 1 and "not an OPML file" in out.output and "Traceback" not in out.output
+
+
+def test_with_more_than_two_sources_the_page_the_markdown_and_atom_group_by_source(tmp_path):
+    """The day's page: a section per source, a filter by source; the Markdown digest and the Atom feed alike."""
+    import asyncio
+    from xml.etree import ElementTree
+
+    from pipeline import refresh, serve
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, snapshot)
+    shutil.copy(FEEDS / "hn-frontpage.xml", snapshot / "hnrss.xml")
+    feed = Source("hnrss", plugins.site_kinds()["feed"], "https://hnrss.example/rss", "HN RSS", "HN RSS", 30)
+    options = refresh.Options(db=str(tmp_path / "news.db"), snapshot=snapshot, sources=("hn", "lobsters", "hnrss"))
+    options.configured = {**options.configured, "hnrss": feed}
+    report = refresh.refresh(options)
+    assert report.status == "ok", report.errors
+    app = serve.app(tmp_path / "news.db")
+    page = asyncio.run(app.client.get("/digest")).text
+    assert all(f'id="source-{slug}"' in page for slug in ("hn", "lobsters", "hnrss"))
+    assert 'href="/digest/' in page and "?source=hnrss" in page
+    only = asyncio.run(app.client.get(f"/digest/{report_day(tmp_path)}?source=hnrss")).text
+    assert 'id="story-' in only
+    assert set(re.findall(r'class="badge"[^>]*>([^<]+)<', only)) == {"HN RSS"}  # its stories alone
+    digest = (tmp_path / "digests" / f"{report_day(tmp_path)}.md").read_text()
+    assert "## HN RSS" in digest and "## HN" in digest and "## Lobsters" in digest
+    atom = asyncio.run(app.client.get("/news/digest_feed.atom")).content
+    titles = [e.findtext("{http://www.w3.org/2005/Atom}title") for e in
+              ElementTree.fromstring(atom).findall("{http://www.w3.org/2005/Atom}entry")]
+    assert any(t.startswith("[HN RSS] ") for t in titles) and any(t.startswith("[Lobsters] ") for t in titles)
+    one = asyncio.run(app.client.get("/news/digest_feed.atom?source=hnrss")).content
+    assert all(e.findtext("{http://www.w3.org/2005/Atom}title").startswith("[HN RSS] ")
+               for e in ElementTree.fromstring(one).findall("{http://www.w3.org/2005/Atom}entry"))
+
+
+def report_day(folder) -> str:
+    return sqlite3.connect(folder / "news.db").execute("SELECT substr(max(started_at), 1, 10) FROM runs").fetchone()[0]
+
+
+def test_a_feed_item_also_on_hacker_news_is_one_story_with_both_discussions(tmp_path):
+    from pipeline import refresh
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, snapshot)
+    on_hn = [s for s in parse.parse_hn((SNAPSHOT / "hn.html").read_bytes()).stories if s.url][:3]
+    items = "".join(f"<item><title>{s.title} (from the feed)</title><link>{s.url}</link>"
+                    f"<guid>{s.source_id}</guid></item>" for s in on_hn)
+    (snapshot / "blog.xml").write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title>'
+                                       f"{items}</channel></rss>")
+    blog = Source("blog", plugins.site_kinds()["feed"], "https://blog.example/rss", "A blog", "Blog", 30)
+    options = refresh.Options(db=str(tmp_path / "news.db"), snapshot=snapshot, sources=("hn", "blog"))
+    options.configured = {**options.configured, "blog": blog}
+    assert refresh.refresh(options).status == "ok"
+    conn = sqlite3.connect(tmp_path / "news.db")
+    linked = conn.execute("SELECT a.source, b.source, a.canonical_url = b.canonical_url FROM story_links AS l "
+                          "JOIN stories AS a ON a.id = l.story_id JOIN stories AS b ON b.id = l.linked_story_id "
+                          "WHERE a.source = 'blog'").fetchall()
+    assert linked == [("blog", "hn", 1)] * 3
+    shown = conn.execute("SELECT canonical_url, count(*) FROM digest_stories JOIN stories AS s ON s.id = story_id "
+                         "WHERE canonical_url IS NOT NULL GROUP BY canonical_url HAVING count(*) > 1").fetchall()
+    assert shown == []  # each article once in the digest, whichever site it came from
