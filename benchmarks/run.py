@@ -532,6 +532,53 @@ def end_to_end(tmp: Path) -> None:
            note=f"imports {float(imports[0]):.2f} s; litellm imported: {imports[1]}")
 
 
+def many_sources(tmp: Path) -> None:
+    """One refresh of 2, 10 and 50 sources (HN, Lobsters and real feeds) from a loopback server, rules model,
+    jail: its wall time and model calls, to show how a refresh grows with its sources."""
+    print("6b. Many sources: HN, Lobsters and N feeds from a loopback server, one refresh each")
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from pipeline import config as config_module
+    from pipeline import plugins
+    from pipeline.sites import Source
+
+    feeds = sorted(p for p in (ROOT.parent / "shared" / "corpus" / "feeds").glob("*") if p.suffix in (".xml", ".json")
+                   and not any(bad in p.name for bad in ("truncated", "nbsp", "undeclared", "leading")))
+    if not feeds:
+        print("   (no ../shared/corpus/feeds here: no rows)")
+        return
+    served = tmp / "served"
+    served.mkdir()
+    for page in ("hn.html", "lobsters.html"):
+        shutil.copy(SNAPSHOT / page, served / page)
+    for i in range(48):
+        shutil.copy(feeds[i % len(feeds)], served / f"feed{i}{feeds[i % len(feeds)].suffix}")
+    handler = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    kind = plugins.site_kinds()["feed"]
+    offline = httpx.MockTransport(lambda request: httpx.Response(404))  # the items' links: never the internet
+    try:
+        for count in (2, 10, 50):
+            configured = config_module.defaults().all_sources()
+            configured = {slug: Source(slug, found.kind, f"{base}/{slug}.html", found.name, found.label)
+                          for slug, found in configured.items()}
+            for i in range(count - 2):
+                name = next(served.glob(f"feed{i}.*")).name
+                configured[f"feed{i}"] = Source(f"feed{i}", kind, f"{base}/{name}", f"Feed {i}", f"F{i}", 30)
+            options = refresh.Options(db=str(tmp / f"sources-{count}" / "news.db"), sources=tuple(configured),
+                                      configured=configured, article_transport=offline)
+            t0 = time.perf_counter()
+            report = refresh.refresh(options)
+            wall = time.perf_counter() - t0
+            record("Sources", f"refresh of {count} sources (loopback, rules model, jail)", round(wall, 2), "s",
+                   note=f"{report.llm_calls} model calls, {report.stories} stories, {report.status}; "
+                        f"{options.parallel} sources at once")
+    finally:
+        httpd.shutdown()
+
+
 # --- 7. Serving -----------------------------------------------------------------------------------
 
 
@@ -629,6 +676,7 @@ def main() -> None:
         queries(largest, tmp)
         cli_start()
         end_to_end(tmp)
+        many_sources(tmp)
         serving(largest, tmp)
     out = ROOT / ("BENCHMARKS.md" if not quick else "data/bench/BENCHMARKS-quick.md")
     write_report(out, time.perf_counter() - started)

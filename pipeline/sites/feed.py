@@ -83,7 +83,7 @@ def entry_item(entry) -> dict:
         title = markup_text(title)
     content = (entry.get("content") or [{}])[0].get("value") or entry.get("summary") or ""
     link = entry.get("link") or next((e.get("href") for e in entry.get("enclosures") or [] if e.get("href")), None)
-    stamp = entry.get("published_parsed") or entry.get("updated_parsed")
+    stamp = entry.get("published_parsed") or dict.get(entry, "updated_parsed")  # (no fallback warning)
     return {"id": entry.get("id"), "link": link, "title": title, "text": discussions.fragment_text(content),
             "author": entry.get("author"), "comments": entry.get("comments"),
             "published": datetime(*stamp[:6], tzinfo=UTC) if stamp else None,

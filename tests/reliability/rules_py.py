@@ -69,7 +69,8 @@ def story_ok(story) -> bool:
     if INVISIBLE.search(story.title) or (story.author and INVISIBLE.search(story.author)):
         return False
     return (text_ok(story.title, 1, 300, trimmed=True)
-            and url_ok(story.url, nullable=True) and url_ok(story.discussion_url, nullable=False)
+            and url_ok(story.url, nullable=True) and url_ok(story.discussion_url, nullable=True)
+            and (story.url is not None or story.discussion_url is not None)
             and (story.domain is None or (text_ok(story.domain, 1, 255, spaces=False)))
-            and (story.author is None or text_ok(story.author, 1, 64, spaces=False))
-            and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", story.source_id) is not None)
+            and (story.author is None or text_ok(story.author, 1, 64, trimmed=True))
+            and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", story.source_id) is not None)

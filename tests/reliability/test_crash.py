@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pipeline import store, sync
 from pipeline.cli import cli
 
-from ..helpers import SNAPSHOT, judged_box
+from ..helpers import SNAPSHOT, judged_box, with_sites
 from ..sandboxes import clone_for_run
 from .figures import record, scale
 
@@ -28,7 +28,7 @@ def _merge_in_child(db_path, results, run_id):
 def test_sigkill_during_sync_leaves_all_or_nothing(tmp_path):
     """Kill a process merging a run at random moments; each time history holds all of that run or none."""
     db_path = tmp_path / "news.db"
-    conn = store.open_db(db_path).conn
+    conn = with_sites(store.open_db(db_path)).conn
     ctx = multiprocessing.get_context("fork")
     outcomes = {"none": 0, "all": 0}
     trials = scale(60, 250)

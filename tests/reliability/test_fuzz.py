@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pipeline import agent, parse, sandbox, schema, sqltool, store, sync
 
-from ..helpers import SNAPSHOT
+from ..helpers import SNAPSHOT, with_sites
 from .figures import after_module, record, scale
 from .rules_py import judgment_ok, story_ok
 
@@ -54,7 +54,7 @@ TOTALS = {"rows": 0, "refused": 0, "landed": 0, "examples": 0}
 @given(judgments=st.lists(judgment, max_size=12), tags=st.lists(tag, max_size=12))
 def test_generated_judgments_and_tags(tmp_path_factory, judgments, tags):
     folder = tmp_path_factory.mktemp("fuzz")
-    history = store.open_db(folder / "news.db")
+    history = with_sites(store.open_db(folder / "news.db"))
     run_id, started_at = sync.start_run(history.conn, "rules", "local")
     box = sandbox.create(folder / "box.db", "hn", run_id, started_at, STORIES, VOCABULARY)
     tool = sqltool.SqlTool(str(box.path))
@@ -110,7 +110,7 @@ STORY_TOTALS = {"stories": 0, "refused": 0}
 @settings(max_examples=scale(40, 300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=st.lists(st.fixed_dictionaries({
     "i": st.integers(0, 29), "title": story_text, "url": story_url, "domain": st.one_of(st.none(), story_text),
-    "author": st.one_of(st.none(), story_text), "source_id": st.sampled_from(["123", "", "a b", "x" * 33, "ok_id-1"]),
+    "author": st.one_of(st.none(), story_text), "source_id": st.sampled_from(["123", "", "a b", "x" * 64, "x" * 65, "ok_id-1"]),
 }), max_size=6))
 def test_generated_candidates_are_refused_exactly_when_the_rules_say(tmp_path_factory, changes):
     stories = list(STORIES)

@@ -10,7 +10,7 @@ import sqlite3
 
 from pipeline import schema, sync
 
-from ..helpers import ESCAPE_TO_PROCESS
+from ..helpers import ESCAPE_TO_PROCESS, with_sites
 from ..stub_llm import StubLLM, cli_refresh, honest_or
 from .figures import record
 
@@ -96,7 +96,7 @@ def test_rejections_per_site_are_bounded(tmp_path):
     """Past MAX_REJECTIONS rows for one site, the rest are counted in one summary row."""
     from pipeline import store
 
-    history = store.open_db(tmp_path / "news.db")
+    history = with_sites(store.open_db(tmp_path / "news.db"))
     conn = history.conn
     run_id, _ = sync.start_run(conn, "rules", "jail")
     with schema.transaction(conn):

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from pipeline import agent, parse, prompt, rules, sandbox, schema, sqltool, store, sync
 
-from ..helpers import FIXTURES, SNAPSHOT
+from ..helpers import FIXTURES, SNAPSHOT, with_sites
 from .figures import after_module, record, scale
 
 
@@ -112,6 +112,7 @@ def schema_db() -> sqlite3.Connection:
     schema.apply_schema(conn)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("INSERT INTO runs (id, started_at) VALUES (1, '2026-11-25T00:00:00Z')")
+    with_sites(conn)
     return conn
 
 
@@ -148,7 +149,7 @@ def test_mutated_pages_parse_or_say_why(tmp_path_factory, page, seed):
 
 
 def sync_page(folder, source, parsed):
-    history = store.open_db(folder / "news.db")
+    history = with_sites(store.open_db(folder / "news.db"))
     run_id, started_at = sync.start_run(history.conn, "rules", "local")
     box = sandbox.create(folder / "box.db", source, run_id, started_at, parsed.stories,
                          VOCABULARY)
