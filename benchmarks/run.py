@@ -572,6 +572,8 @@ def many_sources(tmp: Path) -> None:
             t0 = time.perf_counter()
             report = refresh.refresh(options)
             wall = time.perf_counter() - t0
+            if report.errors:
+                print("   ", "; ".join(report.errors)[:600])
             record("Sources", f"refresh of {count} sources (loopback, rules model, jail)", round(wall, 2), "s",
                    note=f"{report.llm_calls} model calls, {report.stories} stories, {report.status}; "
                         f"{options.parallel} sources at once")

@@ -216,6 +216,7 @@ class Page:
 
     stories: list[Story]
     refused: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+    beyond_cap: int = 0  # items after the source's max_items, not read (as configured: nothing refused)
 
 
 def parse_rows(source: str, rows, parse_row) -> Page:

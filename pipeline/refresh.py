@@ -312,6 +312,8 @@ def add_site(state: Run, slug: str, parsed: parse.Page) -> None:
     rejected[:0] = refused
     state.sites.append(site)
     state.options.reporter.stage(slug, "parse", "ok", f"{len(site.stories)} stories"
+                                 + (f" (the first; {parsed.beyond_cap} more not read: max_items)"
+                                    if parsed.beyond_cap else "")
                                  + (f", {len(site.reused)} judged before" if site.reused else "")
                                  + (f", {len(rejected)} refused: {rejected[0][1]}" if rejected else ""))
 

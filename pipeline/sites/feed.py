@@ -56,9 +56,7 @@ class Feed(Kind):
                 continue
             seen.add(story.source_id)
             page.stories.append(story)
-        if len(items) > (source.max_items or len(items)):
-            page.refused.append(("feed", f"{len(items) - source.max_items} items after the first "
-                                         f"{source.max_items} not read (max_items)"))
+        page.beyond_cap = max(0, len(items) - (source.max_items or len(items)))
         return page
 
 
@@ -132,7 +130,7 @@ def to_story(slug: str, position: int, item: dict, base: str) -> parse.Story:
         source=slug, source_id=item_id(item.get("id"), url, title), rank=position,
         title=title if len(title) <= 300 else title[:299].rstrip() + "…", url=url, discussion_url=discussion,
         domain=parse.host_of(url) if url else None, points=None, comments=None,
-        author=author[:64] or None, submitted_at=parse.utc_iso(published) if published else None,
+        author=author[:64].strip() or None, submitted_at=parse.utc_iso(published) if published else None,
         tags=list(dict.fromkeys(parse.clean_text(t)[:40] for t in item["tags"] if parse.clean_text(t)))[:10],
         text=(item.get("text") or "")[:TEXT_CHARS] if len(text) >= MIN_TEXT else None)
 
