@@ -110,7 +110,8 @@ STORY_TOTALS = {"stories": 0, "refused": 0}
 @settings(max_examples=scale(40, 300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=st.lists(st.fixed_dictionaries({
     "i": st.integers(0, 29), "title": story_text, "url": story_url, "domain": st.one_of(st.none(), story_text),
-    "author": st.one_of(st.none(), story_text), "source_id": st.sampled_from(["123", "", "a b", "x" * 64, "x" * 65, "ok_id-1"]),
+    "author": st.one_of(st.none(), story_text),
+    "source_id": st.sampled_from(["123", "", "a b", "x" * 64, "x" * 65, "ok_id-1"]),
 }), max_size=6))
 def test_generated_candidates_are_refused_exactly_when_the_rules_say(tmp_path_factory, changes):
     stories = list(STORIES)
