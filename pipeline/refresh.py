@@ -280,7 +280,7 @@ def read_page(state: Run, slug: str, client, polite: sources.Politeness,
             parsed = parse.Page([])
         else:
             report.stage(slug, "fetch", "ok", str(page.path or page.url))
-            parsed = source.kind.parse(source, page.body, page.content_type, page.url)
+            parsed = parse_listing(source, page)
     except parse.SourceError as exc:
         stage = "parse" if isinstance(exc, parse.LayoutError) else "fetch"
         return fail_source(state, slug, stage, exc.reason, t0)
@@ -290,6 +290,17 @@ def read_page(state: Run, slug: str, client, polite: sources.Politeness,
     if page.etag or page.last_modified:
         state.validators[slug] = (page.etag, page.last_modified)
     return slug, page, parsed
+
+
+def parse_listing(source: Source, page: sources.Page) -> parse.Page:
+    """The listing through its kind's parser; LayoutError when it holds fewer stories than a listing of
+    that kind has (whatever the parser itself checks)."""
+    parsed = source.kind.parse(source, page.body, page.content_type, page.url)
+    found = len(parsed.stories) + len(parsed.refused)
+    if found < source.kind.min_stories:
+        raise parse.LayoutError(source.slug, f"only {found} stories on the listing (a {source.kind.name} listing "
+                                             f"has at least {source.kind.min_stories}): not what its parser knows")
+    return parsed
 
 
 def fail_source(state: Run, slug: str, stage: str, reason: str, t0: float) -> tuple[str, None, None]:

@@ -286,3 +286,15 @@ def test_a_feed_item_also_on_hacker_news_is_one_story_with_both_discussions(tmp_
     shown = conn.execute("SELECT canonical_url, count(*) FROM digest_stories JOIN stories AS s ON s.id = story_id "
                          "WHERE canonical_url IS NOT NULL GROUP BY canonical_url HAVING count(*) > 1").fetchall()
     assert shown == []  # each article once in the digest, whichever site it came from
+
+
+def test_a_listing_shorter_than_its_kind_allows_is_a_layout_error_whatever_its_parser_says():
+    from pipeline import refresh, sources
+
+    class Strict(Listing):
+        min_stories = 5
+
+    source = Source("mine", Strict(), "https://example.org/list.json", "Mine", "Mine")
+    body = json.dumps([{"id": 1, "title": "One story", "url": "https://example.org/1", "points": 1}]).encode()
+    with pytest.raises(parse.LayoutError, match="only 1 stories on the listing .* has at least 5"):
+        refresh.parse_listing(source, sources.Page("mine", body, None, source.url, "application/json"))
