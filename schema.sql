@@ -20,7 +20,7 @@
 -- (U+2028-U+202E). Triggers refuse them (a trigger can be added to an existing
 -- database; a CHECK cannot), with one message that says what to fix.
 
--- schema_version: 13  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
+-- schema_version: 14  (PRAGMA user_version; pipeline/store.py brings an older database up to it:
 -- a table whose definition here changed is rebuilt with its rows, in one transaction)
 --
 -- CHECK constraints on what the judge writes are named for the rule they enforce, so SQLite's
@@ -480,6 +480,29 @@ WHERE j.relevant = 1
       SELECT 1 FROM story_links AS l
       JOIN judgments AS o ON o.run_id = l.run_id AND o.story_id = l.linked_story_id AND o.relevant = 1
       WHERE l.run_id = j.run_id AND l.story_id = j.story_id AND l.linked_story_id < j.story_id);
+
+-- The digest's deliveries (pipeline/deliver.py): one row per channel and day, written before the send
+-- (status 'sending': the intent) and after it ('sent', or 'pending' with the error and when to try
+-- again, or 'failed' once max attempts are spent). A day is sent once per channel: a row 'sent' is
+-- not sent again but by `newsreader deliver --resend`, which counts in `sends` and so in the
+-- idempotency key (`message_id`: the email's Message-ID, the webhook's Idempotency-Key), while a
+-- retry after a crash between send and record carries the same key, for the receiver to drop.
+CREATE TABLE IF NOT EXISTS outbox (
+    channel TEXT NOT NULL CHECK (length(channel) BETWEEN 1 AND 32 AND channel GLOB '[a-z]*'
+        AND channel NOT GLOB '*[^a-z0-9_-]*'),
+    day TEXT NOT NULL CHECK (day GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'),
+    run_id INTEGER NOT NULL REFERENCES runs(id),  -- the run whose digest was sent
+    status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'pending', 'failed')),
+    stories INTEGER NOT NULL DEFAULT 0 CHECK (stories >= 0),
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    sends INTEGER NOT NULL DEFAULT 1 CHECK (sends >= 1),
+    message_id TEXT NOT NULL CHECK (length(message_id) BETWEEN 1 AND 200),
+    last_error TEXT CHECK (last_error IS NULL OR length(last_error) <= 500),
+    updated_at TEXT NOT NULL CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*'),
+    next_attempt_at TEXT,
+    sent_at TEXT,
+    PRIMARY KEY (channel, day)
+) STRICT;
 
 -- Rows the host refused while syncing a sandbox, and why. Nothing is dropped silently.
 CREATE TABLE IF NOT EXISTS rejections (

@@ -214,6 +214,11 @@ def status(db):
     if run["error"]:
         line += f" — {run['error']}"
     click.echo(line)
+    from .deliver import undelivered
+
+    for channel, day, state, attempts, error in undelivered(open_history(settings(db=db).db).conn):
+        click.echo(f"undelivered: {day} to {channel}: {state} after {attempts} attempt(s)"
+                   + (f" — {error}" if error else ""))
     if run["status"] == "failed":
         sys.exit(1)
 
@@ -412,6 +417,46 @@ def sources_export():
     feeds = [(slug, source.name, source.url) for slug, source in settings().all_sources().items()
              if source.kind.name == "feed"]
     click.echo(feed.opml(feeds), nl=False)
+
+
+@cli.command(name="deliver")
+@db_option
+@click.option("--channel", "only", multiple=True, help="Only this [[deliver]] channel (repeatable).")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="That day's digest [default: the latest run's].")
+@click.option("--resend", is_flag=True, help="Send again a day already sent (a new message).")
+def deliver_command(db, only, day, resend):
+    """Send the day's digest to each channel that has not had it (by hand: now, whatever the backoff)."""
+    from . import deliver
+
+    cfg = settings(db=db)
+    channels = [deliver.Channel.from_config(entry) for entry in cfg["deliver"]]
+    unknown = [name for name in only if name not in {c.name for c in channels}]
+    if not channels or unknown:
+        raise click.ClickException(f"no [[deliver]] channel named {unknown[0]}" if unknown else
+                                   "no [[deliver]] channel is configured (README: Delivery)")
+    conn = open_history(cfg.db).conn
+    day = day.strftime("%Y-%m-%d") if day else (conn.execute(
+        "SELECT substr(max(started_at), 1, 10) FROM runs WHERE status IN ('ok', 'partial')").fetchone()[0])
+    if day is None:
+        raise click.ClickException("no run has landed yet: run `newsreader refresh` first")
+    outcomes = deliver.deliver(conn, [c for c in channels if not only or c.name in only], day, by_hand=True,
+                               resend=resend)
+    for outcome in outcomes:
+        click.echo(f"{outcome.channel} {outcome.day}: {outcome.status}" + (f" ({outcome.detail})"
+                                                                         if outcome.detail else ""))
+    if any(o.status in ("pending", "failed") for o in outcomes):
+        sys.exit(1)
+
+
+@cli.command()
+@db_option
+@click.option("--limit", type=click.IntRange(1, 10000), default=30, show_default=True)
+def outbox(db, limit):
+    """Each channel's deliveries, newest first: sent, pending (with the error and the next try) or failed."""
+    rows = list(open_history(settings(db=db).db).query(
+        "SELECT day, channel, status, stories, attempts, sends, sent_at, next_attempt_at, last_error FROM outbox "
+        "ORDER BY day DESC, channel LIMIT ?", [limit]))
+    click.echo(format_table(rows) if rows else "nothing delivered yet")
 
 
 def known_sources(cfg, named) -> None:

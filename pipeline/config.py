@@ -132,6 +132,7 @@ def defaults() -> Config:
         "profile.interests": settings.DEFAULT_PROFILE,
         "learning.embeddings": "auto",
         "learning.options": {},
+        "deliver": [],
         **{f"reading.{f.name}": f.default for f in fields(settings.Reading)},
         "tags": reference_vocabulary(),
         "parallel": settings.PARALLEL_SOURCES,
@@ -185,6 +186,8 @@ def check(key: str, value: Any, expected: Any) -> Any:
         check_embeddings(where, value)
     if key == "executor.name" and value not in executor_names(value):
         raise ConfigError(f"{where} must be one of {', '.join(executor_names(value))}, not {value!r}")
+    if key == "deliver":
+        return check_channels(value)
     if key == "tags":
         if not value:
             raise ConfigError(f"{where} needs at least one tag")
@@ -196,6 +199,85 @@ def check(key: str, value: Any, expected: Any) -> Any:
         value = {slug: " ".join(meaning.split()) for slug, meaning in value.items()}
         check_vocabulary(value)
     return value
+
+
+CHANNEL_KEYS = {"name", "email", "smtp", "from", "apprise", "webhook", "when", "only_relevant", "min_score",
+                "tags", "sources", "max_attempts"}
+EMAIL = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def check_channels(value: Any) -> list[dict]:
+    """`[[deliver]]`: each a channel newsreader can use (one of email, apprise, webhook, with what it
+    needs), checked before any fetch, so a bad channel is one line now, not a lost day later."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError("config key 'deliver' must be [[deliver]] tables, one a channel")
+    names: set[str] = set()
+    out = []
+    for number, channel in enumerate(value, start=1):
+        where = f"[[deliver]] number {number}"
+        unknown = sorted(set(channel) - CHANNEL_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key '{unknown[0]}' (a channel has {', '.join(sorted(CHANNEL_KEYS))})")
+        name = channel.get("name")
+        if not isinstance(name, str) or not SLUG.fullmatch(name) or name in names:
+            raise ConfigError(f"{where}: name must be unique, lower-case letters, digits, '-' and '_', not {name!r}")
+        names.add(name)
+        out.append(check_channel(f"[[deliver]] {name}", channel))
+    return out
+
+
+def check_channel(where: str, channel: dict) -> dict:
+    kinds = [k for k in ("email", "apprise", "webhook") if k in channel]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where} needs exactly one of email = \"you@example.org\", apprise = \"ntfy://...\", "
+                          "webhook = \"https://...\"")
+    out = {"name": channel["name"], "kind": kinds[0], "when": channel.get("when", "refresh"),
+           "only_relevant": channel.get("only_relevant", True), "min_score": channel.get("min_score", 0),
+           "tags": channel.get("tags", []), "sources": channel.get("sources", []),
+           "max_attempts": channel.get("max_attempts", 5), **{k: channel[k] for k in kinds}}
+    if not (out["when"] == "refresh" or (isinstance(out["when"], str)
+                                         and re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", out["when"]))):
+        raise ConfigError(f"{where}: when must be \"refresh\" or a time of day like \"07:30\", not {out['when']!r}")
+    if not isinstance(out["only_relevant"], bool):
+        raise ConfigError(f"{where}: only_relevant must be true or false")
+    for key, top in (("min_score", 100), ("max_attempts", 50)):
+        if isinstance(out[key], bool) or not isinstance(out[key], int) or not 0 <= out[key] <= top:
+            raise ConfigError(f"{where}: {key} must be a whole number from 0 to {top}")
+    for key in ("tags", "sources"):
+        if not isinstance(out[key], list) or not all(isinstance(v, str) and SLUG.fullmatch(v) for v in out[key]):
+            raise ConfigError(f"{where}: {key} must be a list of names")
+    check_target(where, out, channel)
+    return out
+
+
+def check_target(where: str, out: dict, channel: dict) -> None:
+    """The channel's address: a mail address and SMTP server, an Apprise URL Apprise knows, an http(s) URL."""
+    from urllib.parse import urlsplit
+
+    target = out[out["kind"]]
+    if not isinstance(target, str) or any(c in target for c in "\r\n"):
+        raise ConfigError(f"{where}: {out['kind']} must be one line of text")
+    if out["kind"] == "email":
+        for key, address in (("email", target), ("from", channel.get("from", "newsreader@localhost.localdomain"))):
+            if not isinstance(address, str) or not EMAIL.fullmatch(address):
+                raise ConfigError(f"{where}: {key} is not a mail address: {address!r}")
+        smtp = channel.get("smtp")
+        parts = urlsplit(smtp) if isinstance(smtp, str) else None
+        if parts is None or parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError(f"{where}: smtp must be smtp://host:port or smtps://user@host:465, not {smtp!r}")
+        out["smtp"], out["from"] = smtp, channel.get("from", "newsreader@localhost.localdomain")
+        if parts.username and not os.environ.get("NEWSREADER_SMTP_PASSWORD"):
+            raise ConfigError(f"{where}: smtp names a user, and NEWSREADER_SMTP_PASSWORD is not set")
+    elif out["kind"] == "apprise":
+        import apprise
+
+        if not apprise.Apprise().add(target):
+            raise ConfigError(f"{where}: apprise: {target.split('://')[0]!r} is not a URL Apprise knows "
+                              "(https://github.com/caronc/apprise/wiki)")
+    elif not re.match(r"https?://[^/\s]+", target):
+        raise ConfigError(f"{where}: webhook must be an http(s) URL, not {target!r}")
+    elif not os.environ.get("NEWSREADER_WEBHOOK_SECRET"):
+        raise ConfigError(f"{where}: a webhook's body is signed: set NEWSREADER_WEBHOOK_SECRET")
 
 
 def check_embeddings(where: str, value: str) -> None:
@@ -268,6 +350,12 @@ def load(explicit: str | os.PathLike | None = None, overrides: dict[str, Any] | 
     if not config.sources:
         raise ConfigError("config enables no source: set sources.hn.enabled or sources.lobsters.enabled to true, "
                           "or add a feed ([sources.NAME] feed = \"https://...\")")
+    for channel in config["deliver"]:  # a filter on a tag or source there is not would never match
+        for key, known in (("tags", config.vocabulary), ("sources", config.all_sources())):
+            unknown = [v for v in channel[key] if v not in known]
+            if unknown:
+                raise ConfigError(f"[[deliver]] {channel['name']}: {key} names {unknown[0]!r}, which is not one of "
+                                  f"the configured {key}")
     return config
 
 

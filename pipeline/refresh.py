@@ -22,7 +22,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import agent, articles, collect, history, models, parse, prompt, rules, sandbox, schema, sources, store, sync
+from . import (
+    agent,
+    articles,
+    collect,
+    deliver,
+    history,
+    models,
+    parse,
+    prompt,
+    rules,
+    sandbox,
+    schema,
+    sources,
+    store,
+    sync,
+)
 from .config import defaults as config_defaults
 from .embeddings import LOCAL, Embedder, EmbeddingError, make_embedder, nearest, story_text
 from .learn import Learner, Vote
@@ -42,6 +57,7 @@ class Options:
     configured: dict[str, Source] = field(default_factory=lambda: config_defaults().all_sources())
     parallel: int = PARALLEL_SOURCES  # sources fetched, and judged, at once
     per_host: int = PER_HOST  # listing requests to one host at once
+    channels: list[deliver.Channel] = field(default_factory=list)  # where the day's digest goes after the run
     judge: Judge = field(default_factory=Judge)  # model, executor, steps, deadlines, profile
     max_candidates: int = MAX_CANDIDATES
     reuse_days: int = REUSE_DAYS  # carry over a judgment on the same basis this recent; 0 judges everything again
@@ -61,6 +77,7 @@ class Options:
         return cls(
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
             configured=config.sources, parallel=config["parallel"], per_host=config["per_host"],
+            channels=[deliver.Channel.from_config(entry) for entry in config["deliver"]],
             judge=config.judge(), max_candidates=config["max_candidates"],
             vocabulary=config.vocabulary, retention_days=config["retention_days"], reuse_days=config["reuse_days"],
             article_cache_days=config["article_cache_days"], **overrides,
@@ -124,12 +141,27 @@ def refresh(options: Options) -> sync.SyncReport:
             with contextlib.suppress(sqlite3.Error):  # e.g. the disk is still full: the next refresh marks it
                 sync.fail_run(conn, run_id, without_paths(describe(exc), data_dir), time.monotonic() - started)
             raise
+        else:
+            deliver_after(options, conn, result, started_at[:10])
         finally:
             report.stop()
     if result.digest:
         path = write_digest(data_dir / "digests", started_at, result.digest)
         report.message(f"digest: {path}")
     return result
+
+
+def deliver_after(options: Options, conn, result: sync.SyncReport, day: str) -> None:
+    """The day's digest to the channels due after a refresh: a channel that fails costs its delivery (the
+    outbox says why, the next refresh or `newsreader deliver` tries again), never the run."""
+    if not options.channels or result.status == "failed":
+        return
+    try:
+        for outcome in deliver.deliver(conn, options.channels, day):
+            if outcome.status != "skipped":
+                options.reporter.message(f"deliver {outcome.channel}: {outcome.status} ({outcome.detail})")
+    except (sqlite3.Error, OSError) as exc:  # the outbox itself could not be written: said, the run stands
+        options.reporter.message(f"warning: delivery not recorded: {one_line(str(exc))}")
 
 
 @dataclass

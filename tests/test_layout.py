@@ -23,7 +23,7 @@ ORDER = [
     # jail (and its seccomp filter), docker, and the registry the built-ins and plugins fill
     "models", "agent",  # the model factory and the budget; the judge
     "collect", "sync", "store",  # cross-posts and digest; landing a run; the history DB
-    "config", "progress", "refresh", "evaluate", "schedule", "serve", "cli",  # the ways in
+    "config", "deliver", "progress", "refresh", "evaluate", "schedule", "serve", "cli",  # the ways in
 ]
 
 
