@@ -439,8 +439,11 @@ def deliver_command(db, only, day, resend):
         "SELECT substr(max(started_at), 1, 10) FROM runs WHERE status IN ('ok', 'partial')").fetchone()[0])
     if day is None:
         raise click.ClickException("no run has landed yet: run `newsreader refresh` first")
+    from . import store
+
+    links = deliver.Links(cfg["public_url"], store.token_secret(cfg.db)) if cfg["public_url"] else None
     outcomes = deliver.deliver(conn, [c for c in channels if not only or c.name in only], day, by_hand=True,
-                               resend=resend)
+                               resend=resend, links=links)
     for outcome in outcomes:
         click.echo(f"{outcome.channel} {outcome.day}: {outcome.status}" + (f" ({outcome.detail})"
                                                                          if outcome.detail else ""))

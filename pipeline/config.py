@@ -133,6 +133,7 @@ def defaults() -> Config:
         "learning.embeddings": "auto",
         "learning.options": {},
         "deliver": [],
+        "public_url": None,
         **{f"reading.{f.name}": f.default for f in fields(settings.Reading)},
         "tags": reference_vocabulary(),
         "parallel": settings.PARALLEL_SOURCES,
@@ -162,6 +163,10 @@ def check(key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a file path")
         return value
+    if key == "public_url":
+        if not isinstance(value, str) or not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ConfigError(f"{where} must be the http(s) address your newsreader serve answers at, not {value!r}")
+        return value.rstrip("/")
     if key == "budget_usd":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10**6:
             raise ConfigError(f"{where} must be a positive amount of US dollars, not {value!r}")

@@ -13,6 +13,7 @@ the refresh, and its row says why.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import html
@@ -30,6 +31,7 @@ BACKOFF_S = 300  # the first automatic retry after a failed send; doubled each t
 MAX_BACKOFF_S = 6 * 3600
 SMTP_TIMEOUT_S = 30
 TOP_STORIES = 5  # a push message names this many stories
+VOTE_DAYS = 14  # a mail's vote links work this long
 
 
 class DeliveryError(Exception):
@@ -59,6 +61,21 @@ class Channel:
                    entry.get("smtp"), entry.get("from") or cls.sender)
 
 
+@dataclass(frozen=True)
+class Links:
+    """Where the reader's newsreader answers (`public_url`), and the key its vote links are signed with."""
+
+    public_url: str
+    secret: bytes
+
+    def page(self, day: str) -> str:
+        return f"{self.public_url.rstrip('/')}/digest/{day}"
+
+    def vote(self, story_id: int, vote: str, reader: str, now: datetime) -> str:
+        expires = int((now + timedelta(days=VOTE_DAYS)).timestamp())
+        return f"{self.public_url.rstrip('/')}/vote/{vote_token(self.secret, story_id, vote, reader, expires)}"
+
+
 @dataclass
 class Digest:
     """What one channel gets of one day: that day's latest run's stories, as the channel filters them."""
@@ -66,6 +83,36 @@ class Digest:
     day: str
     run_id: int
     stories: list[dict] = field(default_factory=list)
+    links: Links | None = None  # None: no public_url, so no vote links and no link to the page
+    reader: str = ""  # the channel, named in its vote tokens
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def vote_token(secret: bytes, story_id: int, vote: str, reader: str, expires: int) -> str:
+    """A signed, expiring vote for one story by one reader: what a mail's 👍/👎 link carries."""
+    payload = b64(json.dumps([story_id, vote, reader, expires], separators=(",", ":")).encode())
+    return f"{payload}.{b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())}"
+
+
+def read_vote_token(secret: bytes | None, token: str, now: datetime | None = None) -> tuple[int, str, str] | None:
+    """(story id, vote, reader) of a token this key signed and that has not expired; else None."""
+    payload, _, signature = token.partition(".")
+    if not secret or not signature:
+        return None
+    expected = b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, signature):
+        return None
+    try:
+        story_id, vote, reader, expires = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        return None
+    if vote not in ("up", "down") or not isinstance(story_id, int) or expires < (now or datetime.now(UTC)).timestamp():
+        return None
+    return story_id, vote, reader
 
 
 @dataclass
@@ -117,10 +164,22 @@ def subject(digest: Digest) -> str:
     return f"newsreader digest {digest.day}: {len(digest.stories)} stor{'y' if len(digest.stories) == 1 else 'ies'}"
 
 
+def votes_of(digest: Digest, story: dict) -> dict[str, str]:
+    """The story's vote links ("up", "down"), when the reader's newsreader has a public_url."""
+    if digest.links is None:
+        return {}
+    return {vote: digest.links.vote(story["story_id"], vote, digest.reader, digest.now) for vote in ("up", "down")}
+
+
 def as_text(digest: Digest) -> str:
     lines = [subject(digest), ""]
     for s in digest.stories:
-        lines += [f"* {s['title']} [{s['label']}]", f"  {s['summary']}", f"  {link(s['url']) or ''}".rstrip(), ""]
+        lines += [f"* {s['title']} [{s['label']}]", f"  {s['summary']}", f"  {link(s['url']) or ''}".rstrip()]
+        lines += [f"  more like this: {url}" if vote == "up" else f"  less like this: {url}"
+                  for vote, url in votes_of(digest, s).items()]
+        lines.append("")
+    if digest.links is not None:
+        lines.append(f"The day's page: {digest.links.page(digest.day)}")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -133,11 +192,16 @@ def as_html(digest: Digest) -> str:
         if link(s["url"]):
             title = f'<a href="{e(link(s["url"]))}" style="color:#1a0dab">{title}</a>'
         meta = " · ".join(x for x in (e(s["label"]), e(s["tags"] or "")) if x)
+        votes = votes_of(digest, s)
+        if votes:
+            meta += (f' · <a href="{e(votes["up"])}">👍 more</a> · <a href="{e(votes["down"])}">👎 less</a>')
         items.append(f'<li style="margin:0 0 12px"><div style="font-weight:bold">{title}</div>'
                      f'<div style="color:#555;font-size:13px">{meta}</div><div>{e(s["summary"])}</div></li>')
+    page = (f'<p><a href="{e(digest.links.page(digest.day))}">The day\'s page</a></p>'
+            if digest.links is not None else "")
     return (f'<!doctype html><html><body style="font-family:sans-serif;max-width:40em">'
             f"<h1 style=\"font-size:20px\">{e(subject(digest))}</h1>"
-            f'<ul style="padding-left:18px">{"".join(items)}</ul></body></html>')
+            f'<ul style="padding-left:18px">{"".join(items)}</ul>{page}</body></html>')
 
 
 def as_push(digest: Digest) -> str:
@@ -235,20 +299,21 @@ def due(channel: Channel, now: datetime, by_hand: bool) -> bool:
 
 
 def deliver(conn: sqlite3.Connection, channels: list[Channel], day: str, *, by_hand: bool = False,
-            resend: bool = False, now: datetime | None = None) -> list[Outcome]:
-    """Each channel's digest of `day`, sent unless it was; never raises for a channel that fails."""
+            resend: bool = False, now: datetime | None = None, links: Links | None = None) -> list[Outcome]:
+    """Each channel's digest of `day`, sent unless it was; never raises for a channel that fails. `links`:
+    the vote links and the page link a mail carries (None: none)."""
     now = now or datetime.now(UTC)
     outcomes = []
     for channel in channels:
         if not due(channel, now, by_hand):
             outcomes.append(Outcome(channel.name, day, "skipped", f"not before {channel.when}"))
             continue
-        outcomes.append(deliver_one(conn, channel, day, by_hand, resend, now))
+        outcomes.append(deliver_one(conn, channel, day, by_hand, resend, now, links))
     return outcomes
 
 
 def deliver_one(conn: sqlite3.Connection, channel: Channel, day: str, by_hand: bool, resend: bool,
-                now: datetime) -> Outcome:
+                now: datetime, links: Links | None = None) -> Outcome:
     row = conn.execute("SELECT status, attempts, sends, next_attempt_at FROM outbox WHERE channel = ? AND day = ?",
                        [channel.name, day]).fetchone()
     status, attempts, sends, next_at = row or (None, 0, 1, None)
@@ -259,6 +324,7 @@ def deliver_one(conn: sqlite3.Connection, channel: Channel, day: str, by_hand: b
     digest = digest_for(conn, channel, day)
     if digest is None or not digest.stories:
         return Outcome(channel.name, day, "skipped", "no digest that day" if digest is None else "nothing to send")
+    digest.links, digest.reader, digest.now = links, channel.name, now
     if status == "sent":  # --resend: a new send, with its own key
         sends, attempts = sends + 1, 0
     key = message_id(channel, day, sends)

@@ -58,6 +58,7 @@ class Options:
     parallel: int = PARALLEL_SOURCES  # sources fetched, and judged, at once
     per_host: int = PER_HOST  # listing requests to one host at once
     channels: list[deliver.Channel] = field(default_factory=list)  # where the day's digest goes after the run
+    public_url: str | None = None  # where `newsreader serve` answers: a mail's vote links and page link
     judge: Judge = field(default_factory=Judge)  # model, executor, steps, deadlines, profile
     max_candidates: int = MAX_CANDIDATES
     reuse_days: int = REUSE_DAYS  # carry over a judgment on the same basis this recent; 0 judges everything again
@@ -78,6 +79,7 @@ class Options:
             db=str(config.db), data_dir=config.data_dir, sources=tuple(config.sources),
             configured=config.sources, parallel=config["parallel"], per_host=config["per_host"],
             channels=[deliver.Channel.from_config(entry) for entry in config["deliver"]],
+            public_url=config["public_url"],
             judge=config.judge(), max_candidates=config["max_candidates"],
             vocabulary=config.vocabulary, retention_days=config["retention_days"], reuse_days=config["reuse_days"],
             article_cache_days=config["article_cache_days"], **overrides,
@@ -157,7 +159,9 @@ def deliver_after(options: Options, conn, result: sync.SyncReport, day: str) -> 
     if not options.channels or result.status == "failed":
         return
     try:
-        for outcome in deliver.deliver(conn, options.channels, day):
+        links = deliver.Links(options.public_url, store.token_secret(store.db_path(options.db))) \
+            if options.public_url else None
+        for outcome in deliver.deliver(conn, options.channels, day, links=links):
             if outcome.status != "skipped":
                 options.reporter.message(f"deliver {outcome.channel}: {outcome.status} ({outcome.detail})")
     except (sqlite3.Error, OSError) as exc:  # the outbox itself could not be written: said, the run stands

@@ -376,6 +376,36 @@ async def tag_page(request, datasette):
     return Response.html(await datasette.render_template("tag.html", context, request=request))
 
 
+async def vote_page(request, datasette):
+    """A mail's 👍/👎 link: a signed, expiring token for one story (deliver.vote_token). The link shows the
+    vote and a button; the button (a POST, CSRF-checked as every form here) records it in feedback.db."""
+    from . import deliver, schema
+
+    settings = config(datasette)
+    history = datasette.get_database(settings["history"]).path
+    secret_file = store.secret_path(history)
+    found = deliver.read_vote_token(secret_file.read_bytes() if secret_file.is_file() else None,
+                                    request.url_vars["token"])
+    if found is None:
+        return Response.html(await datasette.render_template(
+            "vote.html", {"error": "This vote link is not valid, or it has expired."}, request=request), status=403)
+    story_id, vote, _ = found
+    titles = await rows(datasette.get_database(settings["history"]), "SELECT title FROM stories WHERE id = :id",
+                        {"id": story_id})
+    if not titles:
+        raise NotFound(f"no story {story_id}")
+    recorded = request.method == "POST"
+    if recorded:
+        conn = store.open_feedback(history)
+        try:
+            with schema.transaction(conn):
+                store.record_vote(conn, story_id, vote)
+        finally:
+            conn.close()
+    return Response.html(await datasette.render_template("vote.html", {
+        "story_id": story_id, "vote": vote, "title": titles[0]["title"], "recorded": recorded}, request=request))
+
+
 DATE = r"(?P<date>\d{4}-\d{2}-\d{2})"
 
 
@@ -388,6 +418,7 @@ def register_routes(datasette):
         (rf"^/digest/{DATE}$", digest_page),
         (r"^/story/(?P<story_id>\d{1,18})$", story_page),
         (r"^/tag/(?P<tag>[a-z][a-z0-9-]{0,31})$", tag_page),
+        (r"^/vote/(?P<token>[A-Za-z0-9_-]{8,400}\.[A-Za-z0-9_-]{43})$", vote_page),
     ]
 
 

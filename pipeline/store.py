@@ -161,6 +161,25 @@ def feedback_path(history: str | os.PathLike) -> Path:
     return Path(history).parent / "feedback.db"
 
 
+def secret_path(history: str | os.PathLike) -> Path:
+    """The key that signs the vote links a mail carries, beside the history (news.secret for news.db)."""
+    return Path(history).with_suffix(".secret")
+
+
+def token_secret(history: str | os.PathLike) -> bytes:
+    """The history's signing key: made once (32 random bytes, readable by its owner only), then read."""
+    import secrets
+
+    path = secret_path(history)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
 def open_feedback(history: str | os.PathLike) -> sqlite3.Connection:
     """The votes database beside `history`, created from feedback.sql when missing."""
     path = feedback_path(history)

@@ -278,3 +278,42 @@ def test_killed_at_random_points_a_day_is_still_sent_and_every_copy_carries_one_
         assert len(set(keys)) <= 1  # however many copies a kill left, they are one send
         before = len(hook.received)
     assert sqlite3.connect(work / "news.db").execute("SELECT status FROM outbox").fetchone() == ("sent",)
+
+
+def test_a_mails_vote_links_record_the_vote_through_the_readers_newsreader(tmp_path, smtp):
+    """public_url set: each story in the mail has 👍/👎 links; a link shows the vote and a button, the button
+    records it in feedback.db; a link whose token was changed, or has expired, records nothing."""
+    import asyncio
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline import deliver, serve, store
+
+    box, port = smtp
+    work = workdir_with(tmp_path, 'public_url = "http://news.example:8001/"\n[[deliver]]\nname = "mail"\n'
+                                  f'email = "reader@example.org"\nsmtp = "smtp://127.0.0.1:{port}"\n')
+    assert refresh(work).exit_code == 0
+    (_, message), = box.messages
+    text = message.get_body(("plain",)).get_content()
+    page = message.get_body(("html",)).get_content()
+    ups = re.findall(r"more like this: http://news\.example:8001(/vote/\S+)", text)
+    assert ups and len(ups) == len(re.findall(r"less like this: ", text))
+    assert "The day's page: http://news.example:8001/digest/" in text and ">👍 more</a>" in page
+    app = serve.app(work / "news.db")
+    shown = asyncio.run(app.client.get(ups[0]))
+    assert shown.status_code == 200 and "Record this vote" in shown.text
+    story_id, vote, reader = deliver.read_vote_token(store.token_secret(work / "news.db"), ups[0].split("/")[-1])
+    assert (vote, reader) == ("up", "mail")
+    votes = sqlite3.connect(store.feedback_path(work / "news.db"))
+    assert votes.execute("SELECT count(*) FROM feedback").fetchone() == (0,)  # following the link is no vote
+    token = re.search(r'name="csrftoken" value="([^"]+)"', shown.text).group(1)
+    done = asyncio.run(app.client.post(ups[0], data={"csrftoken": token}, cookies=dict(shown.cookies),
+                                       headers={"Origin": "http://localhost"}))
+    assert done.status_code == 200 and "Recorded" in done.text
+    assert votes.execute("SELECT story_id, vote FROM feedback").fetchall() == [(story_id, "up")]
+    payload, signature = ups[0].split("/")[-1].split(".")
+    forged = f"{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
+    assert asyncio.run(app.client.get(f"/vote/{forged}")).status_code == 403
+    old = deliver.Links("http://news.example:8001", store.token_secret(work / "news.db")).vote(
+        story_id, "down", "mail", datetime.now(UTC) - timedelta(days=deliver.VOTE_DAYS + 1))
+    assert asyncio.run(app.client.get(old.removeprefix("http://news.example:8001"))).status_code == 403
