@@ -199,7 +199,10 @@ def as_html(digest: Digest) -> str:
                      f'<div style="color:#555;font-size:13px">{meta}</div><div>{e(s["summary"])}</div></li>')
     page = (f'<p><a href="{e(digest.links.page(digest.day))}">The day\'s page</a></p>'
             if digest.links is not None else "")
-    return (f'<!doctype html><html><body style="font-family:sans-serif;max-width:40em">'
+    body = ("font-family:sans-serif;max-width:40em;margin:0 auto;padding:8px;overflow-wrap:anywhere;"
+            "word-break:break-word")
+    return (f'<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'</head><body style="{body}">'
             f"<h1 style=\"font-size:20px\">{e(subject(digest))}</h1>"
             f'<ul style="padding-left:18px">{"".join(items)}</ul>{page}</body></html>')
 

@@ -170,3 +170,29 @@ def test_a_vote_click_is_stored_and_shown_after_reload(site):
     assert page.eval(f"document.querySelector('#story-{story}').dataset.vote") == "up"
     assert page.eval(f"document.querySelector('#story-{story} button[value=up]').getAttribute('aria-pressed')") \
         == "true"
+
+
+def test_the_mail_renders_at_a_phones_width_with_nothing_wider_than_the_window(site, tmp_path):
+    """The HTML part of the day's mail (deliver.as_html, with vote links), opened as a mail client would
+    show it: at 390 px nothing is laid out wider than the window."""
+    from datetime import UTC, datetime
+
+    from pipeline import deliver
+
+    _, db, _, page = site
+    conn = store.open_db(db).conn
+    day = conn.execute("SELECT substr(max(started_at), 1, 10) FROM runs").fetchone()[0]
+    channel = deliver.Channel("mail", "email", "reader@example.org", smtp="smtp://127.0.0.1:25")
+    digest = deliver.digest_for(conn, channel, day)
+    digest.links, digest.reader, digest.now = (deliver.Links("http://news.example:8001", b"k" * 32), "mail",
+                                               datetime.now(UTC))
+    digest.stories.append({**digest.stories[0], "title": "A" * 300, "summary": "https://example.org/" + "x" * 200})
+    mail = tmp_path / "mail.html"
+    mail.write_text(deliver.as_html(digest), encoding="utf-8")
+    page.goto(mail.as_uri(), 390)
+    measured = page.eval(OVERFLOW)
+    assert measured["scroll"] <= measured["width"] and measured["wide"] == [], measured
+    assert page.eval("document.querySelectorAll('li').length") == len(digest.stories) > 1
+    assert page.eval("[...document.querySelectorAll('a')].filter(a => a.textContent.includes('👍')).length") \
+        == len(digest.stories)
+    page.screenshot(OUTPUT / "mail-390.png")
