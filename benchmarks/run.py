@@ -575,8 +575,8 @@ def many_sources(tmp: Path) -> None:
             if report.errors:
                 print("   ", "; ".join(report.errors)[:600])
             record("Sources", f"refresh of {count} sources (loopback, rules model, jail)", round(wall, 2), "s",
-                   note=f"{report.llm_calls} model calls, {report.stories} stories, {report.status}; "
-                        f"{options.parallel} sources at once")
+                   note=f"{report.llm_calls} model calls, {report.stories} stories, {report.status} "
+                        f"({report.rejected} items refused: duplicate GUIDs); {options.parallel} sources at once")
     finally:
         httpd.shutdown()
 

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline import store
+from pipeline import config, schema, store
 
 WORDS = [
     "rust", "python", "sqlite", "kernel", "compiler", "database", "browser", "security", "linux", "network",
@@ -68,7 +68,9 @@ def generate(db_path: Path, days: int, seed: int = 7) -> dict:
     for suffix in ("", "-wal", "-shm"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     started = time.monotonic()
-    store.open_db(db_path).conn.close()
+    history = store.open_db(db_path)
+    schema.sync_sources(history.conn, config.defaults().all_sources().values())  # as a first refresh writes them
+    history.conn.close()
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = OFF")
