@@ -207,7 +207,7 @@ def check(key: str, value: Any, expected: Any) -> Any:
 
 
 CHANNEL_KEYS = {"name", "email", "smtp", "from", "apprise", "webhook", "when", "only_relevant", "min_score",
-                "tags", "sources", "max_attempts"}
+                "tags", "sources", "max_attempts", "per_story"}
 EMAIL = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
@@ -239,12 +239,16 @@ def check_channel(where: str, channel: dict) -> dict:
     out = {"name": channel["name"], "kind": kinds[0], "when": channel.get("when", "refresh"),
            "only_relevant": channel.get("only_relevant", True), "min_score": channel.get("min_score", 0),
            "tags": channel.get("tags", []), "sources": channel.get("sources", []),
-           "max_attempts": channel.get("max_attempts", 5), **{k: channel[k] for k in kinds}}
+           "max_attempts": channel.get("max_attempts", 5), "per_story": channel.get("per_story", False),
+           **{k: channel[k] for k in kinds}}
     if not (out["when"] == "refresh" or (isinstance(out["when"], str)
                                          and re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", out["when"]))):
         raise ConfigError(f"{where}: when must be \"refresh\" or a time of day like \"07:30\", not {out['when']!r}")
-    if not isinstance(out["only_relevant"], bool):
-        raise ConfigError(f"{where}: only_relevant must be true or false")
+    for key in ("only_relevant", "per_story"):
+        if not isinstance(out[key], bool):
+            raise ConfigError(f"{where}: {key} must be true or false")
+    if out["per_story"] and out["kind"] != "apprise":
+        raise ConfigError(f"{where}: per_story (a push a story) is for an apprise channel")
     for key, top in (("min_score", 100), ("max_attempts", 50)):
         if isinstance(out[key], bool) or not isinstance(out[key], int) or not 0 <= out[key] <= top:
             raise ConfigError(f"{where}: {key} must be a whole number from 0 to {top}")

@@ -53,12 +53,13 @@ class Channel:
     max_attempts: int = 5
     smtp: str | None = None
     sender: str = "newsreader@localhost.localdomain"
+    per_story: bool = False  # apprise: a push a story (those min_score lets through), not one a day
 
     @classmethod
     def from_config(cls, entry: dict) -> Channel:
         return cls(entry["name"], entry["kind"], entry[entry["kind"]], entry["when"], entry["only_relevant"],
                    entry["min_score"], tuple(entry["tags"]), tuple(entry["sources"]), entry["max_attempts"],
-                   entry.get("smtp"), entry.get("from") or cls.sender)
+                   entry.get("smtp"), entry.get("from") or cls.sender, entry.get("per_story", False))
 
 
 @dataclass(frozen=True)
@@ -253,8 +254,11 @@ def send_apprise(channel: Channel, digest: Digest, message_id: str) -> None:
 
     notifier = apprise.Apprise()
     notifier.add(channel.target)
+    pushes = [(f"{s['title']} [{s['label']}]", f"{s['summary']}\n{link(s['url']) or ''}".strip())
+              for s in digest.stories] if channel.per_story else [(subject(digest), as_push(digest))]
     with apprise.LogCapture(level=apprise.logging.WARNING) as log:
-        sent = notifier.notify(title=subject(digest), body=as_push(digest), body_format=apprise.NotifyFormat.TEXT)
+        sent = all([notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
+                    for title, body in pushes])
     if not sent:
         said = one_line(log.getvalue())[-300:] if hasattr(log, "getvalue") else ""
         raise DeliveryError(f"Apprise could not deliver to {channel.target.split('://')[0]}://…"

@@ -297,3 +297,21 @@ def test_killed_at_random_points_between_send_and_record_a_day_is_never_sent_twi
         assert len(set(keys)) == 1 and accepted == set(keys), keys  # one message, not lost
     assert caught >= 3  # the kills did land between a send's intent and its record
     assert conn.execute("SELECT status, sends FROM outbox").fetchone() == ("sent", 21)
+
+
+def test_a_push_a_story_above_a_score(tmp_path, receiver):
+    hook = receiver()
+    port = hook.httpd.server_address[1]
+    work = workdir_with(tmp_path, f'[[deliver]]\nname = "phone"\napprise = "json://127.0.0.1:{port}/hook"\n'
+                                  "per_story = true\nmin_score = 70\n")
+    assert refresh(work).exit_code == 0
+    conn = sqlite3.connect(work / "news.db")
+    above = conn.execute("SELECT count(*) FROM digest_stories WHERE run_id = 1 AND score >= 70").fetchone()[0]
+    titles = [json.loads(body)["title"] for _, _, body in hook.received]
+    assert above > 1 and len(titles) == above
+    assert all(not t.startswith("newsreader digest") for t in titles)
+    assert outbox(work) == [("phone", "sent", 1, 1)]
+    bad = workdir_with(tmp_path, '[[deliver]]\nname = "m"\nwebhook = "https://example.org/h"\nper_story = true\n')
+    out = CliRunner(env={"NEWSREADER_WEBHOOK_SECRET": SECRET}).invoke(
+        cli, ["--config", str(bad / "newsreader.toml"), "config"])
+    assert out.exit_code == 1 and "per_story (a push a story) is for an apprise channel" in out.output
