@@ -363,13 +363,14 @@ def sources_add(url, name):
     if not url.startswith(("http://", "https://")):
         raise click.ClickException(f"{url!r} is not an http(s) URL")
     try:
-        page = sources.fetch_listing("add", url, sources.make_client(), sources.Request("*/*", ()))
-        if not feed.is_feed(page.body, page.content_type):
-            found = feed.discover(page.body, url)
-            if not found:
-                raise click.ClickException(f"{url} is not a feed, and names none in a <link rel=\"alternate\">")
-            url = found[0][0]
-            page = sources.fetch_listing("add", url, sources.make_client(), sources.Request("*/*", ()))
+        with sources.make_client() as client:
+            page = sources.fetch_listing("add", url, client, sources.Request("*/*", ()))
+            if not feed.is_feed(page.body, page.content_type):
+                found = feed.discover(page.body, url)
+                if not found:
+                    raise click.ClickException(f"{url} is not a feed, and names none in a <link rel=\"alternate\">")
+                url = found[0][0]
+                page = sources.fetch_listing("add", url, client, sources.Request("*/*", ()))
     except sources.SourceError as exc:
         raise click.ClickException(exc.reason) from exc
     title = feed.feed_title(page.body, page.content_type)

@@ -125,13 +125,6 @@ def retry_after(response: httpx.Response, attempt: int) -> float:
     return min(max(wait, 0.0), MAX_WAIT_S)
 
 
-def fetch_html(source: str, url: str, client: httpx.Client, *, sleep: Callable[[float], None] = time.sleep,
-               max_bytes: int = MAX_BYTES) -> str:
-    """GET one HTML page and return its text, or raise FetchError with a one-line reason."""
-    page = fetch_listing(source, url, client, HTML, sleep=sleep, max_bytes=max_bytes)
-    return page.html
-
-
 def fetch_listing(source: str, url: str, client: httpx.Client, request: Request = HTML, *,
                   sleep: Callable[[float], None] = time.sleep, max_bytes: int = MAX_BYTES) -> Page:
     """GET one listing (not yet saved: `path` is None), or raise FetchError with a one-line reason."""
