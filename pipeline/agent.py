@@ -678,11 +678,14 @@ def judge_sites(sites: list[Site], model_factory: Callable[[], Model],
     articles), so no site waits on another's."""
     if not sites:
         return []
+    jail.STOPPING.clear()
     with ThreadPoolExecutor(max_workers=min(parallel or len(sites), len(sites)), thread_name_prefix="judge") as pool:
-        futures = [pool.submit(read_then_judge, site, model_factory(), before, kwargs) for site in sites]
-        try:
+        futures = []
+        try:  # the submitting too: a Ctrl-C while the second site is submitted must not leave the first running
+            futures += [pool.submit(read_then_judge, site, model_factory(), before, kwargs) for site in sites]
             return [f.result() for f in futures]
-        except BaseException:  # Ctrl-C: no site's jail may run on to its deadline while the pool waits
+        except BaseException:  # Ctrl-C: no site waiting in the pool starts, and no jail runs on to its deadline
+            pool.shutdown(wait=False, cancel_futures=True)
             jail.kill_all()
             raise
 

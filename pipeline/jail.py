@@ -69,10 +69,13 @@ TOOLS = ("sql", "final_answer")  # the only tools a jail builds; they are constr
 
 
 RUNNING: weakref.WeakSet = weakref.WeakSet()  # every jail this process started that is not yet killed
+STOPPING = threading.Event()  # set by kill_all: no jail starts until the next judging clears it
 
 
 def kill_all() -> None:
-    """Kill every jail still running (Ctrl-C: the sites' threads then end at once instead of at their deadlines)."""
+    """Kill every jail still running, and start none after (Ctrl-C: the sites' threads then end at once
+    instead of at their deadlines, and a site whose jail was about to start gets none)."""
+    STOPPING.set()
     for executor in list(RUNNING):
         executor.kill()
 
@@ -247,6 +250,8 @@ class JailExecutor(HostExecutor):
         settings = {"limits": self.limits, "timeout_seconds": timeout_seconds,
                     "max_print_outputs_length": int(max_print_outputs_length),
                     "imports": list(additional_imports or []), "libraries": len(package_folders())}
+        if STOPPING.is_set():
+            raise JailError("the refresh is stopping: no jail starts now")
         self.started = time.monotonic()
         self.process, info = start(self.limits, ["-m", "pipeline.jail", json.dumps(settings)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
