@@ -678,16 +678,26 @@ def judge_sites(sites: list[Site], model_factory: Callable[[], Model],
     articles), so no site waits on another's."""
     if not sites:
         return []
-    jail.STOPPING.clear()
-    with ThreadPoolExecutor(max_workers=min(parallel or len(sites), len(sites)), thread_name_prefix="judge") as pool:
-        futures = []
-        try:  # the submitting too: a Ctrl-C while the second site is submitted must not leave the first running
-            futures += [pool.submit(read_then_judge, site, model_factory(), before, kwargs) for site in sites]
-            return [f.result() for f in futures]
-        except BaseException:  # Ctrl-C: no site waiting in the pool starts, and no jail runs on to its deadline
-            pool.shutdown(wait=False, cancel_futures=True)
-            jail.kill_all()
-            raise
+    try:
+        with ThreadPoolExecutor(max_workers=min(parallel or len(sites), len(sites)),
+                                thread_name_prefix="judge") as pool:
+            return wait_for(pool, [(site, model_factory) for site in sites], before, kwargs)
+    finally:
+        jail.STOPPING.clear()  # every site's thread has ended: the next judging may start jails again
+
+
+def wait_for(pool: ThreadPoolExecutor, sites: list, before, kwargs: dict) -> list[SiteResult]:
+    """Submit each site and wait for them all. On Ctrl-C (or any escape) while submitting or waiting: no
+    site still queued starts, no jail starts again (jail.STOPPING, which also ends model calls), and
+    every running jail is killed, so the sites' threads end at once instead of at their deadlines."""
+    futures = []
+    try:
+        futures += [pool.submit(read_then_judge, site, factory(), before, kwargs) for site, factory in sites]
+        return [f.result() for f in futures]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        jail.kill_all()
+        raise
 
 
 def read_then_judge(site: Site, model: Model, before: Callable[[Site], None] | None,

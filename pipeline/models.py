@@ -18,7 +18,7 @@ from smolagents import LiteLLMModel, Model
 from smolagents.models import ChatMessage
 from smolagents.monitoring import TokenUsage
 
-from . import prompt
+from . import jail, prompt
 from .rules import KeywordBaselineModel, RulesModel
 from .text import one_line
 
@@ -171,6 +171,8 @@ class BudgetedModel(LiteLLMModel):
         return self.api_base or f"{self.model_id.split('/', 1)[0]}'s API"
 
     def generate(self, messages, *args, **kwargs) -> ChatMessage:
+        if jail.STOPPING.is_set():  # Ctrl-C: the agent ends at its next call instead of trying its steps out
+            raise DeadlinePassed("the refresh is stopping: no more model calls")
         self.budget.check(self.model_id, messages)
         try:
             message = self.within_deadline(super().generate, messages, *args, **kwargs)
