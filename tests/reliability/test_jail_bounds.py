@@ -151,7 +151,7 @@ def test_no_process_of_the_jail_survives_the_refresh(tmp_path, refreshed_copy, e
             done = cli_refresh(refreshed_copy, stub, "--step-timeout", "5", "--max-steps", "3")
             assert "Traceback" not in done.stderr, done.stderr
         else:
-            env = {**os.environ, "OPENAI_API_KEY": API_KEY}
+            env = {**os.environ, "OPENAI_API_KEY": API_KEY, "PYTHONFAULTHANDLER": "1"}
             process = subprocess.Popen([NEWSREADER, "refresh", "--db", str(refreshed_copy), "--snapshot", str(SNAPSHOT),
                                         "--model", "openai/stub", "--api-base", stub.api_base, "--step-timeout", "60"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -160,7 +160,12 @@ def test_no_process_of_the_jail_survives_the_refresh(tmp_path, refreshed_copy, e
                 time.sleep(0.1)
             assert survivors(), "the jailed process never started"
             process.send_signal(signal.SIGINT)
-            _, stderr = process.communicate(timeout=60)
+            try:
+                _, stderr = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # where it stood: every thread's stack (faulthandler on SIGABRT)
+                process.send_signal(signal.SIGABRT)
+                _, stderr = process.communicate(timeout=30)
+                raise AssertionError(f"the refresh outlived Ctrl-C by 60 s:\n{stderr[-6000:]}") from None
             assert "Traceback" not in stderr, stderr
     left = survivors()
     for line in left:  # never leave one behind for the next test
