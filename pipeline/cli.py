@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -156,7 +157,11 @@ def refresh(db, snapshot, only, fallback_snapshot, judge, rejudge, no_wait, quie
         options.fallback_snapshot = fallback_snapshot
         if rejudge:
             options.reuse_days = 0
-        report = refresh_module.refresh(options)
+        previous = signal.signal(signal.SIGINT, interrupted)
+        try:
+            report = refresh_module.refresh(options)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     except RefreshBusy as exc:
         raise click.ClickException(f"{exc}; not waiting (--no-wait)") from exc
     except JailError as exc:
@@ -461,6 +466,16 @@ def outbox(db, limit):
         "SELECT day, channel, status, stories, attempts, sends, sent_at, next_attempt_at, last_error FROM outbox "
         "ORDER BY day DESC, channel LIMIT ?", [limit]))
     click.echo(format_table(rows) if rows else "nothing delivered yet")
+
+
+def interrupted(signum, frame):
+    """Ctrl-C during a refresh: every jail dies here, in the handler, whatever the main thread was doing
+    (a KeyboardInterrupt raised inside a SQLite progress handler is swallowed by sqlite3, and the refresh
+    would go on); then the KeyboardInterrupt, for the refresh to stop where it is."""
+    from . import jail
+
+    jail.kill_all()
+    raise KeyboardInterrupt
 
 
 def known_sources(cfg, named) -> None:

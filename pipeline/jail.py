@@ -260,7 +260,7 @@ class JailExecutor(HostExecutor):
         self.pending = 0  # posted messages whose replies are not read yet
         self.init: int | None = None  # a pidfd of the jail's PID 1, once bwrap has said which process it is
         self.init_known = threading.Event()
-        self.kill_lock = threading.Lock()
+        self.kill_lock = threading.RLock()  # re-entered by a Ctrl-C handler that interrupts a kill
         RUNNING.add(self)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         threading.Thread(target=self._read_info, args=(info,), daemon=True).start()
