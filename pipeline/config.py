@@ -208,6 +208,7 @@ def check(key: str, value: Any, expected: Any) -> Any:
 
 CHANNEL_KEYS = {"name", "email", "smtp", "from", "apprise", "webhook", "when", "only_relevant", "min_score",
                 "tags", "sources", "max_attempts", "per_story"}
+DEFAULT_SENDER = "newsreader@localhost.localdomain"  # a mail channel's From when its config gives none
 EMAIL = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
@@ -267,14 +268,14 @@ def check_target(where: str, out: dict, channel: dict) -> None:
     if not isinstance(target, str) or any(c in target for c in "\r\n"):
         raise ConfigError(f"{where}: {out['kind']} must be one line of text")
     if out["kind"] == "email":
-        for key, address in (("email", target), ("from", channel.get("from", "newsreader@localhost.localdomain"))):
+        for key, address in (("email", target), ("from", channel.get("from", DEFAULT_SENDER))):
             if not isinstance(address, str) or not EMAIL.fullmatch(address):
                 raise ConfigError(f"{where}: {key} is not a mail address: {address!r}")
         smtp = channel.get("smtp")
         parts = urlsplit(smtp) if isinstance(smtp, str) else None
         if parts is None or parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ConfigError(f"{where}: smtp must be smtp://host:port or smtps://user@host:465, not {smtp!r}")
-        out["smtp"], out["from"] = smtp, channel.get("from", "newsreader@localhost.localdomain")
+        out["smtp"], out["from"] = smtp, channel.get("from", DEFAULT_SENDER)
         if parts.username and not os.environ.get("NEWSREADER_SMTP_PASSWORD"):
             raise ConfigError(f"{where}: smtp names a user, and NEWSREADER_SMTP_PASSWORD is not set")
     elif out["kind"] == "apprise":

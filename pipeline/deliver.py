@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from . import schema
+from .config import DEFAULT_SENDER
 from .text import one_line
 
 BACKOFF_S = 300  # the first automatic retry after a failed send; doubled each time, at most MAX_BACKOFF_S
@@ -52,7 +53,7 @@ class Channel:
     sources: tuple[str, ...] = ()
     max_attempts: int = 5
     smtp: str | None = None
-    sender: str = "newsreader@localhost.localdomain"
+    sender: str = DEFAULT_SENDER
     per_story: bool = False  # apprise: a push a story (those min_score lets through), not one a day
 
     @classmethod
