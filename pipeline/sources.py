@@ -33,7 +33,8 @@ MAX_BYTES = 5 * 1024 * 1024  # a front page is ~50 KB, a long feed 2 MB
 MAX_ATTEMPTS = 4
 BACKOFF_S = 1.0
 MAX_WAIT_S = 30.0
-SUFFIXES = (".html", ".xml", ".json")  # what a snapshot folder may hold for a source
+# What a raw copy or a snapshot folder holds for a source, by suffix: its listing's type.
+SUFFIXES = {".html": "text/html", ".xml": "application/xml", ".json": "application/json"}
 
 
 class SourceError(Exception):
@@ -208,5 +209,4 @@ def read_snapshot(source: str, snapshot_dir: Path) -> Page:
         body = path.read_bytes()
     except OSError as exc:
         raise SourceError(source, f"cannot read {path}: {exc.strerror}") from None
-    kinds = {".html": "text/html", ".json": "application/json", ".xml": "application/xml"}
-    return Page(source, body, path, path.resolve().as_uri(), kinds[path.suffix])
+    return Page(source, body, path, path.resolve().as_uri(), SUFFIXES[path.suffix])
