@@ -207,8 +207,9 @@ def runs(db, limit):
 @cli.command()
 @db_option
 def status(db):
-    """The last run in one line; exits 1 if it failed (or none ran), for monitoring."""
-    rows = list(open_history(settings(db=db).db).query(RUNS_SQL, [1]))
+    """The last run in one line, and the days not delivered; exits 1 if the run failed (or none ran)."""
+    history = open_history(settings(db=db).db)
+    rows = list(history.query(RUNS_SQL, [1]))
     if not rows:
         click.echo("no runs yet: run `newsreader refresh`", err=True)
         sys.exit(1)
@@ -221,7 +222,7 @@ def status(db):
     click.echo(line)
     from .deliver import undelivered
 
-    for channel, day, state, attempts, error in undelivered(open_history(settings(db=db).db).conn):
+    for channel, day, state, attempts, error in undelivered(history.conn):
         click.echo(f"undelivered: {day} to {channel}: {state} after {attempts} attempt(s)"
                    + (f" — {error}" if error else ""))
     if run["status"] == "failed":
@@ -334,18 +335,21 @@ def config_file() -> Path:
     return path or Path(config.CONFIG_FILE)
 
 
-def add_feeds(feeds: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """Write these (feed URL, title) into the config as sources, each under a new name; those already
-    configured are left out. The names given, with their URLs and titles."""
+def add_feeds(feeds: list[tuple[str, str]], name: str | None = None) -> list[tuple[str, str, str]]:
+    """Write these (feed URL, title) into the config as sources, each under a new name (`name` for a single
+    feed, else one from its title or host); those already configured are left out. The names given, with
+    their URLs and titles."""
     from . import config
 
     cfg = settings()
     have = {source.url for source in cfg.all_sources().values()}
     taken, added = set(cfg.all_sources()), []
+    if name in taken:
+        raise click.ClickException(f"there is a source named {name} already")
     for url, title in feeds:
         if url in have:
             continue
-        slug = config.slug_for(title or (urlsplit(url).hostname or "feed"), taken)
+        slug = name or config.slug_for(title or (urlsplit(url).hostname or "feed"), taken)
         taken.add(slug)
         have.add(url)
         added.append((slug, url, title))
@@ -381,23 +385,11 @@ def sources_add(url, name):
     title = feed.feed_title(page.body, page.content_type)
     if name and not config.SLUG.fullmatch(name):
         raise click.ClickException(f"--name {name!r}: lower-case letters, digits, '-' and '_', starting with a letter")
-    added = add_feeds([(url, title)]) if not name else add_named(name, url, title)
+    added = add_feeds([(url, title)], name)
     if not added:
         raise click.ClickException(f"{url} is already a source")
     click.echo(f"added [sources.{added[0][0]}] feed = {url}" + (f" ({title})" if title else "")
                + f" to {config_file()}")
-
-
-def add_named(name: str, url: str, title: str) -> list[tuple[str, str, str]]:
-    from . import config
-
-    if name in settings().all_sources():
-        raise click.ClickException(f"there is a source named {name} already")
-    try:
-        config.add_sources(config_file(), [(name, url, title)])
-    except config.ConfigError as exc:
-        raise click.ClickException(f"the source was not added: {exc}") from exc
-    return [(name, url, title)]
 
 
 @sources_group.command(name="import")
@@ -445,9 +437,7 @@ def deliver_command(db, only, day, resend):
         "SELECT substr(max(started_at), 1, 10) FROM runs WHERE status IN ('ok', 'partial')").fetchone()[0])
     if day is None:
         raise click.ClickException("no run has landed yet: run `newsreader refresh` first")
-    from . import store
-
-    links = deliver.Links(cfg["public_url"], store.token_secret(cfg.db)) if cfg["public_url"] else None
+    links = deliver.Links.of(cfg["public_url"], cfg.db)
     outcomes = deliver.deliver(conn, [c for c in channels if not only or c.name in only], day, by_hand=True,
                                resend=resend, links=links)
     for outcome in outcomes:

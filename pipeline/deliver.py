@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from . import schema
+from . import schema, store
 from .config import DEFAULT_SENDER
 from .text import one_line
 
@@ -69,6 +69,11 @@ class Links:
 
     public_url: str
     secret: bytes
+
+    @classmethod
+    def of(cls, public_url: str | None, history) -> Links | None:
+        """The links for mails from this history (its signing key, made once), or None without a public_url."""
+        return cls(public_url, store.token_secret(history)) if public_url else None
 
     def page(self, day: str) -> str:
         return f"{self.public_url.rstrip('/')}/digest/{day}"

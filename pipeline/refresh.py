@@ -159,8 +159,7 @@ def deliver_after(options: Options, conn, result: sync.SyncReport, day: str) -> 
     if not options.channels or result.status == "failed":
         return
     try:
-        links = deliver.Links(options.public_url, store.token_secret(store.db_path(options.db))) \
-            if options.public_url else None
+        links = deliver.Links.of(options.public_url, store.db_path(options.db))
         for outcome in deliver.deliver(conn, options.channels, day, links=links):
             if outcome.status != "skipped":
                 options.reporter.message(f"deliver {outcome.channel}: {outcome.status} ({outcome.detail})")

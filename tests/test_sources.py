@@ -188,6 +188,7 @@ def test_sources_add_finds_a_pages_feed_and_the_config_then_has_it(tmp_path):
     try:
         added = sources_cli(tmp_path, "sources", "add", server.url("index.html"))
         again = sources_cli(tmp_path, "sources", "add", server.url("feed.xml"))
+        named = sources_cli(tmp_path, "sources", "add", server.url("feed.xml"), "--name", "other")
         plain = sources_cli(tmp_path, "sources", "add", server.url("plain.html"))
         listed = sources_cli(tmp_path, "sources", "list")
     finally:
@@ -195,6 +196,7 @@ def test_sources_add_finds_a_pages_feed_and_the_config_then_has_it(tmp_path):
     assert added.exit_code == 0, added.output
     assert f"feed = {server.url('feed.xml')}" in added.output
     assert again.exit_code == 1 and "is already a source" in again.output
+    assert named.exit_code == 1 and "is already a source" in named.output  # under another name too
     assert plain.exit_code == 1 and "is not a feed, and names none" in plain.output
     config = sources_cli(tmp_path, "config")
     assert config.exit_code == 0, config.output
