@@ -41,7 +41,7 @@ import httpx
 import lxml.etree
 
 from . import __version__, discussions
-from .text import one_line
+from .text import LIBXML, one_line
 
 USER_AGENT = f"newsreader/{__version__} (+https://github.com/newsreader/newsreader; article reader)"
 MAX_BYTES = 2_000_000  # decoded bytes of one article page
@@ -54,7 +54,6 @@ EXCERPT_CHARS = 4000  # of the main text, what the judge's sandbox gets
 # Datasette's value limit (serve.VALUE_LIMIT). The longest of 120 real benchmark articles is 20 KB.
 TEXT_BYTES = 200_000
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-EXTRACTING = threading.Lock()
 
 
 @dataclass
@@ -92,9 +91,7 @@ def extract(html: bytes | str, url: str | None = None) -> dict:
     import trafilatura
 
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # an unreadable page is our verdict, not a log line
-    # trafilatura parses with module-level lxml parser objects, which must not be used by two threads at
-    # once (both sites read articles in parallel: it ended in "double free or corruption"). One page at a time.
-    with EXTRACTING, warnings.catch_warnings():
+    with LIBXML, warnings.catch_warnings():  # one thread in libxml2 at a time (text.LIBXML says why)
         warnings.simplefilter("ignore")  # lxml's FutureWarnings from inside trafilatura
         doc = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False)
     fields = {"title": None, "description": None, "author": None, "published": None, "language": None,
@@ -437,7 +434,8 @@ def read(kind, stories: list, *, cached: dict[str, Article] | None = None, repla
         thread = None
         if page is not None and page.status == "ok" and page.body:
             try:
-                thread = kind.parse_discussion(page.body, page.content_type or "")
+                with LIBXML:
+                    thread = kind.parse_discussion(page.body, page.content_type or "")
             except (ValueError, TypeError, AttributeError, lxml.etree.LxmlError):  # JSON errors are ValueErrors
                 thread = None
         if thread is not None:

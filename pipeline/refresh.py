@@ -44,7 +44,7 @@ from .learn import Learner, Vote
 from .progress import Reporter
 from .settings import ARTICLE_CACHE_DAYS, MAX_CANDIDATES, PARALLEL_SOURCES, PER_HOST, REUSE_DAYS, Judge
 from .sites import BUILTIN, Source
-from .text import describe, one_line, without_paths
+from .text import LIBXML, describe, one_line, without_paths
 
 
 @dataclass
@@ -330,7 +330,8 @@ def read_page(state: Run, slug: str, client, polite: sources.Politeness,
 def parse_listing(source: Source, page: sources.Page) -> parse.Page:
     """The listing through its kind's parser; LayoutError when it holds fewer stories than a listing of
     that kind has (whatever the parser itself checks)."""
-    parsed = source.kind.parse(source, page.body, page.content_type, page.url)
+    with LIBXML:  # one thread in libxml2 at a time
+        parsed = source.kind.parse(source, page.body, page.content_type, page.url)
     found = len(parsed.stories) + len(parsed.refused)
     if found < source.kind.min_stories:
         raise parse.LayoutError(source.slug, f"only {found} stories on the listing (a {source.kind.name} listing "

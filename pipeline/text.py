@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
+
+# libxml2 work (lxml, and trafilatura over it) happens in one thread at a time in this process. Articles,
+# discussions and listings are read in parallel threads, and two of them in libxml2 at once ended in
+# "double free or corruption" (two trafilatura extractions) and "Fatal Python error: Aborted" (an
+# extraction beside a discussion's parse); trafilatura#840 reports the same. The work is milliseconds
+# against the network's seconds. Re-entrant: a parser that parses a fragment inside holds it already.
+LIBXML = threading.RLock()
 
 
 def describe(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ same with an httpx transport standing in for the network.
 import gzip
 import json
 import sqlite3
+import threading
 import time
 
 import httpx
@@ -190,3 +191,39 @@ def test_the_latest_output_is_shown_whole_up_to_the_cap_the_prompt_states():
     shown = "\n".join(rules.text_of(m) for m in judge.write_memory_to_messages())
     assert printed in shown and "x" * agent.EARLIER_OUTPUT_KEPT in shown and "x" * 5000 not in shown
     assert f"{agent.OUTPUT_KEPT:,}" in judge.initialize_system_prompt()
+
+
+def test_no_two_threads_are_in_libxml2_at_once(tmp_path, monkeypatch):
+    """Both sites read at once, each in its own threads, but libxml2 (lxml's parsers, trafilatura over
+    them) is entered by one thread at a time: two at once crashed the process ("Fatal Python error:
+    Aborted", an extraction beside a discussion's parse). Each entry point waits a little inside, so
+    an overlap, were it allowed, would happen here."""
+    import lxml.html
+    import trafilatura
+
+    inside: dict[int, int] = {}  # thread -> depth (a parse may parse a fragment inside itself)
+    most, guard = [0], threading.Lock()
+
+    def watched(call):
+        def entered(*args, **kwargs):
+            me = threading.get_ident()
+            with guard:
+                inside[me] = inside.get(me, 0) + 1
+                most[0] = max(most[0], len(inside))
+            try:
+                time.sleep(0.002)
+                return call(*args, **kwargs)
+            finally:
+                with guard:
+                    inside[me] -= 1
+                    if not inside[me]:
+                        del inside[me]
+        return entered
+
+    for module, name in ((lxml.html, "fromstring"), (lxml.html, "document_fromstring"),
+                         (lxml.html, "fragment_fromstring"), (trafilatura, "bare_extraction")):
+        monkeypatch.setattr(module, name, watched(getattr(module, name)))
+    snapshot = snapshot_with_articles(tmp_path / "snapshot")
+    report = refresh.refresh(refresh.Options(db=str(tmp_path / "news.db"), snapshot=snapshot))
+    assert report.status == "ok"
+    assert most[0] == 1
