@@ -1,7 +1,9 @@
 """Fixtures shared by the test modules (plain helpers live in helpers.py)."""
 
+import ipaddress
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -10,6 +12,25 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from pipeline import store  # noqa: E402
 
 from .helpers import FIXTURES, SNAPSHOT, with_sites  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Tests never touch the internet: in a test, a host name other than localhost resolves nowhere, at once,
+    as on a machine with no network (a refresh given only a front-page transport would otherwise look up
+    every article's host, and fetch it where there is a network)."""
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            if name not in ("localhost", "localhost.localdomain"):
+                raise socket.gaierror(socket.EAI_NONAME, f"not known (tests are offline: {name})") from None
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.fixture
