@@ -126,9 +126,30 @@ def honest_or(attack):
     return reply
 
 
-def cli_refresh(db, stub, *args, env=None, timeout=120, snapshot=SNAPSHOT, model="openai/stub", api_base=None):
+def refresh_args(db, stub, *args, snapshot=SNAPSHOT, model="openai/stub", api_base=None) -> list[str]:
+    return ["refresh", "--db", str(db), "--snapshot", str(snapshot), "--model", model,
+            "--api-base", api_base or stub.api_base, *args]
+
+
+def cli_refresh(db, stub, *args, env=None, timeout=120, **options):
     """`newsreader refresh` with the stub as its LiteLLM model, as a user would run it."""
     environment = {**os.environ, "OPENAI_API_KEY": API_KEY, **(env or {})}
-    return subprocess.run([NEWSREADER, "refresh", "--db", str(db), "--snapshot", str(snapshot),
-                           "--model", model, "--api-base", api_base or stub.api_base, *args],
+    return subprocess.run([NEWSREADER, *refresh_args(db, stub, *args, **options)],
                           capture_output=True, text=True, env=environment, timeout=timeout)
+
+
+def cli_refresh_here(db, stub, *args, **options) -> subprocess.CompletedProcess:
+    """The same command run in this process (click's runner): what it prints and its exit code, without a
+    new interpreter importing LiteLLM again (seconds each). A traceback would be in its stderr, as a user
+    would see it."""
+    import traceback
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    argv = refresh_args(db, stub, *args, **options)
+    result = CliRunner().invoke(cli, argv, env={"OPENAI_API_KEY": API_KEY})
+    crashed = "" if result.exception is None or isinstance(result.exception, SystemExit) else \
+        "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(argv, result.exit_code, result.stdout, result.stderr + crashed)

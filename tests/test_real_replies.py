@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import prompt
 
-from .stub_llm import StubLLM, cli_refresh, completion
+from .stub_llm import StubLLM, cli_refresh_here, completion
 
 REPLIES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-replies"
 FILES = sorted(REPLIES.glob("*.jsonl"))
@@ -62,8 +62,8 @@ def replay(request, tmp_path_factory):
     rows = replies(request.param)
     tmp = tmp_path_factory.mktemp(request.param.stem)
     with StubLLM([replayed(rows)]) as stub:
-        done = cli_refresh(tmp / "news.db", stub, "--source", "lobsters", "--max-steps", str(len(rows)),
-                           model="openai/local", timeout=300)
+        done = cli_refresh_here(tmp / "news.db", stub, "--source", "lobsters", "--max-steps", str(len(rows)),
+                                model="openai/local")
     site = sqlite3.connect(tmp / "news.db").execute(
         "SELECT status, error, llm_calls, input_tokens, output_tokens FROM run_sites").fetchone()
     return rows, stub, done, site
