@@ -138,7 +138,7 @@ def cli_refresh(db, stub, *args, env=None, timeout=120, **options):
                           capture_output=True, text=True, env=environment, timeout=timeout)
 
 
-def cli_refresh_here(db, stub, *args, **options) -> subprocess.CompletedProcess:
+def cli_refresh_here(db, stub, *args, env=None, **options) -> subprocess.CompletedProcess:
     """The same command run in this process (click's runner): what it prints and its exit code, without a
     new interpreter importing LiteLLM again (seconds each). A traceback would be in its stderr, as a user
     would see it."""
@@ -149,7 +149,7 @@ def cli_refresh_here(db, stub, *args, **options) -> subprocess.CompletedProcess:
     from pipeline.cli import cli
 
     argv = refresh_args(db, stub, *args, **options)
-    result = CliRunner().invoke(cli, argv, env={"OPENAI_API_KEY": API_KEY})
+    result = CliRunner().invoke(cli, argv, env={"OPENAI_API_KEY": API_KEY, **(env or {})})
     crashed = "" if result.exception is None or isinstance(result.exception, SystemExit) else \
         "".join(traceback.format_exception(result.exception))
     return subprocess.CompletedProcess(argv, result.exit_code, result.stdout, result.stderr + crashed)

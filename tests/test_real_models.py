@@ -22,7 +22,7 @@ from pipeline.cli import cli
 from pipeline.settings import DEFAULT_MAX_STEPS, Judge, Reading
 
 from .helpers import SNAPSHOT, snapshot_with_articles, with_new_stories
-from .stub_llm import SLOW, StubLLM, cli_refresh, completion
+from .stub_llm import SLOW, StubLLM, cli_refresh_here, completion
 
 MODEL = "openai/gpt-4.1-mini"  # priced in LiteLLM's bundled cost map: the run's cost is known
 
@@ -412,8 +412,8 @@ def test_every_readme_model_example_runs_against_the_stub(tmp_path, model):
     config.write_text('[model]\noptions = { temperature = 0.2 }\n')
     with StubLLM([scripted([loop])]) as stub:
         base = stub.api_base if model.startswith("openai/") else stub.api_base.removesuffix("/v1")
-        done = cli_refresh(tmp_path / "news.db", stub, "--source", "hn", model=model, api_base=base,
-                           env={"ANTHROPIC_API_KEY": "sk-test", "NEWSREADER_CONFIG": str(config)})
+        done = cli_refresh_here(tmp_path / "news.db", stub, "--source", "hn", model=model, api_base=base,
+                                env={"ANTHROPIC_API_KEY": "sk-test", "NEWSREADER_CONFIG": str(config)})
     assert done.returncode == 0, done.stderr
     assert "run 1: ok — 30 stories, 30 judged" in done.stderr
     first = stub.requests[0]
@@ -575,7 +575,7 @@ def test_num_ctx_on_a_model_that_ignores_it_is_warned_once(tmp_path):
     config = tmp_path / "newsreader.toml"
     config.write_text('[model]\noptions = { num_ctx = 8192 }\n')
     with StubLLM([scripted([loop])]) as stub:
-        done = cli_refresh(tmp_path / "news.db", stub, "--source", "hn", model="openai/local",
-                           env={"NEWSREADER_CONFIG": str(config)})
+        done = cli_refresh_here(tmp_path / "news.db", stub, "--source", "hn", model="openai/local",
+                                env={"NEWSREADER_CONFIG": str(config)})
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("num_ctx is an Ollama option and has no effect on openai/local") == 1
