@@ -222,7 +222,8 @@ def read_body(response: httpx.Response, deadline: float, timeout: float) -> byte
         return response.content
     inflate = decoder(response.headers.get("content-encoding", ""))
     out = bytearray()
-    for chunk in response.iter_raw(65536):
+    for chunk in response.iter_raw():  # as each read returns: a chunk size would wait for that many bytes
+        # (a server sending a byte a second held the read for all its bytes, past the deadline)
         if time.monotonic() > deadline:
             raise Refused(f"slower than {timeout:g} s")
         data = chunk if inflate is None else inflate.decompress(chunk, MAX_BYTES + 1 - len(out))

@@ -28,7 +28,8 @@ import httpx
 from . import __version__
 
 USER_AGENT = f"newsreader/{__version__} (+https://github.com/newsreader; daily digest, one request per site)"
-TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+TIMEOUT = httpx.Timeout(15.0, connect=5.0)  # each read; and a whole body within BODY_S (a drip never ends)
+BODY_S = 60.0
 MAX_BYTES = 5 * 1024 * 1024  # a front page is ~50 KB, a long feed 2 MB
 MAX_ATTEMPTS = 4
 BACKOFF_S = 1.0
@@ -137,7 +138,7 @@ def fetch_listing(source: str, url: str, client: httpx.Client, request: Request 
                         raise FetchError(source, f"HTTP {response.status_code} from {url} after {attempt} attempts")
                     sleep(retry_after(response, attempt))
                     continue
-                return read_response(source, url, response, request, max_bytes)
+                return read_response(source, url, response, request, max_bytes, time.monotonic() + BODY_S)
         except httpx.TooManyRedirects:
             raise FetchError(source, f"too many redirects from {url}") from None
         except httpx.TimeoutException:
@@ -149,8 +150,10 @@ def fetch_listing(source: str, url: str, client: httpx.Client, request: Request 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def read_response(source: str, url: str, response: httpx.Response, request: Request, max_bytes: int) -> Page:
-    """One answer that is not to be retried: 304, a refusal, or a body of the kind asked for."""
+def read_response(source: str, url: str, response: httpx.Response, request: Request, max_bytes: int,
+                  deadline: float = float("inf")) -> Page:
+    """One answer that is not to be retried: 304, a refusal, or a body of the kind asked for, whole by
+    `deadline` (time.monotonic)."""
     validators = {"etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified")}
     if response.status_code == 304:
         return Page(source, b"", None, url, not_modified=True, etag=validators["etag"] or request.etag,
@@ -163,8 +166,10 @@ def read_response(source: str, url: str, response: httpx.Response, request: Requ
         what = "an HTML page" if request.content_types == ("html",) else " or ".join(request.content_types)
         raise FetchError(source, f"expected {what} from {url}, got {got}")
     body = bytearray()
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_bytes():  # as each read returns
         body += chunk
+        if time.monotonic() > deadline:
+            raise FetchError(source, f"page from {url} is slower than {BODY_S:g} s to arrive; refusing it")
         if len(body) > max_bytes:
             raise FetchError(source, f"page from {url} is larger than {max_bytes // 1024} KB; refusing it")
     if "html" in request.content_types:  # a page is kept as text, decoded by the charset it declared

@@ -1,6 +1,7 @@
 """Source faults through httpx mock transports: one site misbehaves, the other lands, the message is clear."""
 
 import sqlite3
+import time
 
 import httpx
 import pytest
@@ -38,6 +39,14 @@ def huge(request):
     return html(b"<html>" + b"x" * (20 * 1024 * 1024))
 
 
+def drip(request):
+    def slowly():
+        for byte in b"<html><body>" + b"x" * 40:
+            time.sleep(0.05)
+            yield bytes([byte])
+    return httpx.Response(200, content=slowly(), headers={"Content-Type": "text/html; charset=utf-8"})
+
+
 def maintenance_json(request):
     return httpx.Response(503, json={"error": "maintenance"}, headers={"Retry-After": "0"})
 
@@ -48,6 +57,7 @@ FAULTS = {
     "200 with an error page": (error_page, "no story rows found"),
     "changed markup": (changed_markup, "no story rows found"),
     "20 MB body": (huge, "larger than"),
+    "a byte at a time past the deadline": (drip, "slower than 1 s to arrive"),
     "503 until retries run out": (maintenance_json, "HTTP 503"),
 }
 SEEN = {"faults": 0}
@@ -57,6 +67,7 @@ SEEN = {"faults": 0}
 def test_one_site_faulty_the_other_lands(tmp_path, monkeypatch, fault):
     handler, message = FAULTS[fault]
     monkeypatch.setattr("pipeline.sources.BACKOFF_S", 0.0)
+    monkeypatch.setattr("pipeline.sources.BODY_S", 1.0)
 
     def route(request):
         if request.url.host == "news.ycombinator.com":
