@@ -226,3 +226,14 @@ def test_each_batch_of_an_llm_judge_gets_the_votes_nearest_its_own_stories(refre
     assert len({tuple(titles) for titles in batches}) == len(batches)  # each batch's own nearest votes
     assert all("holds 30 of this reader's" in task for task in tasks)
     assert sqlite3.connect(db).execute("SELECT count(*) FROM reader_votes").fetchone() == (0,)
+
+
+def test_the_learners_probabilities_are_scikit_learns():
+    """Meaning's probabilities skip predict_proba's input checks; they are the same numbers."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 16))
+    model = LogisticRegression(class_weight="balanced").fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+    assert np.allclose(learn.positive(model, x), model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
