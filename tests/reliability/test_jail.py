@@ -183,7 +183,7 @@ MEMORY_HOG = "hog = 'x' * (4 * 1024 ** 3)\nprint(len(hog))"
 def test_resource_attacks_fail_only_their_site(tmp_path, history, attack, request):
     with StubLLM([honest_or(lambda step: attack)]) as stub:
         t0 = time.monotonic()
-        done = cli_refresh(history, stub, "--step-timeout", "10", "--max-steps", "2")
+        done = cli_refresh(history, stub, "--step-timeout", "5", "--max-steps", "2")
         elapsed = time.monotonic() - t0
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -192,7 +192,7 @@ def test_resource_attacks_fail_only_their_site(tmp_path, history, attack, reques
         "hn": "failed", "lobsters": "ok"}
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
-    assert elapsed < 2 * 10 + 15, elapsed
+    assert elapsed < 2 * 5 + 15, elapsed
     assert not leftover_jails()
     record(f"jail: {request.node.callspec.id} in generated code", 1, 1, 0, 0,
            f"hn failed, lobsters landed in {elapsed:.1f} s; no jail process left")
