@@ -12,13 +12,11 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: run test bench bench-local soak install browser jail docker-ready clean
 
-# --no-compile: pip would byte-compile every file of torch and the rest (25 s of a fresh install); Python
-# compiles what is imported, when it is first imported.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-compile --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile $(TORCH)
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[docker,local]' --group test
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[docker,local]' --group test
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -65,7 +63,7 @@ test: $(STAMP) browser jail docker-ready
 
 # Offline benchmarks; writes BENCHMARKS.md (synthetic histories are cached in data/bench/).
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[docker,bench]' --group test
+	$(BIN)/python -m pip install --quiet -e '.[docker,bench]' --group test
 	$(BIN)/python -m benchmarks.run
 
 # A real local model in the loop (SmolLM2-135M on llama-cpp-python's server, built once and cached):
