@@ -638,23 +638,21 @@ def import_votes(news, db: Path, path: Path) -> tuple[int, int]:
 def serve(db, host, port, allow_votes):
     """Browse the history in Datasette (read-only for visitors; votes go to feedback.db beside it)."""
     from . import serve as serving
-    from . import store
 
     cfg = settings(db=db)
     db = str(cfg.db)
     open_history(db)  # create / migrate first, so Datasette sees the current schema
-    try:
-        store.open_feedback(db).close()
-    except schema.StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
     chosen = click.get_current_context().get_parameter_source("port").name != "DEFAULT"
     port = free_port(host, port, tries=1 if chosen else 20)
     votes = host in serving.LOCAL_HOSTS or allow_votes
+    try:
+        args = serving.datasette_args(db, host, port, votes=votes, metadata_dir=cfg.data_dir)
+    except schema.StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     click.echo(f"Serving {db} at {base}/ - today's digest: {base}/digest"
                + ("" if votes else " (voting off: not on localhost; --allow-votes turns it on)"), err=True)
     sys.stdout.flush()
-    args = serving.datasette_args(db, host, port, votes=votes, metadata_dir=cfg.data_dir)
     os.execv(args[0], args)
 
 

@@ -61,7 +61,9 @@ def metadata_for(history: str | os.PathLike, votes: bool) -> dict:
 
 def datasette_args(db: str, host: str, port: int, *, votes: bool, metadata_dir: Path) -> list[str]:
     """Datasette's own `serve` for the history (read-only to visitors) and feedback.db, with this module
-    registered as its plugin (`python -m pipeline.serve`: see main)."""
+    registered as its plugin (`python -m pipeline.serve`: see main). feedback.db is created (or migrated)
+    first: Datasette refuses a file that does not exist."""
+    store.open_feedback(db).close()
     metadata_dir.mkdir(parents=True, exist_ok=True)
     metadata = metadata_dir / "datasette-metadata.json"
     metadata.write_text(json.dumps(metadata_for(db, votes), ensure_ascii=False, indent=1), encoding="utf-8")

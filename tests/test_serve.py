@@ -236,11 +236,13 @@ def test_installing_newsreader_leaves_every_other_datasette_alone(tmp_path):
     assert "newsreader" not in plugins.stdout and "pipeline" not in plugins.stdout, plugins.stdout
 
 
-def test_newsreader_serve_runs_datasette_with_its_plugin(tmp_path, refreshed):
-    """What `newsreader serve` execs: Datasette's own CLI with the plugin, so /digest is there."""
+def test_newsreader_serve_runs_datasette_with_its_plugin(tmp_path, refreshed_copy):
+    """What `newsreader serve` execs: Datasette's own CLI with the plugin, so /digest is there (and the
+    feedback database it names exists, on a history that never had one)."""
     import subprocess
 
-    args = serve.datasette_args(str(refreshed), "127.0.0.1", 8001, votes=True, metadata_dir=tmp_path)
+    assert not store.feedback_path(refreshed_copy).exists()
+    args = serve.datasette_args(str(refreshed_copy), "127.0.0.1", 8001, votes=True, metadata_dir=tmp_path)
     args = args[:args.index("--host")] + ["--get", "/digest"]
     page = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert page.returncode == 0 and "<html" in page.stdout.lower(), page.stderr[-2000:]
