@@ -58,7 +58,7 @@ docker-ready: $(STAMP)
 
 test: $(STAMP) browser jail docker-ready
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -n 3 --dist load -m "not serial"
 	$(BIN)/python -m pytest -q -m serial -p no:randomly
 
 # Offline benchmarks; writes BENCHMARKS.md (synthetic histories are cached in data/bench/).
