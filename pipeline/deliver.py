@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from . import schema, store
 from .config import DEFAULT_SENDER
-from .text import one_line
+from .text import http_link, one_line
 
 BACKOFF_S = 300  # the first automatic retry after a failed send; doubled each time, at most MAX_BACKOFF_S
 MAX_BACKOFF_S = 6 * 3600
@@ -161,11 +161,6 @@ def digest_for(conn: sqlite3.Connection, channel: Channel, day: str) -> Digest |
 
 # --- what each channel is sent --------------------------------------------------------------------------------
 
-def link(url: str | None) -> str | None:
-    """Only http(s) links are ever put in a message."""
-    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
-
-
 def subject(digest: Digest) -> str:
     """The mail's subject and the push's title: the day and a count, never a stranger's title."""
     return f"newsreader digest {digest.day}: {len(digest.stories)} stor{'y' if len(digest.stories) == 1 else 'ies'}"
@@ -181,7 +176,7 @@ def votes_of(digest: Digest, story: dict) -> dict[str, str]:
 def as_text(digest: Digest) -> str:
     lines = [subject(digest), ""]
     for s in digest.stories:
-        lines += [f"* {s['title']} [{s['label']}]", f"  {s['summary']}", f"  {link(s['url']) or ''}".rstrip()]
+        lines += [f"* {s['title']} [{s['label']}]", f"  {s['summary']}", f"  {http_link(s['url']) or ''}".rstrip()]
         lines += [f"  more like this: {url}" if vote == "up" else f"  less like this: {url}"
                   for vote, url in votes_of(digest, s).items()]
         lines.append("")
@@ -196,8 +191,8 @@ def as_html(digest: Digest) -> str:
     items = []
     for s in digest.stories:
         title = e(s["title"])
-        if link(s["url"]):
-            title = f'<a href="{e(link(s["url"]))}" style="color:#1a0dab">{title}</a>'
+        if http_link(s["url"]):
+            title = f'<a href="{e(http_link(s["url"]))}" style="color:#1a0dab">{title}</a>'
         meta = " · ".join(x for x in (e(s["label"]), e(s["tags"] or "")) if x)
         votes = votes_of(digest, s)
         if votes:
@@ -215,7 +210,7 @@ def as_html(digest: Digest) -> str:
 
 
 def as_push(digest: Digest) -> str:
-    top = [f"- {s['title']}: {link(s['url']) or ''}".rstrip(": ") for s in digest.stories[:TOP_STORIES]]
+    top = [f"- {s['title']}: {http_link(s['url']) or ''}".rstrip(": ") for s in digest.stories[:TOP_STORIES]]
     more = len(digest.stories) - len(top)
     return "\n".join([*top, *([f"and {more} more"] if more > 0 else [])])
 
@@ -260,7 +255,7 @@ def send_apprise(channel: Channel, digest: Digest, message_id: str) -> None:
 
     notifier = apprise.Apprise()
     notifier.add(channel.target)
-    pushes = [(f"{s['title']} [{s['label']}]", f"{s['summary']}\n{link(s['url']) or ''}".strip())
+    pushes = [(f"{s['title']} [{s['label']}]", f"{s['summary']}\n{http_link(s['url']) or ''}".strip())
               for s in digest.stories] if channel.per_story else [(subject(digest), as_push(digest))]
     with apprise.LogCapture(level=apprise.logging.WARNING) as log:
         sent = all([notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)

@@ -28,6 +28,7 @@ from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup, escape
 
 from . import store
+from .text import http_link
 
 TEMPLATES = Path(__file__).with_name("templates")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -224,11 +225,6 @@ def config(datasette) -> dict:
     (the pages exist only there: `serves`)."""
     found = datasette.plugin_config("newsreader")
     return {"history": found["history"], "feedback": found.get("feedback"), "votes": bool(found.get("votes"))}
-
-
-def http_link(url: str | None) -> str | None:
-    """Only http(s) links are ever put in an href."""
-    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 async def rows(db, sql: str, params=None) -> list[dict]:

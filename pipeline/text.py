@@ -62,3 +62,9 @@ def without_paths(text: str, data_dir: Path) -> str:
         return Path(path).name or path
 
     return ABSOLUTE_PATH.sub(shorten, text)
+
+
+def http_link(url: str | None) -> str | None:
+    """The URL if it is http(s), else None: only such links are ever put in an href or a message (a
+    stranger's `javascript:` or `data:` link never is)."""
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
