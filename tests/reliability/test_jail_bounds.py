@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -104,18 +105,20 @@ def test_a_venv_reached_through_a_home_folder_symlink_binds_no_home_folder(tmp_p
            "~/.ssh not visible in the jail: only the interpreter's files and package folders are bound")
 
 
-MARK = "jail-survivor-8d1f"
-SPAWN = ESCAPE_TO_PROCESS + (
-    f"print(run(\"setsid sh -c 'trap \\\"\\\" HUP INT TERM; sleep 600; : {MARK}' </dev/null >/dev/null 2>&1 & "
-    "echo spawned\"))\n")
+def spawn(mark: str) -> str:
+    """Code that leaves a detached, signal-ignoring process in its jail, named by `mark` (one per test:
+    tests run at once on several workers, and each counts only its own survivors)."""
+    return ESCAPE_TO_PROCESS + (
+        f"print(run(\"setsid sh -c 'trap \\\"\\\" HUP INT TERM; sleep 600; : {mark}' </dev/null >/dev/null 2>&1 & "
+        "echo spawned\"))\n")
 
 
-def survivors() -> list[str]:
+def survivors(mark: str) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if MARK in line and "ps -eo" not in line]
+    return [line for line in out.splitlines() if mark in line and "ps -eo" not in line]
 
 
-def scripted(then):
+def scripted(then, mark: str):
     """HN's agent: step 1 leaves a detached process behind in its jail; step 2 is `then` (a reply or code)."""
     steps = {"hn": 0}
 
@@ -128,7 +131,7 @@ def scripted(then):
             return completion(f"Thought: judging.\n<code>\n{rules.code_for(task)}\n</code>")
         steps["hn"] += 1
         if steps["hn"] == 1:
-            return completion(f"Thought: first.\n<code>\n{SPAWN}\n</code>")
+            return completion(f"Thought: first.\n<code>\n{spawn(mark)}\n</code>")
         step = then(task)
         return step if isinstance(step, tuple) else completion(f"Thought: next.\n<code>\n{step}\n</code>")
 
@@ -145,8 +148,8 @@ EXITS = {
 
 @pytest.mark.parametrize("exit_path", EXITS)
 def test_no_process_of_the_jail_survives_the_refresh(tmp_path, refreshed_copy, exit_path):
-    assert not survivors()
-    with StubLLM([scripted(EXITS[exit_path])]) as stub:
+    mark = f"jail-survivor-{uuid.uuid4().hex[:12]}"
+    with StubLLM([scripted(EXITS[exit_path], mark)]) as stub:
         if exit_path != "Ctrl-C":
             done = cli_refresh(refreshed_copy, stub, "--step-timeout", "5", "--max-steps", "3")
             assert "Traceback" not in done.stderr, done.stderr
@@ -156,9 +159,9 @@ def test_no_process_of_the_jail_survives_the_refresh(tmp_path, refreshed_copy, e
                                         "--model", "openai/stub", "--api-base", stub.api_base, "--step-timeout", "60"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             deadline = time.monotonic() + 60
-            while not survivors() and time.monotonic() < deadline:
+            while not survivors(mark) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert survivors(), "the jailed process never started"
+            assert survivors(mark), "the jailed process never started"
             process.send_signal(signal.SIGINT)
             try:
                 _, stderr = process.communicate(timeout=60)
@@ -167,7 +170,7 @@ def test_no_process_of_the_jail_survives_the_refresh(tmp_path, refreshed_copy, e
                 _, stderr = process.communicate(timeout=30)
                 raise AssertionError(f"the refresh outlived Ctrl-C by 60 s:\n{stderr[-6000:]}") from None
             assert "Traceback" not in stderr, stderr
-    left = survivors()
+    left = survivors(mark)
     for line in left:  # never leave one behind for the next test
         os.kill(int(line.split()[0]), signal.SIGKILL)
     assert not left
