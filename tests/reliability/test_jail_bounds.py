@@ -19,7 +19,7 @@ import pytest
 from pipeline import jail, prompt, rules
 
 from ..helpers import ESCAPE_TO_PROCESS
-from ..stub_llm import API_KEY, NEWSREADER, SNAPSHOT, StubLLM, cli_refresh, completion
+from ..stub_llm import API_KEY, NEWSREADER, StubLLM, cli_refresh, completion, refresh_args
 from .figures import record
 
 
@@ -155,8 +155,7 @@ def test_no_process_of_the_jail_survives_the_refresh(tmp_path, refreshed_copy, e
             assert "Traceback" not in done.stderr, done.stderr
         else:
             env = {**os.environ, "OPENAI_API_KEY": API_KEY, "PYTHONFAULTHANDLER": "1"}
-            process = subprocess.Popen([NEWSREADER, "refresh", "--db", str(refreshed_copy), "--snapshot", str(SNAPSHOT),
-                                        "--model", "openai/stub", "--api-base", stub.api_base, "--step-timeout", "60"],
+            process = subprocess.Popen([NEWSREADER, *refresh_args(refreshed_copy, stub, "--step-timeout", "60")],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             deadline = time.monotonic() + 60
             while not survivors(mark) and time.monotonic() < deadline:
