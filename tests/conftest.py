@@ -22,6 +22,8 @@ def offline(monkeypatch):
     resolve = socket.getaddrinfo
 
     def getaddrinfo(host, *args, **kwargs):
+        if host is None:  # a server's "every interface": no name is looked up
+            return resolve(host, *args, **kwargs)
         name = host.decode() if isinstance(host, bytes) else str(host)
         try:
             ipaddress.ip_address(name.strip("[]"))

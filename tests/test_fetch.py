@@ -121,3 +121,14 @@ def test_snapshot_reads_files_and_names_missing_ones(tmp_path):
     assert sources.read_snapshot("hn", tmp_path).html == PAGE
     with pytest.raises(sources.SourceError, match="lobsters: no .*lobsters.html in the snapshot; skipping lobsters"):
         sources.read_snapshot("lobsters", tmp_path)
+
+
+def test_a_test_resolves_no_host_name_but_localhost():
+    """conftest's `offline`: a test that would look up a real host fails at once, as with no network;
+    loopback names, address literals and a server's "every interface" still resolve."""
+    import socket
+
+    with pytest.raises(socket.gaierror, match="tests are offline: example.com"):
+        socket.getaddrinfo("example.com", 443)
+    for host in ("localhost", "127.0.0.1", "::1", None):
+        assert socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)
