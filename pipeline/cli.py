@@ -517,8 +517,9 @@ def article(file, url):
               help="Labels CSV (source,file,rank,title,url,domain,native_tags,relevant,tags).")
 @click.option("--html-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Where the CSV's page files are [default: html/ next to the CSV].")
-@click.option("--learn-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Labels CSV treated as the reader's votes: score before and after learning from them.")
+@click.option("--learn-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Labels CSV treated as the reader's votes: score before and after learning from them "
+                   "(repeat it to learn from several files).")
 @click.option("--curve", is_flag=True,
               help="Accuracy and tag macro-F1 against the number of votes learned from (cross-validated by page).")
 @click.option("--orders", type=click.IntRange(1, 20), default=CURVE_ORDERS, show_default=True,
@@ -534,11 +535,12 @@ def eval_command(labels, html_dir, learn_from, curve, orders, judge, as_json):
     run = functools.partial(evaluate.evaluate, labels, html_dir=html_dir, vocabulary=cfg.vocabulary,
                             judge=cfg.judge())
     try:
-        votes = [label.vote() for label in evaluate.load_labels(learn_from)] if learn_from else []
+        extra = [label for path in learn_from for label in evaluate.load_labels(path)]
+        votes = [label.vote() for label in extra]
         embedder = embeddings.make_embedder(cfg.judge().embeddings, cfg.judge().embedding_options)
         if curve:
             points = evaluate.curve(labels, html_dir=html_dir, vocabulary=cfg.vocabulary, judge=cfg.judge(),
-                                    extra=evaluate.load_labels(learn_from) if learn_from else [], embedder=embedder,
+                                    extra=extra, embedder=embedder,
                                     orders=orders)
             used = evaluate.embedding_use(embedder)
             click.echo(json.dumps({"points": points, "embeddings": used}, indent=2) if as_json
@@ -547,6 +549,10 @@ def eval_command(labels, html_dir, learn_from, curve, orders, judge, as_json):
                 sys.exit(1)
             return
         if learn_from:
+            if seen := evaluate.overlap(evaluate.load_labels(labels), extra):
+                click.echo(f"notice: {seen} of the stories scored are among the votes learned from: the figures "
+                           "after learning say how well the votes are recalled, not what learning carries "
+                           "(--curve never learns from the page it scores)", err=True)
             before = run()
             metrics = run(learned=rules.teach(votes, cfg.vocabulary, cfg.judge().profile, embedder,
                                               frozenset(s for s, found in cfg.sources.items() if found.kind.computing)))
@@ -555,7 +561,7 @@ def eval_command(labels, html_dir, learn_from, curve, orders, judge, as_json):
                 click.echo(json.dumps({"before": before, "after": metrics, "votes": len(votes)}, indent=2))
             else:
                 click.echo(f"before learning\n{evaluate.format_report(before)}\n\n"
-                           f"after learning from {len(votes)} votes ({learn_from}), embeddings: "
+                           f"after learning from {len(votes)} votes ({', '.join(map(str, learn_from))}), embeddings: "
                            f"{evaluate.format_use(used)}\n{evaluate.format_report(metrics)}")
         else:
             metrics = run()

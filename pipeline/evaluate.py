@@ -82,6 +82,13 @@ def load_labels(path: Path) -> list[Label]:
     return labels
 
 
+def overlap(scored: list[Label], votes: list[Label]) -> int:
+    """How many of the `scored` stories are among the `votes` (the same page and title): an eval that
+    learns from the stories it scores measures how well the votes are recalled, not learning."""
+    voted = {(label.file, norm(label.title)) for label in votes}
+    return sum((label.file, norm(label.title)) in voted for label in scored)
+
+
 def norm(text: str) -> str:
     """Case, spaces and punctuation removed: the same normalisation as the schema's title trigger."""
     return re.sub(r"[\s.,:'\"-]", "", text.lower())
@@ -253,9 +260,9 @@ def curve(labels_path: Path, *, html_dir: Path | None = None, vocabulary: dict[s
           judge: Judge | None = None, sizes=CURVE_SIZES, extra: list[Label] = (), embedder=None,
           orders: int = CURVE_ORDERS) -> list[dict]:
     """Accuracy and tag macro-F1 against the number of votes, by cross-validation over pages: each page is
-    judged after learning from n labels of the *other* pages and of `extra` (the `--learn-from` labels), in
-    a seeded order, so a page is never in both; each point scores the pooled predictions of all pages, as
-    one eval over every story would, averaged over `orders` orders."""
+    judged after learning from n labels of the *other* pages, in `extra` (the `--learn-from` labels) or in
+    `labels`, in a seeded order, so a page is never in both (a label given twice counts once); each point
+    scores the pooled predictions of all pages, as one eval over every story would, averaged over `orders`."""
     judge = with_executor(judge or Judge())
     labels = load_labels(labels_path)
     pages = sorted({label.file for label in labels})
@@ -283,7 +290,7 @@ def curve_point(labels: list[Label], pages: list[str], n: int | None, seed: int,
 
     pairs, errors = [], []
     for page in pages:
-        pool = extra + [label for label in labels if label.file != page]
+        pool = list({(label.file, label.rank): label for label in extra + labels if label.file != page}.values())
         random.Random(seed).shuffle(pool)
         learned = rules.teach([label.vote() for label in (pool if n is None else pool[:n])], vocabulary,
                               judge.profile, embedder, computing())

@@ -17,6 +17,9 @@ from smolagents.monitoring import TokenUsage
 from pipeline import agent, parse, prompt, rules, sandbox, schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures"  # the team's labelled pages, beside the repo
+FRESH = SHARED / "fresh" / "labels.csv"  # four pages the rules were never written on: they measure learning
+DEV = SHARED / "labels.csv"  # the four development pages the rules were written on
 SNAPSHOT = FIXTURES / "snapshot"
 
 

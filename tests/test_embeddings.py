@@ -8,7 +8,6 @@ import re
 import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,11 +17,8 @@ from pipeline.cli import cli
 from pipeline.prompt import Candidate
 from pipeline.settings import Judge
 
-from .helpers import SNAPSHOT
+from .helpers import DEV, FRESH, SNAPSHOT
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures"  # the team's labelled pages
-FRESH = SHARED / "fresh" / "labels.csv"
-DEV = SHARED / "labels.csv"
 VOCABULARY = set(schema.reference_vocabulary())
 
 

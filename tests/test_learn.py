@@ -8,7 +8,7 @@ from pipeline import evaluate, learn, models, rules
 from pipeline.cli import cli
 from pipeline.prompt import Candidate
 
-from .helpers import FIXTURES
+from .helpers import FIXTURES, FRESH
 
 VOCABULARY = {"ai", "programming", "python", "rust", "go", "javascript", "web", "databases", "devops", "security",
               "systems", "hardware", "science", "business", "culture"}
@@ -98,12 +98,14 @@ def test_title_words_drop_stop_words_and_possessives_and_keep_names_whole():
 
 
 def test_eval_learn_from_scores_before_and_after(tmp_path):
+    """Learning from the very stories it scores, eval says so: its "after" is recall of the votes."""
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--learn-from",
                                    str(FIXTURES / "labels.csv"), "--executor", "local", "--json"])
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     assert data["votes"] == 110 and {"before", "after"} <= set(data)
     assert data["before"]["relevance_accuracy"] > 0.8
+    assert out.stderr.startswith("notice: 110 of the stories scored are among the votes learned from")
 
 
 def test_eval_curve_prints_accuracy_and_tag_f1_against_votes():
@@ -347,3 +349,31 @@ def test_vote_tags_correct_a_storys_tags_and_teach_with_the_vote(refreshed_copy)
     assert said() == []
     out = CliRunner().invoke(cli, ["vote", "--db", str(db), "1", "up", "--tags", "rust,made-up"])
     assert out.exit_code == 1 and out.output == "Error: not in the vocabulary: made-up\n"
+
+
+def test_eval_learns_from_several_files_as_from_their_rows_in_one(tmp_path):
+    """`--learn-from` repeats: the team learns from the development and the fresh labels at once."""
+    lines = (FIXTURES / "labels.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    (tmp_path / "a.csv").write_text(header + "".join(rows[:40]), encoding="utf-8")
+    (tmp_path / "b.csv").write_text(header + "".join(rows[40:]), encoding="utf-8")
+    common = ["eval", "--labels", str(FRESH), "--executor", "local",
+              "--embeddings", "none", "--json"]
+    apart = CliRunner().invoke(cli, [*common, "--learn-from", str(tmp_path / "a.csv"),
+                                     "--learn-from", str(tmp_path / "b.csv")])
+    whole = CliRunner().invoke(cli, [*common, "--learn-from", str(FIXTURES / "labels.csv")])
+    assert apart.exit_code == whole.exit_code == 0, apart.output + whole.output
+    assert json.loads(apart.stdout)["votes"] == 110
+    assert json.loads(apart.stdout) == json.loads(whole.stdout)
+    assert not apart.stderr  # no scored story is among the votes
+
+
+def test_the_curve_never_learns_from_the_page_it_scores_even_when_told_to(tmp_path):
+    """--learn-from holding the scored pages' own labels adds nothing: each page is judged after learning from
+    the other pages only, a label given twice counting once."""
+    common = ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--orders", "1", "--executor", "local",
+              "--embeddings", "none", "--json"]
+    alone = CliRunner().invoke(cli, common)
+    told = CliRunner().invoke(cli, [*common, "--learn-from", str(FIXTURES / "labels.csv")])
+    assert alone.exit_code == told.exit_code == 0, alone.output + told.output
+    assert json.loads(told.stdout)["points"] == json.loads(alone.stdout)["points"]
