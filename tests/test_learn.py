@@ -368,12 +368,16 @@ def test_eval_learns_from_several_files_as_from_their_rows_in_one(tmp_path):
     assert not apart.stderr  # no scored story is among the votes
 
 
-def test_the_curve_never_learns_from_the_page_it_scores_even_when_told_to(tmp_path):
+def test_the_curve_never_learns_from_the_page_it_scores_even_when_told_to():
     """--learn-from holding the scored pages' own labels adds nothing: each page is judged after learning from
     the other pages only, a label given twice counting once."""
-    common = ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--orders", "1", "--executor", "local",
-              "--embeddings", "none", "--json"]
-    alone = CliRunner().invoke(cli, common)
-    told = CliRunner().invoke(cli, [*common, "--learn-from", str(FIXTURES / "labels.csv")])
-    assert alone.exit_code == told.exit_code == 0, alone.output + told.output
-    assert json.loads(told.stdout)["points"] == json.loads(alone.stdout)["points"]
+    from pipeline.settings import Judge
+
+    labels = FIXTURES / "labels.csv"
+    judge = Judge(executor="local", embeddings="none")
+
+    def curve(extra):
+        return evaluate.curve(labels, vocabulary={tag: tag for tag in VOCABULARY}, judge=judge, sizes=(None,),
+                              extra=extra)
+
+    assert curve(evaluate.load_labels(labels)) == curve([])
