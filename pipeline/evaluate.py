@@ -306,14 +306,18 @@ def embedding_use(embedder) -> dict:
     if embedder is None:
         return {"model": None}
     return {"model": embedder.model_id, "calls": embedder.calls, "tokens": embedder.tokens,
-            "cost_usd": embedder.cost_usd, "texts": len(embedder.memo)}
+            "cost_usd": embedder.cost_usd, "texts": len(embedder.memo),
+            "tuned": [dict(zip(("votes", "steps", "seconds"), t, strict=True)) for t in embedder.tunings]}
 
 
 def format_use(used: dict) -> str:
     if used["model"] is None:
         return "none (the word-feature learner)"
     cost = "unknown cost" if used["cost_usd"] is None else f"${used['cost_usd']:.4f}"
-    return f"{used['model']}, {used['texts']} texts in {used['calls']} calls, {used['tokens']} tokens, {cost}"
+    tuned = used.get("tuned") or []
+    tuning = (f", tuned on the votes {len(tuned)} times ({sum(t['steps'] for t in tuned)} steps, "
+              f"{sum(t['seconds'] for t in tuned):.0f} s)") if tuned else ""
+    return f"{used['model']}, {used['texts']} texts in {used['calls']} calls, {used['tokens']} tokens, {cost}{tuning}"
 
 
 def format_curve(points: list[dict]) -> str:

@@ -236,6 +236,8 @@ class Meaning:
     n: int
     relevance: object | None = None  # sklearn LogisticRegression, or None with one class only
     tags: dict[str, object] = field(default_factory=dict)
+    tuned: Callable[[list[str]], list[list[float]]] | None = None  # relevance's vectors: the model tuned on
+    # the votes (embeddings.Tuned), when the model's weights are here; else `embed`'s
 
     @property
     def weight(self) -> float:
@@ -247,7 +249,10 @@ class Meaning:
         import numpy as np
 
         x = np.asarray(self.embed(texts), dtype=float)
-        relevant = positive(self.relevance, x) if self.relevance is not None else [None] * len(texts)
+        if self.relevance is None:
+            relevant = [None] * len(texts)
+        else:
+            relevant = positive(self.relevance, x if self.tuned is None else np.asarray(self.tuned(texts)))
         tags = {tag: positive(model, x) for tag, model in self.tags.items()}
         return [(None if p is None else float(p), {tag: float(ps[i]) for tag, ps in tags.items()})
                 for i, p in enumerate(relevant)]
@@ -263,8 +268,11 @@ def positive(model, x):
 
 
 def fit_meaning(embed: Callable[[list[str]], list[list[float]]], model_id: str, texts: list[str],
-                relevant: list[int], tags: list[list[str] | None]) -> Meaning:
-    """The regressions over these votes' vectors (deterministic: lbfgs, no sampling)."""
+                relevant: list[int], tags: list[list[str] | None], tune=None) -> Meaning:
+    """The regressions over these votes' vectors (deterministic: lbfgs, no sampling). `tune(texts, labels)`:
+    the embedding model tuned on the relevance votes (embeddings.Embedder.tuned; None where it cannot be),
+    whose vectors relevance is then learned over; tags keep the model's own vectors (tuned for relevance,
+    they lose what a story is about)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
@@ -278,7 +286,9 @@ def fit_meaning(embed: Callable[[list[str]], list[list[float]]], model_id: str, 
         return LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(rows, labels)
 
     if 0 < y.sum() < len(y):
-        meaning.relevance = fitted(x, y)
+        tuned = tune(texts, relevant) if tune is not None and meaning.weight else None
+        meaning.tuned = tuned.vectors if tuned is not None else None
+        meaning.relevance = fitted(x if tuned is None else np.asarray(tuned.vectors(texts)), y)
     tagged = [i for i, t in enumerate(tags) if t]
     for tag in sorted({t for i in tagged for t in tags[i]}):
         labels = np.asarray([int(tag in tags[i]) for i in tagged])

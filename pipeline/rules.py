@@ -275,7 +275,7 @@ def teach(votes: list[learn.Vote], vocabulary, profile: str | None = None,
     if embedder is not None:  # the meaning decides with the rules: the word features are not fitted for nothing
         return learn.Learner([], **priors, meaning=learn.fit_meaning(
             embedder.vectors, embedder.model_id, [vote_text(v) for v in votes], [v.relevant for v in votes],
-            [[t for t in v.tags or [] if t in vocabulary] for v in votes]))
+            [[t for t in v.tags or [] if t in vocabulary] for v in votes], tune=embedder.tuned))
     interests, examples = interests_from(profile, set(vocabulary)), []
     for v in votes:
         c = Candidate(0, v.title, v.domain, list(v.site_tags or []), None, None, v.kind or "story")
