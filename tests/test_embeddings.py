@@ -233,3 +233,41 @@ def test_the_learners_probabilities_are_scikit_learns():
     x = rng.normal(size=(120, 16))
     model = LogisticRegression(class_weight="balanced").fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
     assert np.allclose(learn.positive(model, x), model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_tuning_pulls_a_readers_likes_together_and_apart_from_what_they_refuse(local):
+    """The local model tuned on votes: stories the reader voted alike move nearer, opposite votes apart; the
+    same votes tune the same model (seeded), and the released model is left as it was."""
+    import numpy as np
+
+    liked = ["Rust borrow checker internals (rust-lang.org) [rust]", "A faster SQLite query planner (sqlite.org) []",
+             "Debugging a Linux kernel deadlock (lwn.net) [linux]", "Postgres vacuum explained (postgresql.org) []"]
+    refused = ["Startup raises $40M Series B (techcrunch.com) []", "The CEO steps down (bloomberg.com) []",
+               "Senate passes a new tariff bill (reuters.com) []", "Stock markets fall again (ft.com) []"]
+    texts, labels = liked + refused, [1] * 4 + [0] * 4
+
+    def cosines(vectors):
+        v = np.asarray(vectors)
+        sim = v @ v.T
+        same = np.mean([sim[i, j] for i in range(8) for j in range(8) if i < j and labels[i] == labels[j]])
+        other = np.mean([sim[i, j] for i in range(4) for j in range(4, 8)])
+        return same, other
+
+    before = cosines(local.vectors(texts))
+    tuned = local.tuned(texts, labels)
+    after = cosines(tuned.vectors(texts))
+    assert after[0] > before[0] and after[1] < before[1], (before, after)
+    assert np.allclose(local.tuned(texts, labels).vectors(texts), tuned.vectors(texts), atol=1e-5)
+    assert cosines(local.vectors(texts)) == before
+    assert local.tunings[-1][:2] == (8, embeddings.TUNE_EPOCHS)  # one batch an epoch
+    assert local.tuned(texts, [1] * 8) is None  # one kind of vote: nothing to tell apart
+
+
+def test_a_litellm_embedding_model_is_used_as_it_is_served():
+    """Its weights are not here: relevance is learned over the vectors the server gives."""
+    with EmbeddingServer() as server:
+        remote = embeddings.make_embedder("openai/stub-embed", server.options)
+        votes = [label.vote() for label in evaluate.load_labels(DEV)]
+        learned = rules.teach(votes, VOCABULARY, embedder=remote)
+    assert remote.tuned(["a", "b"], [0, 1]) is None and learned.meaning.tuned is None
+    assert learned.meaning.relevance is not None and not remote.tunings
