@@ -110,9 +110,10 @@ def test_votes_on_the_development_pages_carry_to_pages_the_rules_never_saw():
 
 
 def test_the_curve_on_the_fresh_pages_rises_and_never_falls_by_more_than_a_point():
-    """Cross-validated by fresh page, learning from the development labels and the other fresh pages."""
+    """Cross-validated by fresh page, learning from the development labels and the other fresh pages, in one
+    order of the votes (each point tunes the model for each page: five orders take 11 minutes here)."""
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FRESH), "--learn-from", str(DEV), "--curve",
-                                   "--model", "rules", "--executor", "local", "--json"])
+                                   "--orders", "1", "--model", "rules", "--executor", "local", "--json"])
     assert out.exit_code == 0, out.output
     points = json.loads(out.output)["points"]
     for measure in ("relevance_accuracy", "tag_macro_f1"):

@@ -108,7 +108,10 @@ def test_eval_learn_from_scores_before_and_after(tmp_path):
     assert out.stderr.startswith("notice: 110 of the stories scored are among the votes learned from")
 
 
-def test_eval_curve_prints_accuracy_and_tag_f1_against_votes():
+def test_eval_curve_prints_accuracy_and_tag_f1_against_votes(monkeypatch):
+    from pipeline import embeddings
+
+    monkeypatch.setattr(embeddings, "TUNE_STEPS", 1)  # the table's shape, not what tuning gains
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--orders", "2",
                                    "--executor", "local", "--json"])
     assert out.exit_code == 0, out.output
