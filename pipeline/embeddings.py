@@ -100,16 +100,9 @@ class Embedder:
 
     def vectors(self, texts: list[str]) -> list[list[float]]:
         """Each text's vector, in order; only the texts never seen are sent to the model."""
-        keys = [digest(t) for t in texts]
         with self._lock:
-            missing = list(dict.fromkeys(k for k in keys if k not in self.memo))
-            if missing:
-                by_key = dict(zip(keys, texts, strict=True))
-                for start in range(0, len(missing), BATCH):
-                    part = missing[start:start + BATCH]
-                    for key, vector in zip(part, self.call([by_key[k] for k in part]), strict=True):
-                        self.memo[key] = self.fresh[key] = float32(vector)
-            return [self.memo[k] for k in keys]
+            self.fresh.update(fill(self.memo, texts, self.call))
+            return [self.memo[digest(t)] for t in texts]
 
     def call(self, texts: list[str]) -> list[list[float]]:
         self.calls += 1
@@ -209,7 +202,9 @@ def tune(model, texts: list[str], labels: list[int]):
         shuffle(order)
         for start in range(0, len(order), TUNE_BATCH):
             batch = order[start:start + TUNE_BATCH]
-            if len(batch) < 2 or steps >= TUNE_STEPS:
+            if steps >= TUNE_STEPS:
+                break
+            if len(batch) < 2:
                 continue
             vectors = torch.nn.functional.normalize(
                 model(prepare([texts[i] for i in batch]))["sentence_embedding"], dim=1)
@@ -232,13 +227,24 @@ class Tuned:
         self.model, self.memo, self._lock = model, {}, threading.Lock()
 
     def vectors(self, texts: list[str]) -> list[list[float]]:
-        keys = [digest(t) for t in texts]
         with self._lock:
-            missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.memo}
-            if missing:
-                found = self.model.encode(list(missing.values()), normalize_embeddings=True)
-                self.memo.update({k: [float(x) for x in v] for k, v in zip(missing, found, strict=True)})
-            return [self.memo[k] for k in keys]
+            fill(self.memo, texts, self.encode)
+            return [self.memo[digest(t)] for t in texts]
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        return [list(map(float, v)) for v in self.model.encode(texts, normalize_embeddings=True)]
+
+
+def fill(memo: dict[str, list[float]], texts: list[str], embed) -> dict[str, list[float]]:
+    """Put into `memo` (sha256 of text -> float32 vector) the texts it lacks, each embedded once, BATCH to
+    a call of `embed`; what was new. The caller holds the memo's lock."""
+    by_key = {digest(t): t for t in texts}
+    missing, new = [k for k in by_key if k not in memo], {}
+    for start in range(0, len(missing), BATCH):
+        part = missing[start:start + BATCH]
+        new.update({k: float32(v) for k, v in zip(part, embed([by_key[k] for k in part]), strict=True)})
+    memo.update(new)
+    return new
 
 
 def nearest(embedder: Embedder, pool: list[str], near: list[str], k: int) -> list[int]:
