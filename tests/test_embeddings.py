@@ -96,6 +96,7 @@ def test_with_fewer_votes_than_min_votes_the_embedding_learner_judges_exactly_as
                    [rules.judge(c, VOCABULARY, site) for c in stories]
 
 
+@pytest.mark.long
 def test_votes_on_the_development_pages_carry_to_pages_the_rules_never_saw():
     """The acceptance: learning from the 110 development labels, the judge on the four fresh pages."""
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FRESH), "--learn-from", str(DEV), "--model", "rules",
@@ -109,6 +110,7 @@ def test_votes_on_the_development_pages_carry_to_pages_the_rules_never_saw():
     assert after["embeddings"]["cost_usd"] == 0
 
 
+@pytest.mark.long
 def test_the_curve_on_the_fresh_pages_rises_and_never_falls_by_more_than_a_point():
     """Cross-validated by fresh page, learning from the development labels and the other fresh pages, in one
     order of the votes (each point tunes the model for each page: five orders take 11 minutes here)."""

@@ -121,7 +121,7 @@ def test_a_curve_with_pages_the_model_could_not_judge_names_them_and_fails(monke
     """Their stories count as wrong, as in eval; the table is printed, each failure named, the exit non-zero."""
     monkeypatch.setattr(models, "make_model", lambda *a, **k: DownFor("lobsters"))
     out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--orders", "2",
-                                   "--executor", "local"])
+                                   "--executor", "local", "--embeddings", "none"])  # failures, not what is learned
     assert out.exit_code == 1
     lines = out.output.splitlines()
     assert lines[0].split() == ["votes", "accuracy", "tag", "macro-F1", "orders"]
@@ -157,6 +157,7 @@ def test_a_model_litellm_does_not_know_fails_each_page_without_litellms_banner(l
 def test_a_curve_says_once_that_there_is_no_jail(monkeypatch):
     """The executor is chosen once for the whole curve, not for each of its 24 page judgments."""
     monkeypatch.setattr(agent.jail, "unavailable", lambda: "no bubblewrap here")
-    out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--orders", "1"])
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--orders", "1",
+                                   "--embeddings", "none"])  # the executor, not what is learned
     assert out.exit_code == 0, out.output
     assert out.output.count("notice: no jail on this machine (no bubblewrap here)") == 1

@@ -18,6 +18,7 @@ import random
 import re
 import sqlite3
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,6 +122,7 @@ VOCABULARY = schema.reference_vocabulary()
 INTERESTS = rules.interests_from("systems, security and databases", set(VOCABULARY))
 
 
+@pytest.mark.long
 @settings(max_examples=scale(5000, 20000), deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(page=st.integers(0, len(PAGES) - 1), seed=st.integers(0, 2**32 - 1))
