@@ -315,7 +315,8 @@ def format_use(used: dict) -> str:
         return "none (the word-feature learner)"
     cost = "unknown cost" if used["cost_usd"] is None else f"${used['cost_usd']:.4f}"
     tuned = used.get("tuned") or []
-    tuning = (f", tuned on the votes {len(tuned)} times ({sum(t['steps'] for t in tuned)} steps, "
+    times = "once" if len(tuned) == 1 else f"{len(tuned)} times"
+    tuning = (f", tuned on the votes {times} ({sum(t['steps'] for t in tuned)} steps, "
               f"{sum(t['seconds'] for t in tuned):.0f} s)") if tuned else ""
     return f"{used['model']}, {used['texts']} texts in {used['calls']} calls, {used['tokens']} tokens, {cost}{tuning}"
 
