@@ -266,6 +266,24 @@ def test_tuning_pulls_a_readers_likes_together_and_apart_from_what_they_refuse(l
     assert local.tuned(texts, [1] * 8) is None  # one kind of vote: nothing to tell apart
 
 
+def test_tuning_moves_only_the_top_layers_and_reads_a_bounded_start_of_each_text():
+    """The token embeddings and the lowest TUNE_FROZEN layers stay as released (each step's backward pass
+    stops above them), and the tuned model reads TUNE_TOKENS tokens of a text, tuning and after: one long
+    text of odd characters would otherwise pad its whole batch."""
+    import torch
+
+    released = embeddings.load_local()
+    model, steps = embeddings.tune(embeddings.load_local(), ["Rust internals (rust-lang.org) []", "x " * 400,
+                                                            "Stocks fall (ft.com) []", "CEO resigns (ft.com) []"],
+                                   [1, 1, 0, 0])
+    layers = lambda m: [m[0].auto_model.embeddings, *m[0].auto_model.encoder.layer]  # noqa: E731
+    moved = [not all(torch.equal(a, b) for a, b in zip(x.parameters(), y.parameters(), strict=True))
+             for x, y in zip(layers(released), layers(model), strict=True)]
+    assert steps == embeddings.TUNE_EPOCHS
+    assert moved == [False] * (1 + embeddings.TUNE_FROZEN) + [True] * (6 - embeddings.TUNE_FROZEN)
+    assert model.max_seq_length == embeddings.TUNE_TOKENS < released.max_seq_length
+
+
 def test_a_litellm_embedding_model_is_used_as_it_is_served():
     """Its weights are not here: relevance is learned over the vectors the server gives."""
     with EmbeddingServer() as server:
