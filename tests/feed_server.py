@@ -7,8 +7,10 @@ import mimetypes
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from .helpers import LoopbackServer
 
 
 @dataclass
@@ -30,8 +32,7 @@ class FeedServer:
 
     def __post_init__(self):
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
-        self.httpd.daemon_threads = True
+        self.httpd = LoopbackServer(self.handler())
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, name: str) -> str:

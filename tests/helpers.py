@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,22 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures"  # the team
 FRESH = SHARED / "fresh" / "labels.csv"  # four pages the rules were never written on: they measure learning
 DEV = SHARED / "labels.csv"  # the four development pages the rules were written on
 SNAPSHOT = FIXTURES / "snapshot"
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A test's HTTP server on 127.0.0.1 (a free port), each request in a daemon thread. Many tests are about
+    a client giving up (a timeout, a cap, a deadline), so a request whose client has gone (an OSError) is not
+    printed: socketserver would print it on whatever stderr is current, which a later test of the same worker
+    may be capturing as a command's output."""
+
+    daemon_threads = True
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 def free_port() -> int:

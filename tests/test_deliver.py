@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from email import policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 
-from .helpers import SNAPSHOT
+from .helpers import SNAPSHOT, LoopbackServer
 
 SECRET = "a shared secret"
 
@@ -78,8 +78,7 @@ class Receiver:
                 except OSError:  # the sender was killed while we waited: it never hears the answer
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = LoopbackServer(Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
 

@@ -7,7 +7,7 @@ import math
 import re
 import sqlite3
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from click.testing import CliRunner
@@ -17,7 +17,7 @@ from pipeline.cli import cli
 from pipeline.prompt import Candidate
 from pipeline.settings import Judge
 
-from .helpers import DEV, FRESH, SNAPSHOT
+from .helpers import DEV, FRESH, SNAPSHOT, LoopbackServer
 
 VOCABULARY = set(schema.reference_vocabulary())
 
@@ -53,7 +53,7 @@ class EmbeddingServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = LoopbackServer(Handler)
 
     @property
     def options(self) -> dict:

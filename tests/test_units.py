@@ -8,7 +8,7 @@ import pytest
 from pipeline import collect, parse, rules, schema, store, sync, text
 from pipeline.prompt import Candidate
 
-from .helpers import with_sites
+from .helpers import LoopbackServer, with_sites
 
 VOCABULARY = set(schema.reference_vocabulary())
 
@@ -108,3 +108,28 @@ def test_stored_errors_name_files_without_their_folders_and_keep_closing_tags(tm
     a closing tag, not a path (it read `<code>`, and the model was told the wrong tag)."""
     stored = text.without_paths(f"no <code>x</code> in {tmp_path}/sandboxes/1/hn.db or /home/me/.ssh/id", tmp_path)
     assert stored == "no <code>x</code> in sandboxes/1/hn.db or id"
+
+
+def test_a_loopback_server_is_silent_about_a_client_that_went_away_and_not_about_a_bug(capfd):
+    """Many tests' clients give up on purpose; a traceback of that on stderr would land in whatever later test
+    of the same worker is capturing a command's output. A handler's own bug is still printed."""
+    import threading
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            raise BrokenPipeError if self.path == "/gone" else ValueError("a bug in the handler")
+
+    server = LoopbackServer(Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path in ("/gone", "/bug"):
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}{path}", timeout=5)
+            if path == "/gone":
+                assert capfd.readouterr().err == ""
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "ValueError: a bug in the handler" in capfd.readouterr().err

@@ -11,13 +11,13 @@ import socket
 import sqlite3
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from pipeline import articles
 
-from ..helpers import FIXTURES
+from ..helpers import FIXTURES, LoopbackServer
 from .figures import record
 
 REAL_PAGE = gzip.decompress(sorted((FIXTURES / "articles").glob("*.html.gz"))[0].read_bytes())
@@ -90,8 +90,7 @@ class Hostile(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    httpd.daemon_threads = True
+    httpd = LoopbackServer(Hostile)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -197,7 +196,7 @@ def test_a_second_dns_answer_cannot_differ_from_the_one_checked(monkeypatch):
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Internal)
+    httpd = LoopbackServer(Internal)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     port = httpd.server_address[1]
     real, answers = socket.getaddrinfo, []

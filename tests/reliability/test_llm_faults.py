@@ -12,7 +12,7 @@ import pytest
 from pipeline import models, refresh, rules
 from pipeline.settings import Judge
 
-from ..helpers import SNAPSHOT
+from ..helpers import SNAPSHOT, LoopbackServer
 from ..stub_llm import RESET, SLOW, StubLLM, completion
 from .figures import after_module, record
 
@@ -67,7 +67,7 @@ def test_a_model_endpoint_dripping_bytes_cannot_hold_a_site_past_its_deadline(tm
     for 88 s against site_timeout = 20. Every model call now ends by the site's deadline."""
     import json
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     from ..stub_llm import cli_refresh
 
@@ -92,8 +92,7 @@ def test_a_model_endpoint_dripping_bytes_cannot_hold_a_site_past_its_deadline(tm
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
-    httpd.daemon_threads = True
+    httpd = LoopbackServer(Drip)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     config = tmp_path / "newsreader.toml"
     config.write_text("site_timeout = 8\n")
