@@ -11,7 +11,7 @@ from pipeline.cli import cli
 from pipeline.sandbox import reference_vocabulary
 from pipeline.settings import Judge
 
-from .helpers import FIXTURES, ScriptedModel
+from .helpers import FIXTURES, FRESH, ScriptedModel
 
 LABELS = """source,file,rank,title,url,domain,native_tags,relevant,tags
 hn,hn_fben3-2024-08.html,1,Bypassing airport security via SQL injection,https://ian.sh/tsa,ian.sh,,1,security;web
@@ -157,7 +157,7 @@ def test_a_model_litellm_does_not_know_fails_each_page_without_litellms_banner(l
 def test_a_curve_says_once_that_there_is_no_jail(monkeypatch):
     """The executor is chosen once for the whole curve, not for each of its 24 page judgments."""
     monkeypatch.setattr(agent.jail, "unavailable", lambda: "no bubblewrap here")
-    out = CliRunner().invoke(cli, ["eval", "--labels", str(FIXTURES / "labels.csv"), "--curve", "--orders", "1",
+    out = CliRunner().invoke(cli, ["eval", "--labels", str(FRESH), "--curve", "--orders", "1",  # 4 pages x 6 points
                                    "--embeddings", "none"])  # the executor, not what is learned
     assert out.exit_code == 0, out.output
     assert out.output.count("notice: no jail on this machine (no bubblewrap here)") == 1
