@@ -150,9 +150,11 @@ def test_a_step_that_never_ends_is_killed_at_the_step_timeout(tmp_path, history)
         elapsed = time.monotonic() - t0
     assert done.returncode == 0, done.stderr
     assert "partial" in done.stderr and "ran past its 5 s limit" in done.stderr, done.stderr
-    assert elapsed < 3 * 5 + 10, elapsed  # 3 x the bound, plus start-up (LiteLLM's import is ~3 s)
     conn = sqlite3.connect(history)
-    error = conn.execute("SELECT error FROM run_sites WHERE run_id = 2 AND source = 'hn'").fetchone()[0]
+    error, judging = conn.execute("SELECT error, judge_s FROM run_sites WHERE run_id = 2 AND source = 'hn'").fetchone()
+    # 3 x the bound, plus each step's jail start: the site's own recorded time (the wall clock around the command
+    # also counts its imports, 27 s on four busy workers)
+    assert judging < 3 * 5 + 10, judging
     assert conn.execute("SELECT status FROM runs WHERE id = 2").fetchone() == ("partial",)
     conn.close()
     assert "the jail was killed" in error

@@ -123,7 +123,7 @@ INTERESTS = rules.interests_from("systems, security and databases", set(VOCABULA
 
 
 @pytest.mark.long
-@settings(max_examples=scale(5000, 20000), deadline=None, database=None,
+@settings(max_examples=scale(3000, 20000), deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(page=st.integers(0, len(PAGES) - 1), seed=st.integers(0, 2**32 - 1))
 def test_mutated_pages_parse_or_say_why(tmp_path_factory, page, seed):
